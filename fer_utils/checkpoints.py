@@ -1,0 +1,90 @@
+"""Checkpoints that describe themselves and load with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors and JSON-like values:
+``model_name``, ``model_kwargs``, ``classes``, ``preprocessing``, ``config``,
+``model_state`` and optional training state (``optimizer_state``, ``scheduler_state``,
+``epoch``, ``rng_state``, ``history``...).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fer_utils.models import create_model
+
+#: How faces are turned into model input; recorded so prediction matches training.
+DEFAULT_PREPROCESSING: dict[str, Any] = {"size": 48, "channels": 1, "scale": "0-1"}
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the classes or input the caller expects."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    model_name: str,
+    classes: Sequence[str],
+    model_kwargs: dict[str, Any] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    **state: Any,
+) -> Path:
+    """Write a checkpoint atomically (temp file + rename) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    payload = {
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs or {}),
+        "classes": list(classes),
+        "preprocessing": dict(preprocessing or DEFAULT_PREPROCESSING),
+        "config": dict(config or {}),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **state,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint dict with ``weights_only=True``; clear error if missing or not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or "model_state" not in ckpt or "model_name" not in ckpt:
+        raise CheckpointMismatchError(f"{path} is not a fer_utils checkpoint (no model_state/model_name)")
+    return ckpt
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    expected_classes: Sequence[str] | None = None,
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model from a checkpoint, in eval mode on ``device``.
+
+    Refuses (``CheckpointMismatchError``) a checkpoint whose class list differs from
+    ``expected_classes``. Returns ``(model, checkpoint_dict)``.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if expected_classes is not None and list(expected_classes) != list(ckpt["classes"]):
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint classes {ckpt['classes']} differ from expected {list(expected_classes)}"
+        )
+    pre = ckpt.get("preprocessing", DEFAULT_PREPROCESSING)
+    model = create_model(
+        ckpt["model_name"], num_classes=len(ckpt["classes"]),
+        in_chans=int(pre.get("channels", 1)), **ckpt["model_kwargs"],
+    )
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device).eval(), ckpt

@@ -1,0 +1,42 @@
+"""``python -m fer_utils COMMAND``: one entry point, each command in its own module.
+
+A command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is
+imported only when its command is used, so ``predict`` never loads training code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("fer_utils.bench", "throughput benchmarks (data iterator, predict)"),
+    "train": ("fer_utils.train.command", "train a model, writing a run folder"),
+    "evaluate": ("fer_utils.evaluate.command", "evaluate a checkpoint on a dataset split"),
+    "crossval": ("fer_utils.crossval_command", "subject-independent k-fold on sequence data"),
+    "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
+    "predict": ("fer_utils.predict", "emotions of the faces in photos and videos"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command (modules loaded lazily on use)."""
+    parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"python -m fer_utils {name}", description=COMMANDS[name][1])
+    module.configure_parser(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)

@@ -1,0 +1,101 @@
+"""`FaceData`: images as one uint8 array plus labels and per-item metadata."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: Metadata columns every loader fills (one row per item).
+META_COLUMNS: tuple[str, ...] = ("split", "subject", "sequence", "frame", "source")
+
+
+@dataclass
+class FaceData:
+    """A labelled set of greyscale faces (stills or clips) with metadata.
+
+    Attributes:
+        images: uint8 array, ``(N, H, W)`` for stills or ``(N, T, H, W)`` for clips.
+        labels: int64 array ``(N,)`` indexing ``classes``.
+        classes: class names in canonical order (see :mod:`fer_utils.labels`).
+        meta: one row per item with at least :data:`META_COLUMNS`:
+            ``split`` (official split or ``""``), ``subject`` (person id or ``""``),
+            ``sequence`` (sequence/clip id), ``frame`` (frame index in the sequence,
+            or first frame of a clip), ``source`` (file and line/path it came from).
+        name: dataset name, for messages and experiment configs.
+        skipped: count of bad inputs skipped with ``errors="skip"``, by reason.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    meta: pd.DataFrame
+    name: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        n = len(self.images)
+        if self.images.dtype != np.uint8 or self.images.ndim not in (3, 4):
+            raise ValueError(
+                f"{self.name}: images must be uint8 (N,H,W) or (N,T,H,W), got "
+                f"{self.images.dtype} {self.images.shape}"
+            )
+        if len(self.labels) != n or len(self.meta) != n:
+            raise ValueError(
+                f"{self.name}: {n} images, {len(self.labels)} labels, {len(self.meta)} meta rows"
+            )
+        missing = [c for c in META_COLUMNS if c not in self.meta.columns]
+        if missing:
+            raise ValueError(f"{self.name}: meta lacks columns {missing}")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ValueError(f"{self.name}: labels outside 0..{len(self.classes) - 1}")
+        self.meta = self.meta.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def is_clip(self) -> bool:
+        """True for ``(N, T, H, W)`` clips."""
+        return self.images.ndim == 4
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of one frame."""
+        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+
+    @property
+    def subjects(self) -> np.ndarray:
+        """Subject id per item (empty strings where unknown)."""
+        return self.meta["subject"].to_numpy()
+
+    def subset(self, index: np.ndarray | list[int] | pd.Series) -> "FaceData":
+        """Items selected by a boolean mask or integer index."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return FaceData(
+            images=self.images[idx], labels=self.labels[idx], classes=self.classes,
+            meta=self.meta.iloc[idx], name=self.name, skipped=dict(self.skipped),
+        )
+
+    def split(self, *names: str) -> "FaceData":
+        """Items whose ``split`` is one of ``names`` (error if none match)."""
+        mask = self.meta["split"].isin(names).to_numpy()
+        if not mask.any():
+            have = sorted(self.meta["split"].unique())
+            raise KeyError(f"{self.name}: no items in split(s) {names}; splits present: {have}")
+        return self.subset(mask)
+
+    def class_counts(self) -> pd.Series:
+        """Number of items per class name, in class order."""
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return pd.Series(counts, index=list(self.classes), name="count")
+
+    def summary(self) -> str:
+        """One line: name, item count, shape, classes, skipped inputs."""
+        text = f"{self.name}: {len(self)} items of {self.images.shape[1:]}, {len(self.classes)} classes"
+        if self.skipped:
+            text += f", skipped {sum(self.skipped.values())} ({self.skipped})"
+        return text

@@ -1,0 +1,1 @@
+"""Imports every model family module so their registrations run."""

@@ -1,0 +1,64 @@
+"""Model registry in the style of timm: register by name, create by name, list by pattern."""
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model factory and what input it takes."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_kind: str  # "image": (B, C, H, W); "clip": (B, T, C, H, W)
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str | None = None, *, input_kind: str = "image") -> Callable:
+    """Decorator registering ``factory(num_classes, in_chans, **kwargs) -> nn.Module``."""
+    if input_kind not in ("image", "clip"):
+        raise ValueError(f"input_kind must be 'image' or 'clip', got {input_kind!r}")
+
+    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or factory.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} registered twice")
+        doc = (factory.__doc__ or "").strip().splitlines()
+        _REGISTRY[key] = ModelEntry(key, factory, input_kind, doc[0] if doc else "")
+        return factory
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    # Importing the family modules runs their @register_model decorators.
+    from fer_utils.models import families  # noqa: F401
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; ``KeyError`` lists the known names."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known models: {list_models()}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
+    """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given."""
+    return model_entry(name).factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
+    """Sorted names matching a glob ``pattern`` (and ``input_kind`` if given)."""
+    _ensure_loaded()
+    return sorted(
+        k for k, e in _REGISTRY.items()
+        if fnmatch.fnmatch(k, pattern) and (input_kind is None or e.input_kind == input_kind)
+    )

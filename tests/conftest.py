@@ -1,0 +1,48 @@
+"""Shared fixtures: the real datasets (when FER_DATA_DIR is set) and small CPU settings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _data_dir() -> Path | None:
+    root = os.environ.get("FER_DATA_DIR")
+    return Path(root) if root else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``$FER_DATA_DIR``; tests needing real data skip (with the reason) when unset."""
+    root = _data_dir()
+    if root is None or not root.is_dir():
+        pytest.skip("FER_DATA_DIR is not set to the datasets folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def fer2013(data_dir):
+    """The real FER2013 CSV as a FaceData (all splits present in the file)."""
+    from fer_utils.data import load_dataset
+
+    return load_dataset("fer2013", data_dir)
+
+
+@pytest.fixture(scope="session")
+def ckplus48_frames(data_dir):
+    """The real CK+48 frames (981) with subject/sequence metadata."""
+    from fer_utils.data import load_dataset
+
+    return load_dataset("ckplus48", data_dir)
+
+
+@pytest.fixture(scope="session")
+def ckplus48_clips(ckplus48_frames):
+    """The real CK+48 as 327 three-frame clips."""
+    from fer_utils.data import make_clips
+
+    return make_clips(ckplus48_frames, length=3)
