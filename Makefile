@@ -1,0 +1,43 @@
+# One-command setup: every target below creates .venv on first use (Python 3.11, pinned versions).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Pinned versions (environment.yml repeats them for conda users).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PINS := timm==1.0.31 "opencv-python-headless==4.14.0.94" numpy==2.4.6 pandas==3.1.1 \
+	scikit-learn==1.9.1 scipy==1.17.1 matplotlib==3.11.2 seaborn==0.13.2 tqdm==4.70.1 pillow==13.0.0 \
+	papermill==2.7.0 nbval==0.11.0 jupyterlab==4.6.6 ipykernel==7.4.0 pytest==9.2.0
+FACENET := facenet-pytorch==2.6.0
+SMOKE ?= 0
+DEVICE ?= auto
+PYTEST_ARGS ?=
+
+.PHONY: setup test report lab bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS) $(PINS)
+	# facenet-pytorch pins torch<2.3 in its metadata: install it without dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps $(FACENET)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	# Unit tests plus every notebook executed headlessly in smoke mode (nbval, lax: errors fail).
+	MPLBACKEND=Agg FER_SMOKE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks $(PYTEST_ARGS)
+
+report: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m fer_utils.report --smoke $(SMOKE) --device $(DEVICE)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(BIN)/python -m fer_utils bench data
+
+clean-venv:
+	rm -rf $(VENV)

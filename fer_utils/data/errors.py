@@ -1,0 +1,50 @@
+"""Errors raised by the data layer, and the ``errors="raise"|"skip"`` policy."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+
+class DatasetError(ValueError):
+    """Bad dataset content: the message names the file, line/path and what was expected."""
+
+
+class MissingDatasetError(FileNotFoundError):
+    """A dataset is not where it was expected; the message says where to get it."""
+
+    def __init__(self, name: str, expected: Path | str, how_to_get: str) -> None:
+        super().__init__(
+            f"{name} not found: expected {expected}. {how_to_get} "
+            "Point FER_DATA_DIR (or root=...) at the folder holding the datasets; see data/README.md."
+        )
+
+
+class SkipLog:
+    """Applies the ``errors`` policy: raise at once, or count skipped items by reason."""
+
+    def __init__(self, errors: str) -> None:
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        self.errors = errors
+        self.counts: Counter[str] = Counter()
+        self.examples: list[str] = []
+
+    def bad(self, reason: str, message: str) -> None:
+        """Report one bad item: raise ``DatasetError(message)`` or count it under ``reason``."""
+        if self.errors == "raise":
+            raise DatasetError(message)
+        self.counts[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append(message)
+
+    def report(self, name: str) -> dict[str, int]:
+        """Warn once with the skip counts and return them as a plain dict."""
+        if self.counts:
+            import warnings
+
+            total = sum(self.counts.values())
+            warnings.warn(
+                f"{name}: skipped {total} bad item(s) {dict(self.counts)}; first: {self.examples[0]}",
+                stacklevel=3,
+            )
+        return dict(self.counts)

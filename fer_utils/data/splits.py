@@ -1,0 +1,57 @@
+"""Train/test splits: stratified hold-out, and subject-independent k-fold / leave-one-subject-out."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import (
+    GroupShuffleSplit, LeaveOneGroupOut, StratifiedGroupKFold, train_test_split,
+)
+
+from fer_utils.data.dataset import FaceData
+
+Fold = tuple[np.ndarray, np.ndarray]
+
+
+def stratified_holdout(data: FaceData, test_size: float = 0.1, seed: int = 0) -> Fold:
+    """Indices ``(train, held_out)`` keeping class proportions."""
+    index = np.arange(len(data))
+    train, held = train_test_split(index, test_size=test_size, random_state=seed, stratify=data.labels)
+    return np.sort(train), np.sort(held)
+
+
+def _subjects(data: FaceData) -> np.ndarray:
+    subjects = data.subjects
+    if (subjects == "").any():
+        raise ValueError(f"{data.name}: subject-independent splits need a subject for every item")
+    return subjects
+
+
+def _check_disjoint(data: FaceData, folds: list[Fold]) -> list[Fold]:
+    subjects = data.subjects
+    for i, (train, test) in enumerate(folds):
+        shared = set(subjects[train]) & set(subjects[test])
+        assert not shared, f"fold {i}: subjects {sorted(shared)[:5]} on both sides"
+    return folds
+
+
+def subject_holdout(data: FaceData, test_size: float = 0.2, seed: int = 0) -> Fold:
+    """Indices ``(train, held_out)`` with no subject on both sides."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, held = next(splitter.split(np.zeros(len(data)), data.labels, _subjects(data)))
+    return _check_disjoint(data, [(np.sort(train), np.sort(held))])[0]
+
+
+def subject_kfold(data: FaceData, k: int = 10, seed: int = 0) -> list[Fold]:
+    """``k`` folds by subject, class-stratified as far as groups allow; each item tested once."""
+    subjects = _subjects(data)
+    if len(set(subjects)) < k:
+        raise ValueError(f"{data.name}: {len(set(subjects))} subjects, fewer than k={k} folds")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(np.zeros(len(data)), data.labels, subjects)]
+    return _check_disjoint(data, folds)
+
+
+def leave_one_subject_out(data: FaceData) -> list[Fold]:
+    """One fold per subject: that subject's items are the test set."""
+    subjects = _subjects(data)
+    folds = [(tr, te) for tr, te in LeaveOneGroupOut().split(np.zeros(len(data)), data.labels, subjects)]
+    return _check_disjoint(data, folds)

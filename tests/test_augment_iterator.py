@@ -1,0 +1,75 @@
+"""Device-side augmentation and the batch iterator."""
+import numpy as np
+import pytest
+import torch
+
+from fer_utils.data import BatchIterator, create_augment, list_augments, subject_holdout, to_model_input
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (50, 48, 48), dtype=np.uint8)
+CLIPS = np.random.default_rng(1).integers(0, 256, (20, 3, 48, 48), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", list_augments())
+def test_augment_shapes_dtype_range(name):
+    aug = create_augment(name)
+    x = aug(torch.from_numpy(IMAGES), torch.Generator().manual_seed(0))
+    assert x.shape == (50, 1, 48, 48) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1
+    c = aug(torch.from_numpy(CLIPS), torch.Generator().manual_seed(0))
+    assert c.shape == (20, 3, 1, 48, 48)
+
+
+def test_augment_none_is_exact_conversion():
+    x = to_model_input(IMAGES)
+    torch.testing.assert_close(x[:, 0], torch.from_numpy(IMAGES).float() / 255)
+
+
+def test_augment_deterministic_under_seed_and_varies_otherwise():
+    aug = create_augment("strong")
+    batch = torch.from_numpy(IMAGES)
+    a = aug(batch, torch.Generator().manual_seed(3))
+    b = aug(batch, torch.Generator().manual_seed(3))
+    c = aug(batch, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (a - to_model_input(IMAGES)).abs().mean() > 0.05  # it really changes images
+
+
+def test_same_transform_on_every_frame_of_a_clip():
+    clip = np.repeat(IMAGES[:8, None], 3, axis=1)  # identical frames
+    out = create_augment("strong")(torch.from_numpy(clip), torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+
+
+def test_flip_only_mirrors():
+    aug = create_augment("none", flip=1.0)
+    out = aug(torch.from_numpy(IMAGES[:4]), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, to_model_input(IMAGES[:4]).flip(-1), atol=1e-5, rtol=0)
+
+
+def test_iterator_covers_epoch_and_is_reproducible():
+    labels = np.arange(50) % 7
+    it = BatchIterator(IMAGES, labels, batch_size=16, device="cpu", augment=create_augment("standard"), seed=1)
+    assert len(it) == 4
+    first = list(it)
+    seen = torch.cat([y for _, y in first])
+    assert sorted(seen.tolist()) == sorted(labels.tolist())
+    second = list(it)  # next epoch: different order
+    assert not torch.equal(first[0][1], second[0][1])
+    it.set_epoch(0)
+    again = list(it)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+
+
+def test_iterator_clips_and_drop_last_and_errors(ckplus48_clips):
+    it = BatchIterator(ckplus48_clips, batch_size=100, device="cpu", drop_last=True, shuffle=False)
+    batches = list(it)
+    assert len(batches) == 3 and batches[0][0].shape == (100, 3, 1, 48, 48)
+    with pytest.raises(ValueError, match="uint8"):
+        BatchIterator(IMAGES.astype(np.float32), np.zeros(50), device="cpu")
+
+
+def test_subject_holdout_is_subject_disjoint(ckplus48_clips):
+    train, held = subject_holdout(ckplus48_clips, test_size=0.2, seed=0)
+    subjects = ckplus48_clips.subjects
+    assert not set(subjects[train]) & set(subjects[held])
+    assert len(train) + len(held) == len(ckplus48_clips)
