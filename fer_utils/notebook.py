@@ -1,0 +1,68 @@
+"""What every notebook needs first: smoke/full mode, device, and where outputs go."""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SMOKE_ENV = "FER_SMOKE"
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` at or above ``start`` (default: the working dir)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "fer_utils").is_dir():
+            return folder
+    raise FileNotFoundError(f"no fer_utils repository at or above {here}")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else as given."""
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        "cpu" if device == "auto" else device)
+
+
+@dataclass(frozen=True)
+class NotebookContext:
+    """Settings of one notebook run. Smoke runs write under ``scratch/smoke``, never the report."""
+
+    smoke: bool
+    device: torch.device
+    seed: int
+    results_dir: Path
+    figures_dir: Path
+
+    def figure(self, name: str) -> Path:
+        """Path of a PNG figure ``name`` (created folders)."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        return self.figures_dir / (name if name.endswith(".png") else f"{name}.png")
+
+    def result(self, name: str) -> Path:
+        """Path of a results file or folder ``name`` (parent folder created)."""
+        path = self.results_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def pick(self, full, smoke):
+        """``smoke`` in smoke mode, else ``full`` (epochs, subset sizes...)."""
+        return smoke if self.smoke else full
+
+
+def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int = 0) -> NotebookContext:
+    """Seed everything and decide output folders. ``smoke=None`` reads ``$FER_SMOKE`` (1 = smoke)."""
+    if smoke is None:
+        smoke = os.environ.get(SMOKE_ENV, "0") == "1"
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    root = repo_root()
+    base = root / "scratch" / "smoke" if smoke else root
+    ctx = NotebookContext(smoke, resolve_device(device), seed, base / "results", base / "figures")
+    print(f"mode={'smoke' if smoke else 'full'} device={ctx.device} seed={seed} "
+          f"results -> {ctx.results_dir} figures -> {ctx.figures_dir}")
+    return ctx
