@@ -60,3 +60,15 @@ def test_ckplus48_subject_folds_never_share_subjects(ckplus48_clips):
 def test_sliding_windows_on_real_sequences(ckplus48_frames):
     clips = make_clips(ckplus48_frames, length=2, window="sliding")
     assert len(clips) == 327 * 2 and clips.meta["window"].max() == 1
+
+
+def test_exploration_statistics_on_fer2013(fer2013):
+    from fer_utils.data.stats import class_balance, duplicate_summary, pixel_statistics
+
+    balance = class_balance(fer2013)
+    assert balance.loc["happy", "Training"] == 7215 and balance["share"].sum() == pytest.approx(1.0)
+    stats = pixel_statistics(fer2013)
+    assert stats["images"].sum() == len(fer2013) and stats["mean"].between(60, 200).all()
+    dup = duplicate_summary(fer2013)
+    # FER2013 is known to contain exact duplicates, some across the Training/PublicTest boundary.
+    assert dup["duplicate_groups"] > 0 and 0 < dup["groups_across_splits"] <= dup["duplicate_groups"]
