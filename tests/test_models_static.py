@@ -1,0 +1,198 @@
+"""Static-image model families: shapes, gradients, stems, autoencoder, O-Net and local weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_utils.checkpoints import save_checkpoint
+from fer_utils.labels import CANONICAL_CLASSES
+from fer_utils.models import create_model, list_models
+from fer_utils.models.autoencoder import (
+    conv_autoencoder, encoder_state, load_encoder_state, set_encoder_trainable, train_autoencoder,
+)
+from fer_utils.models.pretrained import load_backbone_weights
+
+#: Too slow on 2 CPU cores for a backward pass at full 48x48 resolution: forward only, batch 1.
+FORWARD_ONLY = {"resnet50", "resnet101", "densenet121"}
+SEVEN = list(CANONICAL_CLASSES[:7])
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_models(input_kind="image"))
+def test_image_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, in_chans=1)
+    count = n_params(model)
+    print(f"{name}: {count:,} parameters")
+    assert count > 0
+    if name in FORWARD_ONLY:
+        with torch.no_grad():
+            out = model.eval()(torch.rand(1, 1, 48, 48))
+        assert out.shape == (1, 7) and torch.isfinite(out).all()
+        return
+    out = model.train()(torch.rand(2, 1, 48, 48))
+    assert out.shape == (2, 7)
+    F.cross_entropy(out, torch.tensor([0, 3])).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    "name,size", [("simple_cnn", 64), ("vgg_small", 40), ("alexnet_frame", 64), ("mini_xception", 64)]
+)
+def test_img_size_kwarg(name, size):
+    kwargs = {} if name == "mini_xception" else {"img_size": size}
+    out = create_model(name, **kwargs).eval()(torch.rand(1, 1, size, size))
+    assert out.shape == (1, 7)
+
+
+def test_alexnet_exposes_trunk():
+    from fer_utils.models.alexnet import alexnet_trunk
+
+    model = create_model("alexnet_frame")
+    assert model.features(torch.rand(1, 1, 48, 48)).flatten(1).shape[1] == model.feature_dim == 256 * 2 * 2
+    assert [type(m) for m in alexnet_trunk(1)] == [type(m) for m in model.features]
+
+
+def test_resnet_stem_keeps_48x48():
+    model = create_model("resnet18").eval()
+    seen: dict[str, torch.Size] = {}
+
+    def record(key):
+        def hook(module, inputs, output):
+            seen[key] = output.shape
+        return hook
+
+    model.maxpool.register_forward_hook(record("stem"))
+    with torch.no_grad():
+        feats = model.forward_features(torch.rand(1, 1, 48, 48))
+    assert seen["stem"] == (1, 64, 48, 48)
+    assert feats.shape == (1, 512, 6, 6)
+    imagenet = create_model("resnet18", stem="imagenet")
+    imagenet.maxpool.register_forward_hook(record("imagenet"))
+    with torch.no_grad():
+        imagenet.eval()(torch.rand(1, 1, 48, 48))
+    assert seen["imagenet"] == (1, 64, 12, 12)
+    dense = create_model("densenet121")
+    conv0 = dense.features.conv0
+    assert conv0.kernel_size == (3, 3) and conv0.stride == (1, 1)
+    assert isinstance(dense.features.pool0, torch.nn.Identity)
+
+
+def test_autoencoder_round_trip_and_encoder_transfer(tmp_path):
+    torch.manual_seed(0)
+    ae = conv_autoencoder()
+    x = torch.rand(4, 1, 48, 48)
+    recon = ae(x)
+    assert recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
+    losses = train_autoencoder(ae, x, epochs=3, batch_size=2)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+    path = tmp_path / "encoder.pt"
+    torch.save(encoder_state(ae), path)
+    clf = create_model("cae_classifier", encoder_weights=str(path), freeze_encoder=True)
+    for key, value in ae.encoder.state_dict().items():
+        assert torch.equal(clf.encoder.state_dict()[key], value), key
+    assert not any(p.requires_grad for p in clf.encoder.parameters())
+    assert all(p.requires_grad for p in clf.classifier.parameters())
+    assert not clf.train().encoder.training  # frozen BN statistics
+    set_encoder_trainable(clf, True)
+    assert all(p.requires_grad for p in clf.encoder.parameters()) and clf.train().encoder.training
+
+    other = create_model("cae_classifier")
+    load_encoder_state(other, encoder_state(ae))
+    assert torch.equal(other.encoder[0].weight, ae.encoder[0].weight)
+
+
+def test_onet_features_use_bundled_weights():
+    import facenet_pytorch
+
+    bundled = torch.load(Path(facenet_pytorch.__file__).parent / "data" / "onet.pt", weights_only=True)
+    model = create_model("onet_features", freeze_backbone=True)
+    own = model.backbone.state_dict()
+    assert own and set(own) <= set(bundled)
+    assert all(torch.equal(own[k], bundled[k]) for k in own)
+    out = model.train()(torch.rand(2, 1, 48, 48))
+    assert out.shape == (2, 7)
+    out.sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.classifier.parameters())
+    assert model(torch.rand(1, 1, 64, 64)).shape == (1, 7)  # resized to O-Net's 48x48
+    assert create_model("onet_features", in_chans=3)(torch.rand(1, 3, 48, 48)).shape == (1, 7)
+    random = create_model("onet_features", pretrained=False)
+    assert not torch.equal(random.backbone.conv1.weight, bundled["conv1.weight"])
+
+
+@pytest.fixture(scope="module")
+def imagenet_resnet18(tmp_path_factory):
+    """A stand-in for a local ImageNet timm resnet18 file (RGB, 1000 classes)."""
+    import timm
+
+    torch.manual_seed(1)
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_pretrained_file_sums_rgb_kernels(imagenet_resnet18):
+    path, state = imagenet_resnet18
+    model = create_model("resnet18", pretrained_file=str(path), stem="imagenet")
+    assert torch.allclose(model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert model.fc.weight.shape == (7, 512)
+
+
+def test_pretrained_small_stem_and_env_dir(imagenet_resnet18, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    _, state = imagenet_resnet18
+    save_file(state, str(tmp_path / "resnet18.safetensors"))
+    monkeypatch.setenv("FER_PRETRAINED_DIR", str(tmp_path))
+    model = create_model("resnet18", pretrained=True)
+    assert model.conv1.weight.shape == (64, 1, 3, 3)  # small stem: ImageNet 7x7 conv not used
+    assert torch.equal(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert torch.equal(model.bn1.running_var, state["bn1.running_var"])
+
+
+def test_pretrained_missing_file_is_clear(tmp_path, monkeypatch):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth.*nothing is downloaded"):
+        create_model("resnet18", pretrained_file=str(missing))
+    monkeypatch.setenv("FER_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"densenet121\.pth.*densenet121\.safetensors"):
+        create_model("densenet121", pretrained=True)
+    monkeypatch.delenv("FER_PRETRAINED_DIR")
+    with pytest.raises(FileNotFoundError, match="FER_PRETRAINED_DIR"):
+        create_model("resnet34", pretrained=True)
+
+
+def test_load_backbone_weights_skips_head(tmp_path):
+    torch.manual_seed(0)
+    source = create_model("vgg_small")
+    path = save_checkpoint(tmp_path / "fer.pt", source, model_name="vgg_small", classes=SEVEN)
+
+    ck = create_model("vgg_small", num_classes=8)
+    report = load_backbone_weights(ck, path)
+    assert report.skipped == ["classifier.3.weight", "classifier.3.bias"]
+    assert torch.equal(ck.features[0].weight, source.features[0].weight)
+    assert torch.equal(ck.classifier[0].weight, source.classifier[0].weight)  # hidden FC kept
+    with pytest.raises(ValueError, match="head"):
+        load_backbone_weights(create_model("vgg_small", num_classes=8), path, strict_head=True)
+
+    same = create_model("vgg_small")
+    assert load_backbone_weights(same, path, classes=SEVEN).skipped == []
+    x = torch.rand(2, 1, 48, 48)
+    assert torch.equal(same.eval()(x), source.eval()(x))
+    relabelled = create_model("vgg_small")
+    other = [*SEVEN[:6], "contempt"]
+    assert "classifier.3.weight" in load_backbone_weights(relabelled, path, classes=other).skipped
+
+    with pytest.raises(ValueError, match="does not fit"):
+        load_backbone_weights(create_model("simple_cnn"), path)
