@@ -1,0 +1,62 @@
+"""``python -m fer_utils prepare-faces SRC OUT.npz``: a folder of photos to an aligned face array."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fer_utils.faces.detectors import list_detectors
+from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``prepare-faces``."""
+    parser.add_argument("src", help="folder tree of photos or sequence frames (class folders give labels)")
+    parser.add_argument("out", help="output array file (.npz); the report goes to OUT.report.json")
+    parser.add_argument("--detector", default="mtcnn", choices=list_detectors())
+    parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
+    parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
+    parser.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48)")
+    parser.add_argument("--margin", type=float, default=0.2, help="fraction of the box added on each side")
+    parser.add_argument("--keep", default="largest", choices=KEEP_CHOICES,
+                        help="face kept when an image has several (all are reported)")
+    parser.add_argument("--no-face", default="skip", choices=NO_FACE_CHOICES,
+                        help="images without a face: skip them or keep the whole image (reported either way)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per detector batch")
+    parser.add_argument("--chunk-size", type=int, default=256, help="images per saved chunk (resume unit)")
+    parser.add_argument("--work-dir", help="folder for partial results (default OUT.work/)")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work folder at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``prepare-faces``; 0 when at least one face was saved."""
+    detector_kw = {}
+    if args.cascade:
+        if args.detector == "mtcnn":
+            print("prepare-faces: --cascade only applies to --detector haar/lbp")
+            return 2
+        detector_kw["cascade"] = args.cascade
+    if args.min_face_size:
+        detector_kw["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
+    try:
+        report = prepare_faces(
+            args.src, args.out, args.detector, size=args.size, margin=args.margin, keep=args.keep,
+            no_face=args.no_face, device=args.device, detector_kw=detector_kw, work_dir=args.work_dir,
+            chunk_size=args.chunk_size, batch_size=args.batch_size, progress=not args.no_progress,
+            keep_work=args.keep_work,
+        )
+    except (OSError, ValueError, KeyError) as err:
+        print(f"prepare-faces: {err}")
+        return 2
+    except KeyboardInterrupt:
+        work = args.work_dir or Path(args.out).with_suffix(".work")
+        print(f"prepare-faces: interrupted; finished chunks are kept in {work}; run the same command to resume")
+        return 130
+    print(
+        f"prepare-faces: {report['images_found']} images -> {report['faces_saved']} faces in {args.out}; "
+        f"no face: {report['no_face']['count']} ({report['no_face']['action']}), "
+        f"several faces: {report['multiple_faces']['count']}, unreadable: {report['unreadable']['count']}; "
+        f"report: {report_path(args.out)}"
+    )
+    return 0 if report["faces_saved"] else 1

@@ -1,0 +1,281 @@
+"""Face detectors behind one interface: MTCNN (facenet-pytorch), OpenCV Haar and LBP cascades.
+
+Every detector takes uint8 RGB ``(H, W, 3)`` or greyscale ``(H, W)`` images and returns,
+per image, a list of :class:`Detection` sorted by decreasing score.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One face: ``box`` (x1, y1, x2, y2) in pixels, detector ``score`` and optional landmarks.
+
+    ``landmarks`` is ``(5, 2)`` float (x, y): eye on the image left, eye on the image right,
+    nose tip, mouth corner on the image left, mouth corner on the image right; ``None`` when
+    the detector gives none (cascades). MTCNN scores are probabilities; cascade scores are
+    neighbour counts (higher is more confident, not bounded by 1).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        box = tuple(float(v) for v in self.box)
+        if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(f"box must be (x1, y1, x2, y2) with x2 >= x1, y2 >= y1, got {self.box}")
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "score", float(self.score))
+        if self.landmarks is not None:
+            points = np.asarray(self.landmarks, dtype=np.float32)
+            if points.shape != (5, 2):
+                raise ValueError(f"landmarks must be (5, 2), got {points.shape}")
+            object.__setattr__(self, "landmarks", points)
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same detection in an image resized by ``factor``."""
+        points = None if self.landmarks is None else self.landmarks * factor
+        return Detection(tuple(v * factor for v in self.box), self.score, points)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: box rounded to 0.1 px, score, landmarks (or None)."""
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "score": round(self.score, 4),
+            "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
+        }
+
+
+def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """Return ``image`` as uint8 RGB ``(H, W, 3)``; ``ValueError`` for anything else."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"{what}: expected a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"{what}: expected RGB (H, W, 3) or greyscale (H, W), got shape {image.shape}")
+
+
+class FaceDetector(ABC):
+    """Common interface. ``max_side``: larger images are shrunk for detection (boxes map back)."""
+
+    name: str = ""
+
+    def __init__(self, max_side: int | None = 1280) -> None:
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in one image, most confident first."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each image (images may differ in size), most confident first."""
+        prepared, factors = [], []
+        for i, image in enumerate(images):
+            rgb = check_image(image, f"image {i}")
+            factor = 1.0
+            if self.max_side and max(rgb.shape[:2]) > self.max_side:
+                factor = self.max_side / max(rgb.shape[:2])
+                size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            prepared.append(rgb)
+            factors.append(factor)
+        results = self._detect(prepared)
+        return [
+            sorted((d if f == 1.0 else d.scaled(1.0 / f) for d in dets), key=lambda d: -d.score)
+            for dets, f in zip(results, factors)
+        ]
+
+    @abstractmethod
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Detect in RGB uint8 images already resized to at most ``max_side``."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class MTCNNDetector(FaceDetector):
+    """MTCNN (facenet-pytorch; weights ship inside the wheel), batched on CPU or CUDA.
+
+    Same-size images are detected together in batches of ``batch_size``; faces scoring below
+    ``min_score`` are dropped.
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        *,
+        min_face_size: int = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        min_score: float = 0.9,
+        batch_size: int = 16,
+        max_side: int | None = 1280,
+    ) -> None:
+        super().__init__(max_side)
+        try:
+            from facenet_pytorch.models.mtcnn import MTCNN
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the MTCNN detector needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
+                "(or use --detector haar)"
+            ) from err
+        self.device = resolve_device(device)
+        self.min_face_size = int(min_face_size)
+        self.thresholds = [float(t) for t in thresholds]
+        self.factor = float(factor)
+        self.min_score = float(min_score)
+        self.batch_size = int(batch_size)
+        self._nets = MTCNN(min_face_size=self.min_face_size, device=self.device).eval()
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        results: list[list[Detection]] = [[] for _ in images]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            # MTCNN's image pyramid is empty (and facenet-pytorch fails) below this size.
+            if min(image.shape[:2]) * 12 / self.min_face_size >= 12:
+                by_shape.setdefault(image.shape, []).append(i)
+        n = self._nets
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                batch = np.stack([images[i] for i in chunk])
+                with torch.inference_mode():
+                    boxes, points = detect_face(
+                        batch, self.min_face_size, n.pnet, n.rnet, n.onet,
+                        self.thresholds, self.factor, self.device,
+                    )
+                for i, b, p in zip(chunk, boxes, points):
+                    results[i] = [
+                        Detection(tuple(row[:4]), row[4], pts)
+                        for row, pts in zip(np.asarray(b, np.float32).reshape(-1, 5),
+                                            np.asarray(p, np.float32).reshape(-1, 5, 2))
+                        if row[4] >= self.min_score
+                    ]
+        return results
+
+
+class CascadeDetector(FaceDetector):
+    """An OpenCV cascade classifier (Haar or LBP XML); CPU only, no landmarks.
+
+    The score is the number of merged neighbour detections behind each box. ``equalize``
+    equalises the histogram first (helps dim photos, but is several times slower on
+    textured images).
+    """
+
+    def __init__(
+        self,
+        cascade: str | os.PathLike,
+        *,
+        name: str = "cascade",
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 30,
+        equalize: bool = False,
+        max_side: int | None = 1280,
+    ) -> None:
+        super().__init__(max_side)
+        path = Path(cascade)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name} cascade file not found: {path}")
+        self._cascade = cv2.CascadeClassifier()
+        try:
+            loaded = self._cascade.load(str(path))
+        except (cv2.error, SystemError):  # OpenCV raises on malformed XML
+            loaded = False
+        if not loaded or self._cascade.empty():
+            raise ValueError(f"{path}: not an OpenCV cascade classifier XML file")
+        self.name = name
+        self.cascade_path = path
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+        self.min_size = int(min_size)
+        self.equalize = bool(equalize)
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        results = []
+        for image in images:
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            if self.equalize:
+                grey = cv2.equalizeHist(grey)
+            rects, neighbours = self._cascade.detectMultiScale2(
+                grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size),
+            )
+            results.append([
+                Detection((x, y, x + w, y + h), float(k))
+                for (x, y, w, h), k in zip(np.reshape(rects, (-1, 4)), np.ravel(neighbours))
+            ])
+        return results
+
+
+#: The frontal-face Haar cascade bundled with opencv-python(-headless) < 5.
+HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
+
+
+def _haar(device: Any = None, *, cascade: str | os.PathLike | None = None, **kw: Any) -> CascadeDetector:
+    """Haar cascade (default: OpenCV's bundled frontal face cascade); ``device`` is ignored."""
+    if cascade is None:
+        cascade = Path(cv2.data.haarcascades) / HAAR_FRONTAL_FACE
+    return CascadeDetector(cascade, name="haar", **kw)
+
+
+def _lbp(device: Any = None, *, cascade: str | os.PathLike | None = None, **kw: Any) -> CascadeDetector:
+    """LBP cascade from a user-supplied XML (e.g. lbpcascade_frontalface_improved.xml)."""
+    if cascade is None:
+        raise ValueError(
+            "the lbp detector needs cascade=PATH (--cascade) to an LBP cascade XML such as "
+            "lbpcascade_frontalface_improved.xml; opencv-python-headless does not bundle one"
+        )
+    return CascadeDetector(cascade, name="lbp", **kw)
+
+
+_FACTORIES: dict[str, Callable[..., FaceDetector]] = {
+    "mtcnn": MTCNNDetector,
+    "haar": _haar,
+    "lbp": _lbp,
+}
+
+
+def list_detectors() -> list[str]:
+    """Names accepted by :func:`create_detector`."""
+    return sorted(_FACTORIES)
+
+
+def create_detector(name: str = "mtcnn", device: str | torch.device | None = None, **kw: Any) -> FaceDetector:
+    """Build a detector by name. ``kw`` go to the detector (e.g. ``min_face_size``, ``cascade``)."""
+    if name not in _FACTORIES:
+        raise KeyError(f"unknown detector {name!r}; known detectors: {list_detectors()}")
+    return _FACTORIES[name](device, **kw)

@@ -1,0 +1,230 @@
+"""Video helpers for prediction: frame reading/writing, IoU face tracking, temporal smoothing,
+per-video summary and timeline plot."""
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fer_utils.faces.detectors import Detection
+from fer_utils.faces.draw import LABEL_COLOURS
+
+#: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+    ".ogv", ".gif", ".mts", ".ts",
+)
+SMOOTHING_METHODS: tuple[str, ...] = ("ma", "vote", "none")
+#: Frame rate assumed when a container does not store one.
+DEFAULT_FPS = 25.0
+
+
+class VideoReadError(ValueError):
+    """A video that cannot be opened or has no readable frame."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Frame rate, frame count as stored in the container (may be 0 or approximate), size."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+
+def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video; ``VideoReadError`` naming ``path`` when OpenCV cannot read it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise VideoReadError(f"{path}: cannot open as a video (unsupported container/codec, or not a video)")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    info = VideoInfo(
+        fps=fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_FPS,
+        frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    return capture, info
+
+
+def iter_frames(capture: cv2.VideoCapture, limit: int | None = None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames until the stream ends (or ``limit`` frames); releases ``capture``."""
+    try:
+        n = 0
+        while limit is None or n < limit:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            n += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    finally:
+        capture.release()
+
+
+def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    """An mp4v video writer; ``OSError`` when OpenCV cannot create ``path``."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: cannot create the output video (mp4v)")
+    return writer
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class IoUTracker:
+    """Gives each face a track id kept across detections by greedy IoU matching.
+
+    A track unmatched for more than ``max_missing`` consecutive updates is dropped.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missing: int = 2) -> None:
+        self.iou_threshold = iou_threshold
+        self.max_missing = max_missing
+        self._tracks: dict[int, tuple[Detection, int]] = {}  # id -> (last detection, misses)
+        self._next_id = 0
+
+    @property
+    def active(self) -> set[int]:
+        """Ids of the tracks still kept."""
+        return set(self._tracks)
+
+    def update(self, detections: Sequence[Detection]) -> list[tuple[int, Detection]]:
+        """Track id for each detection (same order as ``detections``)."""
+        pairs = sorted(
+            ((iou(det.box, prev.box), tid, j)
+             for tid, (prev, _) in self._tracks.items() for j, det in enumerate(detections)),
+            reverse=True,
+        )
+        ids: dict[int, int] = {}
+        used: set[int] = set()
+        for overlap, tid, j in pairs:
+            if overlap < self.iou_threshold:
+                break
+            if tid not in used and j not in ids:
+                ids[j] = tid
+                used.add(tid)
+        for tid, (prev, misses) in list(self._tracks.items()):
+            if tid not in used:
+                if misses + 1 > self.max_missing:
+                    del self._tracks[tid]
+                else:
+                    self._tracks[tid] = (prev, misses + 1)
+        result = []
+        for j, det in enumerate(detections):
+            if j not in ids:
+                ids[j] = self._next_id
+                self._next_id += 1
+            self._tracks[ids[j]] = (det, 0)
+            result.append((ids[j], det))
+        return result
+
+
+class TemporalSmoother:
+    """Causal smoothing of one face's class probabilities over the last ``window`` frames.
+
+    ``"ma"``: moving average of probabilities, label = its argmax. ``"vote"``: label = most
+    frequent per-frame argmax in the window (ties go to the highest mean probability), shown
+    probabilities = window mean. ``"none"``: the frame's own probabilities.
+    """
+
+    def __init__(self, method: str = "ma", window: int = 5) -> None:
+        if method not in SMOOTHING_METHODS:
+            raise ValueError(f"smoothing must be one of {SMOOTHING_METHODS}, got {method!r}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.method = method
+        self._history: deque[np.ndarray] = deque(maxlen=1 if method == "none" else window)
+
+    def update(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
+        """Add one frame's probabilities ``(C,)``; returns (smoothed probabilities, label index)."""
+        self._history.append(np.asarray(probs, dtype=np.float64))
+        stacked = np.stack(self._history)
+        mean = stacked.mean(axis=0)
+        if self.method != "vote":
+            return mean, int(mean.argmax())
+        votes = np.bincount(stacked.argmax(axis=1), minlength=stacked.shape[1])
+        tied = np.flatnonzero(votes == votes.max())
+        return mean, int(tied[mean[tied].argmax()])
+
+
+def smooth_probabilities(probs: np.ndarray, method: str = "ma", window: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth a ``(T, C)`` sequence frame by frame; returns ((T, C) probabilities, (T,) labels)."""
+    smoother = TemporalSmoother(method, window)
+    out = [smoother.update(p) for p in np.asarray(probs)]
+    if not out:
+        return np.zeros((0, np.shape(probs)[-1])), np.zeros(0, np.int64)
+    return np.stack([p for p, _ in out]), np.asarray([lab for _, lab in out], dtype=np.int64)
+
+
+def label_changes(labels: Sequence[int]) -> int:
+    """How many times consecutive labels differ."""
+    labels = np.asarray(labels)
+    return int((labels[1:] != labels[:-1]).sum()) if len(labels) > 1 else 0
+
+
+def label_segments(labels: Sequence[int], frames: Sequence[int], fps: float, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """Runs of one label: ``label``, ``start_frame``, ``end_frame``, ``start_s``, ``end_s``."""
+    segments: list[dict[str, Any]] = []
+    for lab, frame in zip(labels, frames):
+        if segments and segments[-1]["label"] == classes[lab] and segments[-1]["end_frame"] == frame - 1:
+            segments[-1]["end_frame"] = int(frame)
+        else:
+            segments.append({"label": classes[lab], "start_frame": int(frame), "end_frame": int(frame)})
+    for seg in segments:
+        seg["start_s"] = round(seg["start_frame"] / fps, 3)
+        seg["end_s"] = round((seg["end_frame"] + 1) / fps, 3)
+    return segments
+
+
+def plot_timeline(
+    path: str | os.PathLike,
+    times: np.ndarray,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    title: str = "",
+) -> Path:
+    """Save a PNG: class probabilities over time (top) and the label per frame (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.4]})
+    colours = [np.array(LABEL_COLOURS.get(name, (0, 0, 0))) / 255 for name in classes]
+    for c, name in enumerate(classes):
+        top.plot(times, probs[:, c], color=colours[c], label=name, linewidth=1.4)
+    top.set_ylabel("probability")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper right", fontsize=8, ncol=min(4, len(classes)))
+    top.set_title(title)
+    bottom.scatter(times, labels, c=[colours[int(lab)] for lab in labels], s=10, marker="s")
+    bottom.set_yticks(range(len(classes)), classes, fontsize=8)
+    bottom.set_ylim(-0.5, len(classes) - 0.5)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("label")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,212 @@
+"""``predict`` on photos and videos, smoothing, tracking and the throughput benchmark (CPU)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_utils.checkpoints import save_checkpoint
+from fer_utils.cli import main
+from fer_utils.data import FER2013_CLASSES
+from fer_utils.faces import Detection, paste_faces
+from fer_utils.models import create_model
+from fer_utils.predict import FacePredictor, benchmark_predict
+from fer_utils.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
+
+#: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
+FACE_ROWS = (8548, 23746, 23775)
+SMALL = (240, 320)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained simple_cnn saved as a 7-class FER2013 checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint(path, create_model("simple_cnn", num_classes=7), model_name="simple_cnn",
+                           classes=FER2013_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def faces(fer2013):
+    return [fer2013.images[i] for i in FACE_ROWS]
+
+
+def _write_video(path, frames, fps=10.0):
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+# ----------------------------------------------------------------------------- smoothing, tracking
+
+
+def test_smoothing_reduces_label_flips():
+    rng = np.random.default_rng(0)
+    truth = np.repeat([3, 6, 0], 60)
+    probs = rng.dirichlet(np.ones(7), size=len(truth)) * 0.8
+    probs[np.arange(len(truth)), truth] += 0.2  # the true class wins on average, not every frame
+    raw = probs.argmax(1)
+    assert label_changes(raw) > 100
+    for method in ("ma", "vote"):
+        smoothed, labels = smooth_probabilities(probs, method, window=9)
+        assert smoothed.shape == probs.shape and np.allclose(smoothed.sum(1), 1)
+        assert label_changes(labels) < label_changes(raw) / 4, method
+        assert (labels == truth).mean() > (raw == truth).mean()
+    _, none = smooth_probabilities(probs, "none")
+    np.testing.assert_array_equal(none, raw)
+
+
+def test_vote_smoother_and_validation():
+    smoother = TemporalSmoother("vote", window=3)
+    one_hot = np.eye(3)
+    assert smoother.update(np.array([0.6, 0.4, 0]))[1] == 0
+    assert smoother.update(one_hot[1])[1] == 1  # 1-1 tie: the higher mean probability wins
+    assert smoother.update(one_hot[0])[1] == 0  # votes 0, 1, 0
+    assert smoother.update(one_hot[1])[1] == 1  # votes 1, 0, 1
+    with pytest.raises(ValueError, match="smoothing"):
+        TemporalSmoother("median")
+    with pytest.raises(ValueError, match="window"):
+        TemporalSmoother("ma", 0)
+
+
+def test_iou_tracker_keeps_ids_across_moves():
+    tracker = IoUTracker(max_missing=1)
+    a, b = Detection((0, 0, 50, 50), 1.0), Detection((200, 0, 250, 50), 1.0)
+    assert [t for t, _ in tracker.update([a, b])] == [0, 1]
+    moved = [Detection((205, 2, 255, 52), 1.0), Detection((5, 0, 55, 50), 1.0)]
+    assert [t for t, _ in tracker.update(moved)] == [1, 0]
+    assert [t for t, _ in tracker.update([moved[0]])] == [1]  # track 0 missed once: kept
+    assert tracker.active == {0, 1}
+    tracker.update([moved[0]])  # missed twice: dropped
+    assert tracker.active == {1}
+    assert [t for t, _ in tracker.update([Detection((5, 0, 55, 50), 1.0)])] == [2]
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+@pytest.mark.parametrize("channels,size", [(1, 48), (3, 40)])
+def test_predictor_follows_checkpoint_preprocessing(tmp_path, channels, size):
+    model = create_model("simple_cnn", num_classes=7, in_chans=channels, img_size=size)
+    path = save_checkpoint(tmp_path / "m.pt", model, model_name="simple_cnn", classes=FER2013_CLASSES,
+                           model_kwargs={"img_size": size},
+                           preprocessing={"size": size, "channels": channels, "scale": "0-1", "margin": 0.1})
+    predictor = FacePredictor.from_checkpoint(path, detector="haar", device="cpu")
+    assert (predictor.size, predictor.channels, predictor.margin) == (size, channels, 0.1)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    dets = [Detection((10, 10, 70, 80), 1.0), Detection((-20, 50, 60, 130), 1.0)]
+    assert predictor.crops(image, dets).shape == (2, size, size) + ((3,) if channels == 3 else ())
+    probs = predictor.classify(image, dets)
+    assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert predictor.classify(image, []).shape == (0, 7)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.realdata
+def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, checkpoint):
+    frames = [paste_faces([faces[0] if t < 6 else faces[2]], [(60 + 6 * t, 50, 180 + 6 * t, 170)], SMALL, seed=t)
+              for t in range(12)]
+    video = _write_video(tmp_path / "clip.avi", frames)
+    out = tmp_path / "pred"
+    rc = main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+               "--min-face-size", "40", "--detect-every", "3", "--smooth", "vote", "--window", "3"])
+    assert rc == 0
+    result = json.loads((out / "clip_frames.json").read_text())
+    assert len(result["frames"]) == 12 and result["classes"] == list(FER2013_CLASSES)
+    for record in result["frames"]:
+        (face,) = record["faces"]
+        assert face["detected"] == (record["frame"] % 3 == 0)
+        assert face["track"] == 0 and face["label"] in FER2013_CLASSES
+        assert sum(face["raw_probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    x1 = result["frames"][9]["faces"][0]["box"][0]
+    assert abs(x1 - (60 + 6 * 9)) < 25  # boxes follow the moving face
+    summary = json.loads((out / "clip_summary.json").read_text())
+    assert summary["frames"] == 12 and summary["frames_with_face"] == 12
+    assert sum(summary["label_counts"].values()) == 12
+    assert summary["dominant_emotion"] in FER2013_CLASSES and summary["smoothing"]["method"] == "vote"
+    assert summary["tracks"]["0"]["segments"][0]["start_frame"] == 0
+    capture = cv2.VideoCapture(str(out / "clip_annotated.mp4"))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    capture.release()
+    timeline = cv2.imread(str(out / "clip_timeline.png"))
+    assert timeline is not None and timeline.shape[1] > 500
+
+
+@pytest.mark.realdata
+def test_predict_photos_with_bad_inputs(tmp_path, faces, checkpoint, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    scene = paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)
+    cv2.imwrite(str(src / "rgb.jpg"), cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(str(src / "rgba.png"), cv2.cvtColor(scene, cv2.COLOR_GRAY2BGRA))
+    cv2.imwrite(str(src / "grey16.png"), paste_faces(faces[2:], [(90, 50, 230, 190)], SMALL).astype(np.uint16) * 257)
+    cv2.imwrite(str(src / "blank.png"), np.full(SMALL, 128, np.uint8))
+    data = (src / "rgba.png").read_bytes()
+    (src / "cut.png").write_bytes(data[: len(data) // 3])
+    (src / "words.jpg").write_text("not an image")
+    cv2.VideoWriter(str(src / "empty.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, SMALL[::-1]).release()  # 0 frames
+    (src / "notes.txt").write_text("x")
+    inputs = [str(src / n) for n in ("rgb.jpg", "rgba.png", "grey16.png", "blank.png", "cut.png", "words.jpg",
+                                     "empty.mp4", "notes.txt")]
+    out = tmp_path / "pred"
+    rc = main(["predict", *inputs, "--checkpoint", str(checkpoint), "--out", str(out), "--detector", "haar",
+               "--format", "csv"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "blank.png: no face found" in printed
+    assert "cut.png: not a readable image" in printed and "words.jpg: not a readable image" in printed
+    assert "empty.mp4" in printed and "unsupported format .txt" in printed
+    assert "8 input(s): 3 processed" in printed
+    run = json.loads((out / "predict_run.json").read_text())
+    assert [r["status"] for r in run["results"]] == ["ok"] * 3 + ["no_face"] + ["error"] * 4
+    for stem, suffix in (("rgb", ".jpg"), ("rgba", ".png"), ("grey16", ".png")):
+        annotated = cv2.imread(str(out / f"{stem}_annotated{suffix}"))
+        assert annotated is not None and annotated.shape[:2] == SMALL
+        table = (out / f"{stem}.csv").read_text().splitlines()
+        assert table[0].startswith("input,face,x1,y1,x2,y2,score,label,probability,p_angry")
+        assert len(table) >= 2
+    assert cv2.imread(str(src / "rgb.jpg")) is not None  # inputs untouched
+
+
+@pytest.mark.realdata
+def test_predict_exit_status_and_refusals(tmp_path, faces, checkpoint, capsys, monkeypatch):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    args = ["--checkpoint", str(checkpoint), "--detector", "haar"]
+    assert main(["predict", str(bad), str(tmp_path / "absent.png"), "--out", str(tmp_path / "o"), *args]) == 1
+    assert "0 processed" in capsys.readouterr().out
+
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL))
+    before = photo.read_bytes()
+    assert main(["predict", str(photo), "--out", str(photo), *args]) == 2
+    # An input named like an output in the same folder is never overwritten.
+    clash = tmp_path / "face_annotated.png"
+    clash.write_bytes(before)
+    assert main(["predict", str(photo), str(clash), "--out", str(tmp_path), *args]) == 0
+    assert "refusing to overwrite input" in capsys.readouterr().out
+    assert photo.read_bytes() == before and clash.read_bytes() == before
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("fer_utils.predict.DEFAULT_CHECKPOINT", tmp_path / "results" / "best_model.pt")
+    assert main(["predict", str(photo), "--detector", "haar"]) == 2
+    message = capsys.readouterr().out
+    assert "best_model.pt does not exist" in message and "--checkpoint" in message and "train" in message
+
+
+@pytest.mark.realdata
+def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint, data_dir):
+    every = benchmark_predict(frames=5, detect_every=1, device="cpu", detector="haar", checkpoint=checkpoint)
+    assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
+    assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
+    video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
+    sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
+                               checkpoint=checkpoint, detector_kw={"min_face_size": 40})
+    assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
