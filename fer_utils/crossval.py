@@ -1,0 +1,264 @@
+"""Subject-independent cross-validation of clip models (k-fold by subject or leave-one-subject-out).
+
+Each fold trains a fresh model (optionally with its frame-CNN trunk initialised from a
+FER2013 ``frame_cnn`` checkpoint) on the fold's training subjects and tests on the others.
+The test fold is never seen during training: without early stopping the last epoch is
+kept; with ``cfg.early_stopping_patience`` the model is validated on a subject-disjoint part
+of the training fold. Sequences cut into several sliding windows are scored once, by
+voting across their windows; ``single_frame`` models also report frame-voting accuracies.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, subject_kfold
+from fer_utils.evaluate import predict_proba
+from fer_utils.evaluate.metrics import confusion_counts
+from fer_utils.evaluate.voting import window_vote
+from fer_utils.models import create_model, model_entry
+from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
+from fer_utils.train import TrainConfig, fit, resolve_device
+
+#: Frame-voting rules reported for models with ``frame_logits`` (single_frame).
+FRAME_VOTES: tuple[str, ...] = ("majority", "sum")
+
+
+@dataclass
+class FoldResult:
+    """One fold: its test subjects, sizes, scores and training time.
+
+    ``n_test`` counts evaluated sequences (one per clip unless sliding windows);
+    ``vote_accuracy`` maps a frame-voting rule to its accuracy (single_frame only).
+    """
+
+    fold: int
+    test_subjects: list[str]
+    n_train: int
+    n_val: int
+    n_test: int
+    accuracy: float
+    macro_f1: float
+    train_seconds: float
+    epochs: int
+    vote_accuracy: dict[str, float] = field(default_factory=dict)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+@dataclass
+class CrossvalResult:
+    """All folds of one model family, with pooled per-sequence predictions.
+
+    ``predictions``: one row per evaluated sequence with ``sequence``, ``subject``, ``fold``,
+    ``y_true``, ``y_pred`` (and ``vote_<rule>`` for frame voting).
+    """
+
+    model_name: str
+    dataset: str
+    protocol: str
+    classes: list[str]
+    num_frames: int
+    trainable_params: int
+    model_kwargs: dict[str, Any]
+    config: dict[str, Any]
+    init_checkpoint: str | None
+    folds: list[FoldResult]
+    predictions: pd.DataFrame
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """``(C, C)`` counts pooled over all folds (rows: true class)."""
+        p = self.predictions
+        return confusion_counts(p["y_true"].to_numpy(), p["y_pred"].to_numpy(), len(self.classes))
+
+    def summary(self) -> dict[str, float]:
+        """Mean/std over folds of accuracy and macro F1, pooled scores, time per fold, votes."""
+        acc, acc_std = _mean_std([f.accuracy for f in self.folds])
+        f1, f1_std = _mean_std([f.macro_f1 for f in self.folds])
+        p = self.predictions
+        out = {
+            "accuracy_mean": acc, "accuracy_std": acc_std, "macro_f1_mean": f1, "macro_f1_std": f1_std,
+            "pooled_accuracy": float((p["y_true"] == p["y_pred"]).mean()),
+            "pooled_macro_f1": float(f1_score(p["y_true"], p["y_pred"], average="macro", zero_division=0)),
+            "train_seconds_per_fold": float(np.mean([f.train_seconds for f in self.folds])),
+        }
+        for rule in self.folds[0].vote_accuracy:
+            mean, std = _mean_std([f.vote_accuracy[rule] for f in self.folds])
+            out[f"{rule}_vote_accuracy_mean"], out[f"{rule}_vote_accuracy_std"] = mean, std
+        return out
+
+    def describe(self) -> str:
+        """One line: family, protocol, accuracy mean +/- std, macro F1, params, time per fold."""
+        s = self.summary()
+        text = (f"{self.model_name} ({self.protocol}, {len(self.folds)} folds): accuracy "
+                f"{100 * s['accuracy_mean']:.2f} +/- {100 * s['accuracy_std']:.2f} %, macro F1 "
+                f"{s['macro_f1_mean']:.3f}, {self.trainable_params:,} params, "
+                f"{s['train_seconds_per_fold']:.1f} s/fold")
+        votes = [f"{rule} vote {100 * s[f'{rule}_vote_accuracy_mean']:.2f} %" for rule in self.folds[0].vote_accuracy]
+        return text + (f" ({', '.join(votes)})" if votes else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the fields, the summary and the pooled confusion matrix."""
+        data = {k: v for k, v in asdict(self).items() if k != "predictions"}
+        data["summary"] = self.summary()
+        data["confusion"] = self.confusion.tolist()
+        data["predictions"] = self.predictions.to_dict(orient="list")
+        return data
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` to ``path`` (folders created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "CrossvalResult":
+        """Read a result written by :meth:`to_json`."""
+        data = json.loads(Path(path).read_text())
+        data.pop("summary"), data.pop("confusion")
+        data["folds"] = [FoldResult(**f) for f in data["folds"]]
+        data["predictions"] = pd.DataFrame(data["predictions"])
+        return cls(**data)
+
+
+def comparison_table(results: Sequence[CrossvalResult]) -> pd.DataFrame:
+    """One row per family: trainable parameters, training time per fold, accuracy mean/std, F1, votes."""
+    rows = []
+    for r in results:
+        s = r.summary()
+        rows.append({
+            "model": r.model_name, "protocol": r.protocol, "folds": len(r.folds),
+            "trainable_params": r.trainable_params, "train_seconds_per_fold": s["train_seconds_per_fold"],
+            "accuracy_mean": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
+            "macro_f1_mean": s["macro_f1_mean"], "pooled_accuracy": s["pooled_accuracy"],
+            **{f"{rule}_vote_accuracy": s.get(f"{rule}_vote_accuracy_mean", np.nan) for rule in FRAME_VOTES},
+        })
+    return pd.DataFrame(rows)
+
+
+class _FrameLogits(nn.Module):
+    """Per-frame logits of a model with ``frame_logits``, flattened to ``(B*T, C)`` for ``predict_proba``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.frame_logits(x).flatten(0, 1)
+
+
+def make_folds(data: FaceData, k: int = 10, seed: int = 0, loso: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Subject-independent folds: ``k`` folds by subject, or one per subject with ``loso``."""
+    return leave_one_subject_out(data) if loso else subject_kfold(data, k=k, seed=seed)
+
+
+def trainable_params(model: nn.Module) -> int:
+    """Number of parameters that require gradients."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    return float((y_true == y_pred).mean()), float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def _evaluate_fold(
+    model: nn.Module, test: FaceData, sequences: np.ndarray, fold: int, batch_size: int,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-sequence predictions (voting across windows) and, for frame models, frame-vote accuracies."""
+    probs = predict_proba(model, test, batch_size=batch_size)
+    record = pd.DataFrame({"sequence": sequences, "subject": test.subjects, "fold": fold, "y_true": test.labels})
+    record = record.drop_duplicates("sequence", ignore_index=True)  # first appearance, as window_vote
+    record["y_pred"] = window_vote(probs, sequences)[1]
+    votes = {}
+    if hasattr(model, "frame_logits"):
+        frame_probs = predict_proba(_FrameLogits(model), test, batch_size=batch_size)
+        frame_probs = frame_probs.reshape(len(test), test.images.shape[1], -1)
+        for rule in FRAME_VOTES:
+            record[f"vote_{rule}"] = window_vote(frame_probs, sequences, method=rule)[1]
+            votes[rule] = float((record[f"vote_{rule}"] == record["y_true"]).mean())
+    return record, votes
+
+
+def run_crossval(
+    model_name: str,
+    clips: FaceData,
+    cfg: TrainConfig,
+    k: int = 10,
+    seed: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    loso: bool = False,
+    val_fraction: float = 0.15,
+) -> CrossvalResult:
+    """Subject-independent cross-validation of the clip model ``model_name`` on ``clips``.
+
+    ``k`` folds by subject (``seed`` shuffles subjects) or leave-one-subject-out with ``loso``.
+    ``model_kwargs`` go to the model factory (``num_frames`` and ``img_size`` come from the
+    clips). ``init_checkpoint``: a ``frame_cnn`` checkpoint whose trunk initialises every fold's
+    model. ``val_fraction``: share of the training fold's subjects held out for early stopping
+    (used only when ``cfg.early_stopping_patience`` is set).
+    """
+    if model_entry(model_name).input_kind != "clip":
+        raise ValueError(f"{model_name!r} is not a clip model; clip models: see list_models(input_kind='clip')")
+    if not clips.is_clip:
+        raise ValueError(f"{clips.name}: cross-validation needs clips (N, T, H, W); use make_clips first")
+    num_frames, (height, _) = clips.images.shape[1], clips.image_size
+    kwargs = {"num_frames": num_frames, "img_size": height, **(model_kwargs or {})}
+    if kwargs["num_frames"] != num_frames or kwargs["img_size"] != height:
+        raise ValueError(f"model_kwargs {model_kwargs} contradict the clips' shape {clips.images.shape[1:]}")
+    device = resolve_device(device)
+    folds = make_folds(clips, k=k, seed=seed, loso=loso)
+    sequences = clips.meta["sequence"].astype(str).to_numpy()
+    fold_results, records, params = [], [], 0
+    for i, (train_idx, test_idx) in enumerate(folds):
+        started = time.perf_counter()
+        train, test, val = clips.subset(train_idx), clips.subset(test_idx), None
+        if cfg.early_stopping_patience is not None:
+            fit_idx, val_idx = subject_holdout(train, test_size=val_fraction, seed=seed + i)
+            train, val = train.subset(fit_idx), train.subset(val_idx)
+        torch.manual_seed(cfg.seed + i)
+        model = create_model(model_name, num_classes=len(clips.classes), in_chans=1, **kwargs)
+        if init_checkpoint is not None:
+            init_frame_cnn_from_checkpoint(model, init_checkpoint)
+        params = trainable_params(model)
+        fitted = fit(model, train, val, cfg, device=device, progress=False,
+                     model_name=model_name, model_kwargs=kwargs)
+        record, votes = _evaluate_fold(fitted.model, test, sequences[test_idx], i, cfg.eval_batch_size)
+        y_true = record["y_true"].to_numpy()
+        records.append(record)
+        accuracy, macro_f1 = _scores(y_true, record["y_pred"].to_numpy())
+        fold_results.append(FoldResult(
+            fold=i, test_subjects=sorted(set(test.subjects)), n_train=len(train),
+            n_val=0 if val is None else len(val), n_test=len(record), accuracy=accuracy, macro_f1=macro_f1,
+            train_seconds=fitted.train_seconds, epochs=len(fitted.history), vote_accuracy=votes,
+        ))
+        if progress:
+            print(f"{model_name} fold {i + 1}/{len(folds)}: accuracy {100 * accuracy:.1f} % "
+                  f"({len(record)} test, {fitted.train_seconds:.1f} s training, "
+                  f"{time.perf_counter() - started:.1f} s in all)", flush=True)
+    return CrossvalResult(
+        model_name=model_name, dataset=clips.name, protocol="loso" if loso else f"{k}-fold",
+        classes=list(clips.classes), num_frames=num_frames, trainable_params=params, model_kwargs=kwargs,
+        config=cfg.to_dict(), init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
+        folds=fold_results, predictions=pd.concat(records, ignore_index=True),
+    )

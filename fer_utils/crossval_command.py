@@ -1,0 +1,99 @@
+"""``python -m fer_utils crossval``: subject-independent k-fold comparison of clip model families.
+
+Writes ``OUT/<model>.json`` (per-fold and pooled results, see
+:class:`fer_utils.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
+trainable parameters, training time per fold, accuracy mean and std, macro F1, votes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fer_utils.crossval import comparison_table, run_crossval
+from fer_utils.data import FaceData, load_dataset, make_clips
+from fer_utils.models import list_models
+from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+
+#: The clip families compared by default.
+DEFAULT_MODELS = "single_frame,early_fusion,late_fusion,slow_fusion,c3d,cnn_gru,cnn_lstm"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``crossval`` command."""
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help=f"comma-separated clip models (default {DEFAULT_MODELS})")
+    parser.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                        help='extra arguments for every model, e.g. \'{"width": 16}\'')
+    parser.add_argument("--data", default="ckplus48", help="sequence dataset for load_dataset (default ckplus48)")
+    parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
+    parser.add_argument("--clip-length", type=int, default=3, help="frames per clip T (default 3)")
+    parser.add_argument("--window", choices=("last", "uniform", "sliding"), default="last",
+                        help="clip per sequence: last frames, evenly spaced, or sliding windows voted per sequence")
+    parser.add_argument("--stride", type=int, default=1, help="sliding-window step")
+    parser.add_argument("--folds", type=int, default=10, help="subject-independent folds (default 10)")
+    parser.add_argument("--loso", action="store_true", help="leave-one-subject-out instead of k folds")
+    parser.add_argument("--subset-subjects", type=int, default=None, metavar="N",
+                        help="use N random subjects only (smoke runs)")
+    parser.add_argument("--init-checkpoint", type=Path, default=None,
+                        help="frame_cnn checkpoint (e.g. trained on FER2013) initialising every trunk")
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no per-fold lines")
+    group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
+    group.add_argument("--epochs", type=int, default=30)
+    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    group.add_argument("--weight-decay", type=float, default=0.01)
+    group.add_argument("--scheduler", choices=SCHEDULERS, default="onecycle")
+    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument("--augment", default="standard", help="clip augmentation preset (same for every frame)")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
+    group.add_argument("--patience", type=int, default=None,
+                       help="early stopping on a subject-disjoint part of each training fold")
+    group.add_argument("--seed", type=int, default=0, help="seed of the folds and of training")
+
+
+def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
+    """The items of ``n`` randomly chosen subjects."""
+    subjects = np.unique(data.subjects)
+    if not 0 < n <= len(subjects):
+        raise ValueError(f"--subset-subjects must be in 1..{len(subjects)}, got {n}")
+    keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
+    return data.subset(np.isin(data.subjects, keep))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Cross-validate each family, write its JSON and the comparison CSV, print the table."""
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(list_models(input_kind="clip")))
+    if unknown:
+        raise SystemExit(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, scheduler=args.scheduler, label_smoothing=args.label_smoothing,
+        augment=args.augment, amp=args.amp, early_stopping_patience=args.patience, seed=args.seed,
+    )
+    data = load_dataset(args.data, args.data_dir)
+    clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)
+    if args.subset_subjects:
+        clips = subset_subjects(clips, args.subset_subjects, args.seed)
+    print(f"{clips.summary()}, {len(np.unique(clips.subjects))} subjects")
+    results = []
+    for name in models:
+        result = run_crossval(
+            name, clips, cfg, k=args.folds, seed=args.seed, model_kwargs=args.model_kwargs,
+            init_checkpoint=args.init_checkpoint, device=args.device, progress=not args.quiet, loso=args.loso,
+        )
+        result.to_json(args.out / f"{name}.json")
+        print(result.describe(), flush=True)
+        results.append(result)
+    table = comparison_table(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "comparison.csv", index=False)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"results in {args.out}")
+    return 0

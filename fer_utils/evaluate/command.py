@@ -1,0 +1,73 @@
+"""``python -m fer_utils evaluate``: metrics of a checkpoint on a dataset split, as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fer_utils.checkpoints import CheckpointMismatchError, load_model
+from fer_utils.data import FaceData, load_dataset, official_test_split
+from fer_utils.evaluate.inference import predict_proba
+from fer_utils.evaluate.metrics import classification_metrics
+from fer_utils.evaluate.tta import TTA_MODES
+from fer_utils.experiments import random_subset
+from fer_utils.train.engine import resolve_device
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data: FaceData,
+    *,
+    tta: str = "none",
+    batch_size: int = 512,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
+    ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes``."""
+    model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
+    probs = predict_proba(model, data, batch_size=batch_size, tta=tta)
+    metrics = classification_metrics(data.labels, probs, data.classes)
+    return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, **metrics}
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``evaluate`` command."""
+    parser.add_argument("--checkpoint", required=True, type=Path, help="a best.pt / last.pt checkpoint")
+    parser.add_argument("--data", default="fer2013", help="dataset name for load_dataset (default fer2013)")
+    parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
+    parser.add_argument("--split", default="PrivateTest",
+                        help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item)")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none",
+                        help="test-time augmentation: flip (2 views) or tencrop (10 views)")
+    parser.add_argument("--subset", type=int, default=None, metavar="N", help="N random items (smoke runs)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
+    parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print a summary and the JSON path; exit status 2 on a class mismatch."""
+    data = load_dataset(args.data, args.data_dir)
+    split = official_test_split(data) if args.split == "PrivateTest" else args.split
+    subset = random_subset(data if split == "all" else data.split(split), args.subset)
+    try:
+        metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
+                                      device=args.device)
+    except CheckpointMismatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    metrics = {"data": args.data, "split": split, **metrics}
+    print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
+          f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+          f"ECE {metrics['calibration']['ece']:.4f}")
+    text = json.dumps(metrics, indent=1)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"metrics written to {args.out}")
+    else:
+        print(text)
+    return 0

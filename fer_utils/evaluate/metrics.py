@@ -1,0 +1,107 @@
+"""Classification metrics from true labels and class probabilities, all JSON-serialisable."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fer_utils.evaluate.calibration import reliability_data
+
+
+def _check(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> None:
+    if probs.ndim != 2 or probs.shape[1] != len(classes):
+        raise ValueError(f"probs must be (N, {len(classes)}) for classes {list(classes)}, got {probs.shape}")
+    if y_true.ndim != 1 or len(y_true) != len(probs) or len(y_true) == 0:
+        raise ValueError(f"expected {len(probs)} labels (N >= 1), got shape {y_true.shape}")
+    if y_true.min() < 0 or y_true.max() >= len(classes):
+        raise ValueError(f"labels must be in 0..{len(classes) - 1}, got {y_true.min()}..{y_true.max()}")
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, C)`` counts: row = true class, column = predicted class."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Fraction whose true class is among the ``k`` most probable (ties as scikit-learn)."""
+    ranked = np.argsort(probs, axis=1, kind="mergesort")[:, ::-1][:, :k]
+    return float((ranked == y_true[:, None]).any(axis=1).mean())
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with 0 where ``den`` is 0 (scikit-learn's ``zero_division=0``)."""
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+def most_confused(confusion: np.ndarray, classes: Sequence[str], top: int = 10) -> list[dict[str, Any]]:
+    """Off-diagonal (true, predicted) pairs by count, then by rate (share of the true class)."""
+    support = confusion.sum(axis=1)
+    pairs = [
+        {"true": classes[i], "predicted": classes[j], "count": int(confusion[i, j]),
+         "rate": float(confusion[i, j] / support[i])}
+        for i in range(len(classes)) for j in range(len(classes)) if i != j and confusion[i, j] > 0
+    ]
+    pairs.sort(key=lambda p: (-p["count"], -p["rate"]))
+    return pairs[:top]
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    beta: float = 1.0,
+    top_k: Sequence[int] = (2, 3),
+    n_bins: int = 15,
+    top_confused: int = 10,
+) -> dict[str, Any]:
+    """Accuracy, top-k, per-class/macro/weighted precision, recall, F1 and F-beta, confusion
+    matrix (counts and row-normalised), most-confused pairs, NLL and calibration.
+
+    Keys: ``n``, ``classes``, ``accuracy``, ``top{k}_accuracy`` (for k < C), ``{macro,weighted}_{precision,
+    recall,f1,fbeta}``, ``beta``, ``nll``, ``per_class`` (class -> precision, recall, f1, fbeta,
+    support), ``confusion`` (classes, counts, normalized), ``most_confused`` (list of true,
+    predicted, count, rate), ``calibration`` (see :func:`reliability_data`). Classes absent
+    from ``y_true`` count in macro averages with recall 0 (as scikit-learn with all labels).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    _check(y_true, probs, classes)
+    c = len(classes)
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_counts(y_true, y_pred, c)
+    tp, support, predicted = np.diag(cm).astype(np.float64), cm.sum(axis=1), cm.sum(axis=0)
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    b2 = beta**2
+    fbeta = _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+    weights = support / support.sum()
+    out: dict[str, Any] = {"n": int(len(y_true)), "classes": list(classes), "accuracy": float(tp.sum() / len(y_true))}
+    for k in top_k:
+        if k < c:
+            out[f"top{k}_accuracy"] = top_k_accuracy(y_true, probs, k)
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1), ("fbeta", fbeta)):
+        out[f"macro_{name}"] = float(values.mean())
+        out[f"weighted_{name}"] = float((values * weights).sum())
+    out["beta"] = float(beta)
+    out["nll"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, None))))
+    out["per_class"] = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+               "fbeta": float(fbeta[i]), "support": int(support[i])}
+        for i, name in enumerate(classes)
+    }
+    out["confusion"] = {
+        "classes": list(classes), "counts": cm.tolist(),
+        "normalized": _ratio(cm.astype(np.float64), support[:, None].astype(np.float64)).tolist(),
+    }
+    out["most_confused"] = most_confused(cm, classes, top_confused)
+    out["calibration"] = reliability_data(y_true, probs, n_bins)
+    return out
+
+
+def summary_row(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of :func:`classification_metrics` plus ECE (one table row)."""
+    row = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    row["ece"] = metrics["calibration"]["ece"]
+    return row

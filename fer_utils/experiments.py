@@ -1,0 +1,216 @@
+"""Experiments as named configs, cached by content under ``results/<name>-<hash8>/``.
+
+A config is the model (name, kwargs), the data (a :class:`DataSpec`, or a fingerprint of
+given :class:`Splits`) and the :class:`~fer_utils.train.TrainConfig`. Its SHA-256 over JSON
+with sorted keys names the folder; when ``metrics.json`` there is complete the run is not
+repeated. A run folder holds ``config.json``, ``history.csv``/``.json``, ``metrics.json``,
+``predictions.npz`` (test labels and probabilities) and, when asked, ``best.pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_utils.data import FaceData, load_dataset, official_test_split, stratified_holdout
+from fer_utils.evaluate import classification_metrics, predict_proba
+from fer_utils.models import create_model
+from fer_utils.train import TrainConfig, fit, resolve_device, seed_everything
+
+#: Bump when the meaning of a stored result changes, so old caches are not reused.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data an experiment uses, by dataset name and split names.
+
+    val: a split name, ``"holdout"`` (stratified ``holdout_size`` of the training split,
+    seed 0) or ``None``. test: a split name or ``None``; ``"PrivateTest"`` falls back to
+    ``PublicTest`` with a warning when absent. subset: keep ``subset`` random items (seed 0)
+    of each split, for smoke runs. load_kwargs: passed to ``load_dataset``.
+    """
+
+    dataset: str = "fer2013"
+    train: str = "Training"
+    val: str | None = "PublicTest"
+    test: str | None = "PrivateTest"
+    holdout_size: float = 0.1
+    subset: int | None = None
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Splits:
+    """Training, validation and test sets of one experiment (val/test may be ``None``)."""
+
+    train: FaceData
+    val: FaceData | None = None
+    test: FaceData | None = None
+    test_split: str | None = None
+
+
+def fingerprint(data: FaceData | None) -> str | None:
+    """SHA-1 of a dataset's images, labels and classes (identifies given data in configs)."""
+    if data is None:
+        return None
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(data.images).tobytes())
+    h.update(np.ascontiguousarray(data.labels).tobytes())
+    h.update(json.dumps(list(data.classes)).encode())
+    return h.hexdigest()
+
+
+def random_subset(data: FaceData, n: int | None, seed: int = 0) -> FaceData:
+    """``n`` random items of ``data`` in their original order (all of it if ``n`` is None or larger)."""
+    if n is None or n >= len(data):
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+
+
+def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: FaceData | None = None) -> Splits:
+    """The splits ``spec`` describes, from ``data`` if given, else ``load_dataset(spec.dataset, root)``."""
+    data = data if data is not None else load_dataset(spec.dataset, root, **spec.load_kwargs)
+    train = data.split(spec.train)
+    val = None
+    if spec.val == "holdout":
+        train_idx, val_idx = stratified_holdout(train, test_size=spec.holdout_size, seed=0)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    elif spec.val is not None:
+        val = data.split(spec.val)
+    test_split = None if spec.test is None else (
+        official_test_split(data) if spec.test == "PrivateTest" else spec.test)
+    test = None if test_split is None else data.split(test_split)
+    return Splits(random_subset(train, spec.subset), None if val is None else random_subset(val, spec.subset),
+                  None if test is None else random_subset(test, spec.subset), test_split)
+
+
+def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data: DataSpec | Splits,
+                      cfg: TrainConfig) -> dict[str, Any]:
+    """The JSON-able dict whose hash identifies an experiment."""
+    if isinstance(data, DataSpec):
+        data_cfg: dict[str, Any] = data.to_dict()
+    else:
+        data_cfg = {"fingerprints": {k: fingerprint(getattr(data, k)) for k in ("train", "val", "test")},
+                    "test_split": data.test_split}
+    return {"version": CACHE_VERSION, "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
+            "data": data_cfg, "train": cfg.to_dict()}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of ``config`` as JSON with sorted keys."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def train_and_evaluate(
+    model_name: str,
+    model_kwargs: dict[str, Any] | None,
+    splits: Splits,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    run_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the model (seeded), ``fit`` it into ``run_dir``, evaluate the best weights on the
+    test set; writes ``predictions.npz`` and returns the summary stored in ``metrics.json``."""
+    device = resolve_device(device)
+    model_kwargs = dict(model_kwargs or {})
+    seed_everything(cfg.seed)
+    model = create_model(model_name, num_classes=len(splits.train.classes), in_chans=1, **model_kwargs)
+    result = fit(model, splits.train, splits.val, cfg, run_dir, device, progress, resume=resume,
+                 model_name=model_name, model_kwargs=model_kwargs, run_info=run_info)
+    summary: dict[str, Any] = {
+        "model_name": model_name, "device": str(device), "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
+        "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds, "train_size": len(splits.train),
+        "val_size": 0 if splits.val is None else len(splits.val), "test_split": splits.test_split, "test": None,
+    }
+    if splits.test is not None:
+        probs = predict_proba(result.model, splits.test, batch_size=cfg.eval_batch_size, device=device)
+        np.savez_compressed(run_dir / "predictions.npz", y_true=splits.test.labels, probs=probs)
+        summary["test"] = classification_metrics(splits.test.labels, probs, splits.test.classes)
+    return summary
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def _paths(run_dir: Path) -> dict[str, str | None]:
+    names = {"config": "config.json", "history": "history.csv", "metrics": "metrics.json",
+             "predictions": "predictions.npz", "checkpoint": "best.pt"}
+    paths: dict[str, str | None] = {k: str(run_dir / v) if (run_dir / v).is_file() else None
+                                    for k, v in names.items()}
+    paths["run_dir"] = str(run_dir)
+    return paths
+
+
+def _load_complete(run_dir: Path, digest: str) -> dict[str, Any] | None:
+    try:
+        stored = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    complete = stored.get("complete") is True and stored.get("hash") == digest
+    return stored if complete and (run_dir / "history.csv").is_file() else None
+
+
+def run_experiment(
+    name: str,
+    model_name: str,
+    model_kwargs: dict[str, Any] | None = None,
+    data: DataSpec | Splits = DataSpec(),
+    cfg: TrainConfig = TrainConfig(),
+    results_root: str | os.PathLike = "results",
+    seed: int | None = None,
+    *,
+    data_root: str | os.PathLike | None = None,
+    dataset: FaceData | None = None,
+    device: str | None = None,
+    keep_checkpoint: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate an experiment, or return its stored results if already complete.
+
+    ``seed`` overrides ``cfg.seed``. ``data``: a :class:`DataSpec` (loaded from ``data_root``,
+    or split from an already loaded ``dataset``) or explicit :class:`Splits`. An interrupted
+    run (``last.pt`` without complete metrics) resumes. ``keep_checkpoint`` keeps ``best.pt``
+    (for small checkpoints meant to be shipped); ``last.pt`` is always removed when done.
+
+    Returns the stored ``metrics.json`` content (``test``: see
+    :func:`~fer_utils.evaluate.classification_metrics`) plus ``cached`` (True when nothing was
+    trained) and ``paths`` (absolute paths of the run's files; None where absent).
+    """
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    config = experiment_config(model_name, model_kwargs, data, cfg)
+    digest = config_hash(config)
+    run_dir = Path(results_root) / f"{name}-{digest[:8]}"
+    stored = _load_complete(run_dir, digest)
+    if stored is not None:
+        return {**stored, "cached": True, "paths": _paths(run_dir)}
+    splits = data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = train_and_evaluate(
+        model_name, model_kwargs, splits, cfg, run_dir, device=device, progress=progress,
+        resume=(run_dir / "last.pt").is_file(), run_info={"experiment": name, "hash": digest, "config": config},
+    )
+    (run_dir / "last.pt").unlink()
+    if not keep_checkpoint:
+        (run_dir / "best.pt").unlink(missing_ok=True)
+    stored = {"complete": True, "name": name, "hash": digest, "config": config, **summary}
+    write_json(run_dir / "metrics.json", stored)
+    return {**stored, "cached": False, "paths": _paths(run_dir)}

@@ -1,0 +1,119 @@
+"""Metric figures: confusion matrix, reliability diagram, per-class scores, result comparison."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from fer_utils.plots._figure import finish, new_figure
+
+
+def plot_confusion_matrix(
+    confusion: dict[str, Any] | np.ndarray,
+    classes: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+    show: str = "both",
+    title: str | None = None,
+) -> Figure:
+    """Heat map(s) of a confusion matrix (rows: true class, columns: predicted).
+
+    ``confusion``: ``metrics["confusion"]`` (classes taken from it) or a ``(C, C)`` count array.
+    ``show``: ``"counts"``, ``"normalized"`` (row-normalised: recall on the diagonal) or ``"both"``.
+    """
+    if isinstance(confusion, dict):
+        counts, classes = np.asarray(confusion["counts"]), confusion["classes"]
+    else:
+        counts = np.asarray(confusion)
+    if classes is None or counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"need a (C, C) matrix and C class names, got {counts.shape} and {classes}")
+    if show not in ("counts", "normalized", "both"):
+        raise ValueError(f"show must be 'counts', 'normalized' or 'both', got {show!r}")
+    support = counts.sum(axis=1, keepdims=True)
+    normalized = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
+    panels = [("counts", counts, "d", "Blues"), ("normalized", normalized, ".2f", "Blues")]
+    panels = [p for p in panels if show in (p[0], "both")]
+    size = 1.0 + 0.65 * len(classes)
+    fig = new_figure(size * len(panels) + 1.0, size)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, values, fmt, cmap) in zip(axes, panels):
+        sns.heatmap(values, annot=True, fmt=fmt, cmap=cmap, square=True, cbar=False, ax=ax,
+                    xticklabels=classes, yticklabels=classes, vmin=0, vmax=1 if name == "normalized" else None)
+        ax.set(xlabel="predicted class", ylabel="true class",
+               title="Counts" if name == "counts" else "Row-normalised (recall on diagonal)")
+        ax.tick_params(axis="x", rotation=45)
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle(title or "Confusion matrix")
+    return finish(fig, path)
+
+
+def plot_reliability(
+    calibration: dict[str, Any], path: str | os.PathLike | None = None, title: str | None = None
+) -> Figure:
+    """Reliability diagram: accuracy vs confidence per bin, the diagonal, gaps, and bin counts.
+
+    ``calibration``: ``metrics["calibration"]`` or :func:`fer_utils.evaluate.reliability_data`.
+    """
+    lower, upper = np.asarray(calibration["lower"]), np.asarray(calibration["upper"])
+    acc, conf, count = (np.asarray(calibration[k], dtype=float) for k in ("accuracy", "confidence", "count"))
+    centres, width = (lower + upper) / 2, upper - lower
+    used = count > 0
+    fig = new_figure(5.5, 6.2)
+    ax, ax_count = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ax.bar(centres[used], acc[used], width=width[used], edgecolor="black", color="tab:blue", label="accuracy")
+    ax.bar(centres[used], conf[used] - acc[used], bottom=acc[used], width=width[used], color="tab:red",
+           alpha=0.3, edgecolor="tab:red", hatch="//", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
+           title=title or f"Reliability diagram (ECE {calibration['ece']:.3f})")
+    ax.legend(loc="upper left")
+    ax_count.bar(centres, count, width=width, color="tab:grey", edgecolor="black")
+    ax_count.set(xlabel="confidence (top-class probability)", ylabel="items")
+    return finish(fig, path)
+
+
+def plot_per_class(
+    metrics: dict[str, Any],
+    path: str | os.PathLike | None = None,
+    scores: Sequence[str] = ("precision", "recall", "f1"),
+    title: str | None = None,
+) -> Figure:
+    """Grouped bars of per-class scores from ``classification_metrics`` output (support in labels)."""
+    per_class = metrics["per_class"]
+    rows = [{"class": f"{name}\n(n={v['support']})", "score": s, "value": v[s]}
+            for name, v in per_class.items() for s in scores]
+    fig = new_figure(1.2 + 1.1 * len(per_class), 4.2)
+    ax = fig.subplots()
+    sns.barplot(pd.DataFrame(rows), x="class", y="value", hue="score", ax=ax)
+    ax.set(xlabel="class", ylabel="score", ylim=(0, 1), title=title or "Per-class scores")
+    ax.legend(loc="upper right", ncols=len(scores))
+    return finish(fig, path)
+
+
+def plot_comparison(
+    table: pd.DataFrame | Sequence[dict[str, Any]],
+    metric: str = "accuracy",
+    label: str = "name",
+    path: str | os.PathLike | None = None,
+    hue: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Horizontal bars of ``metric`` per row of a results table, best on top, values annotated."""
+    frame = pd.DataFrame(table)
+    missing = {metric, label, *([hue] if hue else [])} - set(frame.columns)
+    if missing:
+        raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(frame.columns)}")
+    frame = frame.sort_values(metric, ascending=False)
+    fig = new_figure(7.5, 1.0 + 0.45 * len(frame))
+    ax = fig.subplots()
+    sns.barplot(frame, y=label, x=metric, hue=hue, ax=ax, orient="h", dodge=hue is not None)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.3f", padding=3, fontsize=9)
+    if frame[metric].max() <= 1:  # a rate: leave room for the labels, stay within [0, 1]
+        ax.set_xlim(0, min(1.0, frame[metric].max() * 1.15))
+    ax.set(xlabel=metric.replace("_", " "), ylabel="", title=title or f"Comparison: {metric.replace('_', ' ')}")
+    return finish(fig, path)

@@ -1,0 +1,55 @@
+"""Study-level tables: one row per experiment or cross-validation, read from ``results/``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fer_utils.models import create_model
+
+
+def count_params(model_name: str, num_classes: int = 7, trainable_only: bool = True, **kwargs: Any) -> int:
+    """Parameters of a registered model built with ``kwargs`` (trainable ones by default)."""
+    model = create_model(model_name, num_classes=num_classes, **kwargs)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+    """One table row of a :func:`fer_utils.experiments.run_experiment` result."""
+    model = result["config"]["model"]
+    test = result.get("test") or {}
+    return {
+        "name": label or result["name"], "model": model["name"],
+        "params": count_params(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"]),
+        "dataset": result["config"]["data"].get("dataset", "given"), "test_split": result.get("test_split"),
+        "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
+        "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
+        "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
+        "device": result.get("device", ""), "seed": result["config"]["train"]["seed"],
+    }
+
+
+def seed_spread(results: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, float]:
+    """Mean, sample std, min and max of a test metric over runs that differ only by seed."""
+    values = np.array([r["test"][metric] for r in results], dtype=float)
+    return {"runs": len(values), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values.min()), "max": float(values.max())}
+
+
+def load_results(results_root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete experiment (``*/metrics.json`` with ``complete: true``) under ``results_root``."""
+    found = []
+    for path in sorted(Path(results_root).glob("*/metrics.json")):
+        data = json.loads(path.read_text())
+        if data.get("complete") is True:
+            found.append(data)
+    return found
+
+
+def results_table(results_root: str | os.PathLike) -> pd.DataFrame:
+    """:func:`experiment_row` of every complete experiment under ``results_root``."""
+    return pd.DataFrame([experiment_row(r) for r in load_results(results_root)])

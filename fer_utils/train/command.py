@@ -1,0 +1,95 @@
+"""``python -m fer_utils train``: train one model into a run folder and test its best weights.
+
+The folder gets ``config.json``, ``history.csv``/``.json``, ``best.pt``, ``last.pt``,
+``predictions.npz`` and ``metrics.json`` (test metrics of the best checkpoint).
+Validation: the ``PublicTest`` split, or ``--val-split holdout`` (stratified 10% of
+``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fer_utils.data import list_augments
+from fer_utils.experiments import DataSpec, load_splits, train_and_evaluate, write_json
+from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``train`` command."""
+    parser.add_argument("--model", required=True, help="registered model name (see fer_utils.models.list_models)")
+    parser.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                        help='extra model arguments as JSON, e.g. \'{"dropout": 0.3}\'')
+    parser.add_argument("--data", default="fer2013", help="dataset name for load_dataset (default fer2013)")
+    parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
+    parser.add_argument("--train-split", default="Training", help="split to train on (default Training)")
+    parser.add_argument("--val-split", default="PublicTest",
+                        help="validation split name, 'holdout' (10%% of Training) or 'none'")
+    parser.add_argument("--test-split", default="PrivateTest", help="split to test on ('none' to skip)")
+    parser.add_argument("--subset", type=int, default=None, metavar="N", help="N random items per split (smoke runs)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
+    group.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    group.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    group.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="peak / base learning rate")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=_DEFAULTS.optimizer)
+    group.add_argument("--momentum", type=float, default=_DEFAULTS.momentum)
+    group.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
+    group.add_argument("--scheduler", choices=SCHEDULERS, default=_DEFAULTS.scheduler)
+    group.add_argument("--warmup-epochs", type=float, default=_DEFAULTS.warmup_epochs)
+    group.add_argument("--label-smoothing", type=float, default=_DEFAULTS.label_smoothing)
+    group.add_argument("--class-weighting", action="store_true", help="inverse-frequency class weights")
+    group.add_argument("--augment", choices=list_augments(), default=_DEFAULTS.augment, help="augmentation preset")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=_DEFAULTS.amp,
+                       help="bf16 autocast on CUDA")
+    group.add_argument("--channels-last", action="store_true")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
+    group.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
+    group.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the parsed arguments describe."""
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        class_weighting=args.class_weighting, augment=args.augment, amp=args.amp,
+        channels_last=args.channels_last, compile=args.compile, grad_clip=args.grad_clip,
+        early_stopping_patience=args.patience, seed=args.seed,
+    )
+
+
+def _split_arg(value: str) -> str | None:
+    return None if value.lower() == "none" else value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, test, write ``metrics.json``; prints the test summary."""
+    cfg = config_from_args(args)
+    spec = DataSpec(dataset=args.data, train=args.train_split, val=_split_arg(args.val_split),
+                    test=_split_arg(args.test_split), subset=args.subset)
+    if args.resume and not (args.out / "last.pt").is_file():
+        raise SystemExit(f"--resume: {args.out / 'last.pt'} does not exist")
+    splits = load_splits(spec, args.data_dir)
+    print(f"train {len(splits.train)}, val {0 if splits.val is None else len(splits.val)}, "
+          f"test {0 if splits.test is None else len(splits.test)} ({splits.test_split}); model {args.model}")
+    summary = train_and_evaluate(
+        args.model, args.model_kwargs, splits, cfg, args.out, device=args.device,
+        progress=not args.no_progress, resume=args.resume, run_info={"data": spec.to_dict()},
+    )
+    write_json(args.out / "metrics.json", {"complete": True, **summary})
+    test = summary["test"]
+    line = f"best epoch {summary['best_epoch']}, val acc {summary['best_val_acc']}"
+    if test is not None:
+        line += f"; {summary['test_split']}: accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}"
+    print(line)
+    print(f"run folder: {args.out}")
+    return 0

@@ -1,0 +1,79 @@
+"""`TrainConfig`: every training hyper-parameter in one plain, JSON-serialisable dataclass."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+SCHEDULERS: tuple[str, ...] = ("onecycle", "cosine", "step", "plateau", "none")
+AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (recorded in ``config.json`` and checkpoints).
+
+    optimizer: ``sgd`` (Nesterov momentum) or ``adamw``; weight decay skips biases and norm
+    parameters. scheduler: ``onecycle`` / ``cosine`` (per batch, ``lr`` is the peak),
+    ``step`` (x ``gamma`` every ``step_size`` epochs), ``plateau`` (x ``gamma`` after
+    ``plateau_patience`` epochs without validation-accuracy gain), ``none``.
+    warmup_epochs: linear warm-up for ``cosine``. class_weighting: inverse-frequency class
+    weights in the training loss. amp: autocast in ``amp_dtype`` on CUDA (ignored on CPU;
+    ``float16`` adds a gradient scaler). grad_clip: max global gradient norm.
+    early_stopping_patience: stop after this many epochs without validation-accuracy gain.
+    eval_batch_size: batch size for validation (no gradients, so larger).
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "onecycle"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    plateau_patience: int = 3
+    label_smoothing: float = 0.0
+    class_weighting: bool = False
+    augment: str = "standard"
+    amp: bool = True
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = None
+    early_stopping_patience: int | None = None
+    eval_batch_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}"),
+            (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be >= 1"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+             f"early_stopping_patience must be >= 1 or None, got {self.early_stopping_patience}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and ``torch.load(weights_only=True)`` safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,350 @@
+"""The training loop: device-resident batches, checkpoints every epoch, exact resume.
+
+``fit`` trains a model on a :class:`~fer_utils.data.FaceData`, validates after every epoch
+without augmentation, keeps the best weights (validation accuracy) and, given a ``run_dir``,
+writes ``config.json``, ``history.csv``/``history.json``, ``best.pt`` (weights + metadata) and
+``last.pt`` (everything needed to resume: optimizer, schedule, scaler, RNG states, history).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.data import BatchIterator, FaceData, create_augment
+from fer_utils.train.config import TrainConfig
+from fer_utils.train.optim import create_optimizer, create_scheduler
+
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; ``model`` holds the best weights, in eval mode."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_acc: float | None
+    train_seconds: float
+    stopped_early: bool
+    run_dir: Path | None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when available, else CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and all CUDA devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def preprocessing_of(data: FaceData) -> dict[str, Any]:
+    """How model input is made from ``data`` (recorded in checkpoints)."""
+    prep: dict[str, Any] = {"size": int(data.image_size[0]), "channels": 1, "scale": "0-1"}
+    if data.is_clip:
+        prep["frames"] = int(data.images.shape[1])
+    return prep
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights ``N / (C * n_c)`` (0 for classes absent from ``labels``)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_criterion(cfg: TrainConfig, train: FaceData, device: torch.device) -> nn.Module:
+    """Training loss: cross-entropy with the configured label smoothing and class weights."""
+    weight = class_weights(train.labels, len(train.classes)).to(device) if cfg.class_weighting else None
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+class TrainStep:
+    """One optimisation step with autocast, gradient scaling and clipping (shared with ``lr_find``)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                 cfg: TrainConfig, device: torch.device) -> None:
+        self.model, self.optimizer, self.criterion, self.cfg = model, optimizer, criterion, cfg
+        self.device_type = device.type
+        self.amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = getattr(torch, cfg.amp_dtype)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def autocast(self) -> torch.autocast:
+        """Autocast context (a no-op unless ``amp`` on CUDA)."""
+        return torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last layout for image batches when configured."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and x.dim() == 4 else x
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and update; returns the detached loss and logits."""
+        with self.autocast():
+            logits = self.model(self.prepare(x))
+        loss = self.criterion(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), logits.detach()
+
+
+@torch.no_grad()
+def evaluate_loss_acc(step: TrainStep, batches: BatchIterator) -> tuple[float, float]:
+    """Mean (unweighted, unsmoothed) cross-entropy and accuracy over ``batches``, eval mode."""
+    step.model.eval()
+    loss_sum = torch.zeros((), device=batches.device)
+    correct = torch.zeros((), device=batches.device)
+    for x, y in batches:
+        with step.autocast():
+            logits = step.model(step.prepare(x)).float()
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = len(batches.labels)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _rng_state() -> dict[str, Any]:
+    """All RNG states as tensors / plain values (``weights_only``-loadable)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _json_value(value: Any) -> Any:
+    """NaN -> None and numpy scalars -> Python, for JSON."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def write_history(history: list[dict[str, Any]], run_dir: Path) -> None:
+    """``history.csv`` and ``history.json`` (one record per epoch)."""
+    frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    frame.to_csv(run_dir / "history.csv", index=False)
+    records = [{k: _json_value(v) for k, v in row.items()} for row in history]
+    (run_dir / "history.json").write_text(json.dumps(records, indent=1))
+
+
+def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], path: Path) -> None:
+    saved, now = ckpt.get("config", {}), cfg.to_dict()
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        raise ValueError(
+            f"{path}: cannot resume, the training config differs in {differ} "
+            f"(saved {[saved.get(k) for k in differ]}, now {[now.get(k) for k in differ]})"
+        )
+    if list(ckpt["classes"]) != list(classes):
+        raise CheckpointMismatchError(f"{path}: classes {ckpt['classes']} differ from the data's {list(classes)}")
+
+
+@dataclass
+class _RunState:
+    """Loop state stored in ``last.pt`` (besides weights, optimizer, schedule, scaler, RNG)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_acc: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+
+    def record(self, row: dict[str, Any], has_val: bool, cfg: TrainConfig) -> bool:
+        """Append an epoch's row; returns whether it is the new best (always, without validation)."""
+        self.history.append(row)
+        improved = not has_val or row["val_acc"] > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch, self.bad_epochs = row["val_acc"], row["epoch"], 0
+        else:
+            self.bad_epochs += 1
+        patience = cfg.early_stopping_patience
+        self.finished = row["epoch"] == cfg.epochs or (has_val and patience is not None
+                                                       and self.bad_epochs >= patience)
+        return improved
+
+
+def _write_config(run_dir: Path, meta: dict[str, Any], train: FaceData, val: FaceData | None,
+                  run_info: dict[str, Any] | None) -> None:
+    info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing")},
+            "train": meta["config"], "train_size": len(train), "val_size": 0 if val is None else len(val),
+            **(run_info or {})}
+    (run_dir / "config.json").write_text(json.dumps(info, indent=1))
+
+
+def fit(
+    model: nn.Module,
+    train: FaceData,
+    val: FaceData | None,
+    cfg: TrainConfig = TrainConfig(),
+    run_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    model_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train``, validating on ``val`` (may be ``None``) after each epoch.
+
+    Args:
+        run_dir: folder for ``config.json``, ``history.*``, ``best.pt``, ``last.pt`` (none if None).
+        resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
+            uninterrupted run (bit-exact on CPU).
+        model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
+            :func:`fer_utils.checkpoints.load_model` can rebuild the model (default: class name).
+        run_info: extra JSON-able facts written into ``config.json``.
+        on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
+
+    Without ``val`` the last epoch counts as best and early stopping is off; ``plateau`` then
+    monitors the training loss.
+    """
+    device = resolve_device(device)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs the run_dir of the interrupted run")
+    if val is not None and tuple(val.classes) != tuple(train.classes):
+        raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
+    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
+                classes=list(train.classes), preprocessing=preprocessing_of(train), config=cfg.to_dict())
+
+    seed_everything(cfg.seed)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_batches = BatchIterator(
+        train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
+        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
+    )
+    val_batches = None if val is None else BatchIterator(
+        val.images, val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
+    optimizer = create_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 momentum=cfg.momentum)
+    schedule = create_scheduler(
+        optimizer, cfg.scheduler, epochs=cfg.epochs, steps_per_epoch=len(train_batches),
+        warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, step_size=cfg.step_size, gamma=cfg.gamma,
+        plateau_patience=cfg.plateau_patience,
+    )
+    step = TrainStep(torch.compile(model) if cfg.compile else model, optimizer,
+                     make_criterion(cfg, train, device), cfg, device)
+
+    state, best_weights = _RunState(), None
+    if resume:
+        last_path = run_dir / "last.pt"
+        ckpt = load_checkpoint(last_path)
+        _check_resumable(ckpt, cfg, train.classes, last_path)
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        schedule.load_state_dict(ckpt["scheduler_state"])
+        step.scaler.load_state_dict(ckpt["scaler_state"])
+        state = _RunState(**{f.name: ckpt[f.name] for f in fields(_RunState)})
+        if (run_dir / "best.pt").is_file():
+            best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
+        _set_rng_state(ckpt["rng_state"])
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, meta, train, val, run_info)
+
+    for epoch in range(len(state.history) + 1, cfg.epochs + 1):
+        if state.finished:
+            break
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training diverged in epoch {epoch} (loss {train_loss}); lower the lr")
+        val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
+        schedule.step_epoch(-train_loss if val_batches is None else val_acc)
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                   lr=lr, seconds=time.perf_counter() - t0)
+        if state.record(row, val_batches is not None, cfg):
+            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if run_dir is not None:
+                save_checkpoint(run_dir / "best.pt", model, **meta, epoch=epoch, val_acc=_json_value(val_acc))
+        if run_dir is not None:
+            save_checkpoint(
+                run_dir / "last.pt", model, **meta, epoch=epoch, optimizer_state=optimizer.state_dict(),
+                scheduler_state=schedule.state_dict(), scaler_state=step.scaler.state_dict(),
+                rng_state=_rng_state(), **asdict(state),
+            )
+            write_history(state.history, run_dir)
+        if progress:
+            tqdm.write(_summary(row, state.best_epoch))
+        if on_epoch_end is not None:
+            on_epoch_end(dict(row))
+
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    frame = pd.DataFrame(state.history, columns=list(HISTORY_COLUMNS))
+    return FitResult(
+        model=model.eval(), history=frame, best_epoch=state.best_epoch,
+        best_val_acc=None if val is None else _json_value(state.best_val_acc),
+        train_seconds=float(frame["seconds"].sum()),
+        stopped_early=bool(state.finished and len(state.history) < cfg.epochs), run_dir=run_dir,
+    )
+
+
+def _train_epoch(step: TrainStep, schedule, batches: BatchIterator, epoch: int, epochs: int,
+                 progress: bool) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training set; returns mean loss and accuracy."""
+    step.model.train()
+    batches.set_epoch(epoch)
+    loss_sum = torch.zeros((), device=batches.device)
+    correct = torch.zeros((), device=batches.device)
+    seen = 0
+    bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False, unit="batch")
+    for i, (x, y) in enumerate(bar):
+        loss, logits = step(x, y)
+        schedule.step_batch()
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if progress and (i % 20 == 0 or i == len(batches) - 1):
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+
+
+def _summary(row: dict[str, Any], best_epoch: int) -> str:
+    text = (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+            f" | lr {row['lr']:.2e} | {row['seconds']:.1f}s")
+    if not math.isnan(row["val_acc"]):
+        text += f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} (best epoch {best_epoch})"
+    return text

@@ -1,0 +1,181 @@
+"""Voting, subject-independent folds, the cross-validation runner and the ``crossval`` command."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fer_utils.cli import main
+from fer_utils.crossval import CrossvalResult, comparison_table, make_folds, run_crossval
+from fer_utils.data import FaceData, make_clips, subject_holdout
+from fer_utils.evaluate import predict_proba
+from fer_utils.evaluate.voting import majority_vote, sum_vote, window_vote
+from fer_utils.models import create_model
+from fer_utils.train import TrainConfig, fit
+
+# --- voting -------------------------------------------------------------------------------
+
+# Two clips of 3 frames, 3 classes. Clip 0: frames vote 0, 0, 2 but class 2 has the largest sum.
+# Clip 1: votes 0, 1, 2 (a three-way tie) -> summed probability decides (class 1).
+FRAME_PROBS = np.array([
+    [[0.40, 0.30, 0.30], [0.40, 0.30, 0.30], [0.00, 0.00, 1.00]],
+    [[0.50, 0.10, 0.40], [0.00, 0.90, 0.10], [0.20, 0.35, 0.45]],
+])
+
+
+def test_majority_vote_with_tie_break():
+    assert majority_vote(FRAME_PROBS).tolist() == [0, 1]
+    # two-way tie (1 vote each for classes 0 and 1, T=2): larger summed probability wins
+    assert majority_vote(np.array([[[0.9, 0.1], [0.45, 0.55]]])).tolist() == [0]
+    assert majority_vote(np.array([[[0.6, 0.4], [0.1, 0.9]]])).tolist() == [1]
+
+
+def test_sum_vote():
+    # sums: clip 0 -> (0.8, 0.6, 1.6); clip 1 -> (0.7, 1.35, 0.95)
+    assert sum_vote(FRAME_PROBS).tolist() == [2, 1]
+
+
+def test_window_vote_groups_sequences_in_order_of_appearance():
+    window_probs = np.array([[0.6, 0.4], [0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.55, 0.45], [0.9, 0.1]])
+    ids = np.array(["b", "a", "a", "b", "b", "c"])
+    seqs, labels = window_vote(window_probs, ids)  # b: sums (1.85, 1.15) -> 0; a -> 1; c -> 0
+    assert seqs.tolist() == ["b", "a", "c"] and labels.tolist() == [0, 1, 0]
+    # majority over windows can differ from the sum: votes 0, 0, 1 but sums (1.1, 1.9)
+    probs = np.array([[0.55, 0.45], [0.55, 0.45], [0.0, 1.0]])
+    assert window_vote(probs, np.array([1, 1, 1]), method="majority")[1].tolist() == [0]
+    assert window_vote(probs, np.array([1, 1, 1]), method="sum")[1].tolist() == [1]
+    seqs, labels = window_vote(np.array([[0.6, 0.4], [0.3, 0.7]]), np.array([7, 7]), method="majority")
+    assert seqs.tolist() == [7] and labels.tolist() == [1]  # tie 1-1, sums (0.9, 1.1)
+
+
+def test_window_vote_over_frames_of_all_windows():
+    # sequence s: two windows of 2 frames; frame votes 0, 1, 1, 0 -> tie, sums (1.63, 2.37) -> 1
+    probs = np.array([[[0.51, 0.49], [0.4, 0.6]], [[0.2, 0.8], [0.52, 0.48]]])
+    seqs, labels = window_vote(probs, np.array(["s", "s"]), method="majority")
+    assert labels.tolist() == [1]
+    assert window_vote(probs, np.array(["s", "s"]), method="sum")[1].tolist() == [1]
+
+
+def test_voting_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, T, C\)"):
+        majority_vote(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="N sequence ids"):
+        window_vote(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="method must be one of"):
+        window_vote(np.zeros((4, 3)), np.zeros(4), method="max")
+
+
+# --- folds on the real CK+48 ----------------------------------------------------------------
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("loso", [False, True])
+def test_folds_are_subject_independent_and_cover_every_clip(ckplus48_clips, loso):
+    clips = ckplus48_clips
+    assert clips.images.shape == (327, 3, 48, 48) and len(clips.classes) == 7
+    folds = make_folds(clips, k=10, seed=0, loso=loso)
+    assert len(folds) == (len(set(clips.subjects)) if loso else 10)
+    subjects = clips.subjects
+    for train, test in folds:
+        assert not set(subjects[train]) & set(subjects[test])
+        assert len(train) + len(test) == len(clips)
+    tested = np.concatenate([test for _, test in folds])
+    assert np.array_equal(np.sort(tested), np.arange(len(clips)))  # every clip tested exactly once
+
+
+@pytest.mark.realdata
+def test_short_training_beats_chance(ckplus48_clips):
+    """A small early-fusion model, 10 epochs on 70 % of the subjects, well above 1/7 on the rest."""
+    train_idx, test_idx = subject_holdout(ckplus48_clips, test_size=0.3, seed=0)
+    train, test = ckplus48_clips.subset(train_idx), ckplus48_clips.subset(test_idx)
+    torch.manual_seed(0)
+    model = create_model("early_fusion", num_classes=7, num_frames=3, width=8)
+    cfg = TrainConfig(epochs=10, batch_size=32, lr=3e-3, optimizer="adamw", augment="light")
+    fitted = fit(model, train, None, cfg, device="cpu", progress=False)
+    accuracy = (predict_proba(fitted.model, test).argmax(1) == test.labels).mean()
+    print(f"early_fusion width 8, 10 epochs: {100 * accuracy:.1f} % on {len(test)} held-out clips")
+    assert accuracy > 0.45  # chance 1/7, majority class 25 %; about 0.72 seen
+
+
+# --- the runner on synthetic sequences ------------------------------------------------------
+
+def synthetic_frames(subjects: int = 8, classes: int = 3, frames: int = 5) -> FaceData:
+    """Each subject has one sequence per class; class c shows a bright band at rows 8c..8c+8."""
+    rng = np.random.default_rng(0)
+    images, labels, rows = [], [], []
+    for s in range(subjects):
+        for c in range(classes):
+            for f in range(frames):
+                image = rng.integers(0, 60, (48, 48), dtype=np.uint8)
+                image[8 * c:8 * c + 8] = 200
+                images.append(image)
+                labels.append(c)
+                rows.append({"split": "", "subject": f"S{s:03d}", "sequence": f"S{s:03d}_{c}", "frame": f,
+                             "source": f"synthetic/{s}/{c}/{f}"})
+    return FaceData(np.stack(images), np.array(labels), ("angry", "happy", "surprise"), pd.DataFrame(rows),
+                    name="synthetic")
+
+
+FAST = TrainConfig(epochs=2, batch_size=16, lr=3e-3, optimizer="adamw", augment="none")
+
+
+def test_run_crossval_single_frame_reports_votes(tmp_path):
+    clips = make_clips(synthetic_frames(), length=3)
+    result = run_crossval("single_frame", clips, FAST, k=4, model_kwargs={"width": 4}, device="cpu", progress=False)
+    assert result.protocol == "4-fold" and len(result.folds) == 4
+    assert sorted(result.predictions["sequence"]) == sorted(clips.meta["sequence"])
+    assert result.confusion.sum() == len(clips)
+    assert result.trainable_params == sum(p.numel() for p in create_model("single_frame", 3, width=4).parameters())
+    for fold in result.folds:
+        assert set(fold.vote_accuracy) == {"majority", "sum"}
+        assert fold.n_train + fold.n_test == len(clips) and fold.train_seconds > 0 and fold.epochs == 2
+    summary = result.summary()
+    assert 0 <= summary["accuracy_mean"] <= 1 and "majority_vote_accuracy_mean" in summary
+    path = result.to_json(tmp_path / "single_frame.json")
+    loaded = CrossvalResult.from_json(path)
+    assert loaded.summary() == pytest.approx(summary)
+    assert json.loads(path.read_text())["confusion"] == result.confusion.tolist()
+    table = comparison_table([result, loaded])
+    assert list(table["model"]) == ["single_frame"] * 2
+    assert {"trainable_params", "train_seconds_per_fold", "accuracy_mean", "accuracy_std"} <= set(table.columns)
+
+
+def test_run_crossval_sliding_windows_vote_per_sequence():
+    clips = make_clips(synthetic_frames(subjects=4), length=3, window="sliding")  # 3 windows per sequence
+    assert len(clips) == 3 * 12
+    cfg = TrainConfig(**{**FAST.to_dict(), "early_stopping_patience": 1})
+    result = run_crossval("early_fusion", clips, cfg, model_kwargs={"width": 4}, device="cpu", progress=False,
+                          loso=True)
+    assert result.protocol == "loso" and len(result.folds) == 4
+    assert len(result.predictions) == 12 and result.predictions["sequence"].is_unique
+    for fold in result.folds:
+        assert fold.n_test == 3 and len(fold.test_subjects) == 1 and fold.n_val > 0
+        assert fold.n_train + fold.n_val == 3 * 9
+
+
+def test_run_crossval_rejects_image_models_and_stills():
+    clips = make_clips(synthetic_frames(subjects=4), length=3)
+    with pytest.raises(ValueError, match="not a clip model"):
+        run_crossval("frame_cnn", clips, FAST, k=2)
+    with pytest.raises(ValueError, match="needs clips"):
+        run_crossval("single_frame", synthetic_frames(subjects=4), FAST, k=2)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:The least populated class")  # 12 subjects: some classes are rare
+def test_crossval_command_smoke(data_dir, tmp_path):
+    out = tmp_path / "cv"
+    status = main([
+        "crossval", "--models", "early_fusion,single_frame", "--data", "ckplus48", "--data-dir", str(data_dir),
+        "--subset-subjects", "12", "--folds", "3", "--epochs", "1", "--model-kwargs", '{"width": 4}',
+        "--out", str(out), "--device", "cpu", "--quiet",
+    ])
+    assert status == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["model"]) == ["early_fusion", "single_frame"]
+    assert (out / "early_fusion.json").is_file() and (out / "single_frame.json").is_file()
+    assert CrossvalResult.from_json(out / "single_frame.json").protocol == "3-fold"

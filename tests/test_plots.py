@@ -1,0 +1,115 @@
+"""Every figure writes a non-empty PNG and returns its Figure; Grad-CAM and activation hooks."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from fer_utils import plots
+from fer_utils.evaluate import classification_metrics
+from fer_utils.models import create_model
+from fer_utils.train.lr_finder import LRFindResult
+from fer_utils.visualize import activation_maps, conv_layer_names, first_layer_kernels, grad_cam
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(fig, path) -> None:
+    assert isinstance(fig, Figure)
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 2000
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("simple_cnn").eval()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (6, 48, 48), dtype=np.uint8), rng.integers(0, 7, 6)
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 300)
+    probs = rng.dirichlet(np.ones(7), 300) * 0.5 + np.eye(7)[y] * 0.5
+    return classification_metrics(y, probs, CLASSES)
+
+
+def test_history_plot(tmp_path):
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.9, 1.5, 1.2], "train_acc": [0.3, 0.45, 0.55],
+                            "val_loss": [1.7, 1.5, 1.6], "val_acc": [0.35, 0.48, 0.47], "lr": [0.01, 0.005, 0.001],
+                            "seconds": [1, 1, 1]})
+    assert_png(plots.plot_history(history, tmp_path / "h.png", title="run"), tmp_path / "h.png")
+    history.to_csv(tmp_path / "history.csv", index=False)
+    assert_png(plots.plot_history(tmp_path / "history.csv", tmp_path / "h2.png"), tmp_path / "h2.png")
+
+
+def test_lr_find_plot(tmp_path):
+    lrs = np.geomspace(1e-6, 1, 50)
+    losses = 2 - np.tanh(np.log10(lrs) + 3) + np.where(lrs > 0.1, 20 * lrs, 0)
+    result = LRFindResult(lrs.tolist(), losses.tolist(), losses.tolist(), 1e-3, 1e-2)
+    assert_png(plots.plot_lr_find(result, tmp_path / "lr.png"), tmp_path / "lr.png")
+
+
+def test_metric_plots(tmp_path, metrics):
+    for show in ("both", "counts", "normalized"):
+        fig = plots.plot_confusion_matrix(metrics["confusion"], path=tmp_path / f"cm_{show}.png", show=show)
+        assert_png(fig, tmp_path / f"cm_{show}.png")
+    fig = plots.plot_confusion_matrix(np.array(metrics["confusion"]["counts"]), CLASSES, tmp_path / "cm.png")
+    assert_png(fig, tmp_path / "cm.png")
+    assert_png(plots.plot_reliability(metrics["calibration"], tmp_path / "rel.png"), tmp_path / "rel.png")
+    assert_png(plots.plot_per_class(metrics, tmp_path / "pc.png"), tmp_path / "pc.png")
+    table = pd.DataFrame({"name": ["simple_cnn", "vgg", "resnet18"], "accuracy": [0.55, 0.68, 0.71],
+                          "dataset": ["fer2013"] * 3})
+    assert_png(plots.plot_comparison(table, "accuracy", path=tmp_path / "cmp.png"), tmp_path / "cmp.png")
+    with pytest.raises(ValueError, match="lacks"):
+        plots.plot_comparison(table, "macro_f1")
+
+
+def test_prediction_grid(tmp_path, batch):
+    images, y = batch
+    pred = y.copy()
+    pred[:3] = (pred[:3] + 1) % 7
+    probs = np.full((6, 7), 1 / 7)
+    fig = plots.plot_prediction_grid(images, y, pred, CLASSES, tmp_path / "grid.png", probs=probs, per_group=4)
+    assert_png(fig, tmp_path / "grid.png")
+    fig = plots.plot_prediction_grid(images, y, y, CLASSES, tmp_path / "all_right.png")  # no wrong ones
+    assert_png(fig, tmp_path / "all_right.png")
+
+
+def test_kernels_and_activations(tmp_path, model, batch):
+    images, _ = batch
+    kernels = first_layer_kernels(model)
+    assert kernels.shape == (32, 1, 3, 3)
+    assert_png(plots.plot_kernels(kernels, tmp_path / "k.png"), tmp_path / "k.png")
+    layers = conv_layer_names(model)[:2]
+    acts = activation_maps(model, images, layers)
+    assert acts[layers[0]].shape == (6, 32, 48, 48) and acts[layers[1]].shape == (6, 64, 24, 24)
+    assert all(not m._forward_hooks for m in model.modules())  # hooks removed
+    fig = plots.plot_activations(images[2], acts, tmp_path / "act.png", index=2, max_channels=6)
+    assert_png(fig, tmp_path / "act.png")
+
+
+def test_grad_cam(tmp_path, model, batch):
+    images, y = batch
+    layer = conv_layer_names(model)[-1]
+    cams = grad_cam(model, images, layer)
+    assert cams.shape == (6, 48, 48) and cams.min() >= 0 and cams.max() <= 1
+    assert np.isclose(cams.reshape(6, -1).max(1), 1).any()
+    targeted = grad_cam(model, images, layer, target=y)
+    assert targeted.shape == (6, 48, 48)
+    assert all(p.grad is None for p in model.parameters())  # parameter gradients untouched
+    with pytest.raises(KeyError, match="conv layers"):
+        grad_cam(model, images, "no.such.layer")
+    fig = plots.plot_gradcam(images, cams, tmp_path / "cam.png", labels=[CLASSES[i] for i in y])
+    assert_png(fig, tmp_path / "cam.png")
+    overlay = plots.overlay_heatmap(images[0], cams[0])
+    assert overlay.shape == (48, 48, 3) and 0 <= overlay.min() and overlay.max() <= 1

@@ -1,0 +1,264 @@
+"""Training engine, optimizer/schedule factories, LR finder, experiment cache and train CLI (CPU)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fer_utils.checkpoints import load_model
+from fer_utils.cli import main
+from fer_utils.data import FaceData
+from fer_utils.evaluate import classification_metrics, predict_proba
+from fer_utils.experiments import DataSpec, Splits, config_hash, load_splits, run_experiment
+from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
+from fer_utils.train.engine import class_weights
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def squares(n: int, size: int = 24, seed: int = 0) -> FaceData:
+    """Noise with a bright 5x5 square whose position (3x3 grid) encodes the class."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), n)
+    images = rng.integers(0, 90, (n, size, size)).astype(np.uint8)
+    step = (size - 4) // 3
+    for i, c in enumerate(labels):
+        r, col = divmod(int(c), 3)
+        images[i, 2 + r * step:7 + r * step, 2 + col * step:7 + col * step] = 230
+    meta = pd.DataFrame({"split": "", "subject": "", "sequence": np.arange(n).astype(str), "frame": 0,
+                         "source": "synthetic"})
+    return FaceData(images, labels, CLASSES, meta, name="squares")
+
+
+def tiny_cnn(num_classes: int = 7, width: int = 8) -> nn.Module:
+    """A small CNN with batch norm and dropout (so resume must restore running stats and RNG)."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+        nn.Dropout(0.2), nn.Linear(18 * width, num_classes),
+    )
+
+
+def test_fit_learns_synthetic_squares():
+    train, val = squares(400, size=20), squares(200, size=20, seed=1)
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, augment="none", scheduler="onecycle")
+    result = fit(tiny_cnn(), train, val, cfg, progress=False)
+    assert result.best_val_acc > 0.95
+    assert list(result.history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    probs = predict_proba(result.model, val)
+    assert classification_metrics(val.labels, probs, CLASSES)["accuracy"] == pytest.approx(result.best_val_acc)
+
+
+def _weights_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "onecycle"), ("adamw", "plateau")])
+def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
+    train, val = squares(160, size=16), squares(64, size=16, seed=1)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.01, optimizer=optimizer, scheduler=scheduler,
+                      augment="standard", label_smoothing=0.1, class_weighting=True, grad_clip=1.0,
+                      plateau_patience=0)
+    torch.manual_seed(1)
+    full = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "full", progress=False)
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "cut", progress=False, on_epoch_end=interrupt)
+    torch.manual_seed(99)  # a differently initialised model: everything must come from last.pt
+    resumed = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "cut", progress=False, resume=True)
+
+    assert _weights_equal(full.model, resumed.model)
+    assert resumed.best_epoch == full.best_epoch
+    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    last_full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    last_cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
+
+
+def test_run_dir_contents_and_weights_only_checkpoints(tmp_path):
+    train, val = squares(96, size=16), squares(32, size=16, seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, scheduler="cosine", augment="light", channels_last=True)
+    result = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path, progress=False,
+                 model_name="tiny", model_kwargs={"width": 8})
+    for name in ("config.json", "history.csv", "history.json", "best.pt", "last.pt"):
+        assert (tmp_path / name).is_file(), name
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(tmp_path / name, map_location="cpu", weights_only=True)
+        assert ckpt["model_name"] == "tiny" and ckpt["model_kwargs"] == {"width": 8}
+        assert ckpt["classes"] == list(CLASSES) and ckpt["config"] == cfg.to_dict()
+        assert ckpt["preprocessing"]["size"] == 16
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert {"optimizer_state", "scheduler_state", "scaler_state", "rng_state", "history", "epoch"} <= set(last)
+    assert isinstance(last["rng_state"]["torch"], torch.Tensor)
+    assert json.loads((tmp_path / "config.json").read_text())["train"] == cfg.to_dict()
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] == result.history["epoch"].tolist()
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.equal(v, result.model.state_dict()[k]) for k, v in best["model_state"].items())
+
+
+def test_early_stopping_keeps_best(tmp_path):
+    train, val = squares(64, size=16), squares(32, size=16, seed=1)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-9, scheduler="none", augment="none",
+                      early_stopping_patience=2)
+    result = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path, progress=False)
+    assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
+    resumed = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path, progress=False, resume=True)
+    assert len(resumed.history) == 3  # a finished run stays finished
+
+
+def test_resume_with_changed_config_is_refused(tmp_path):
+    train = squares(64, size=16)
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none")
+    fit(tiny_cnn(), train, None, cfg, run_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        fit(tiny_cnn(), train, None, replace(cfg, lr=0.5), run_dir=tmp_path, progress=False, resume=True)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="unknown field"):
+        TrainConfig.from_dict({"epochs": 3, "learning_rate": 0.1})
+    assert TrainConfig.from_dict(TrainConfig(lr=0.3).to_dict()) == TrainConfig(lr=0.3)
+
+
+def test_class_weights_inverse_frequency():
+    w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    assert torch.allclose(w, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))
+
+
+def _lrs(name: str, epochs: int = 4, steps: int = 5, **kw) -> list[float]:
+    opt = create_optimizer(nn.Linear(2, 2), "sgd", lr=0.1, weight_decay=1e-4)
+    sched = create_scheduler(opt, name, epochs=epochs, steps_per_epoch=steps, **kw)
+    out = []
+    for _ in range(epochs):
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step_batch()
+        sched.step_epoch(0.5)  # constant monitored value: plateau reduces
+    return out
+
+
+def test_schedulers_shapes():
+    onecycle = _lrs("onecycle")
+    assert max(onecycle) == pytest.approx(0.1) and onecycle[0] < 0.01 and onecycle[-1] < 1e-3
+    cosine = _lrs("cosine", warmup_epochs=1, min_lr=0.001)
+    assert cosine[4] == pytest.approx(0.1) and cosine[0] == pytest.approx(0.02) and cosine[-1] < 0.01
+    step = _lrs("step", step_size=2, gamma=0.5)
+    assert step[0] == step[9] == 0.1 and step[10] == pytest.approx(0.05)
+    plateau = _lrs("plateau", plateau_patience=1, gamma=0.1)
+    assert plateau[0] == 0.1 and plateau[-1] < 0.1
+    assert set(_lrs("none")) == {0.1}
+    with pytest.raises(KeyError, match="known"):
+        _lrs("warm_restarts")
+
+
+def test_optimizer_groups_and_nesterov():
+    model = tiny_cnn()
+    sgd = create_optimizer(model, "sgd", lr=0.1, weight_decay=5e-4)
+    assert sgd.param_groups[0]["nesterov"] and [g["weight_decay"] for g in sgd.param_groups] == [5e-4, 0.0]
+    assert isinstance(create_optimizer(model, "adamw", lr=1e-3), torch.optim.AdamW)
+
+
+def test_lr_find_in_range_and_restores_weights():
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(batch_size=32, augment="none")
+    result = lr_find(model, squares(128, size=16), cfg, start_lr=1e-5, end_lr=10, num_iter=40)
+    assert 1e-5 <= result.suggested_lr <= 10 and math.isfinite(result.suggested_lr)
+    assert 2 <= len(result.lrs) <= 40 and len(result.losses) == len(result.lrs)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_experiment_cache(tmp_path):
+    splits = Splits(squares(96), squares(32, seed=1), squares(48, seed=2), test_split="synthetic")
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none")
+    kwargs = {"img_size": 24}
+    first = run_experiment("cnn", "simple_cnn", kwargs, splits, cfg, results_root=tmp_path, progress=False)
+    assert not first["cached"] and first["complete"] and first["test"]["n"] == 48
+    run_dir = tmp_path / f"cnn-{first['hash'][:8]}"
+    assert first["paths"]["run_dir"] == str(run_dir) and first["paths"]["checkpoint"] is None
+    assert not (run_dir / "last.pt").exists() and (run_dir / "predictions.npz").is_file()
+    assert first["hash"] == config_hash(json.loads((run_dir / "config.json").read_text())["config"])
+    stamp = (run_dir / "history.csv").stat().st_mtime_ns
+
+    again = run_experiment("cnn", "simple_cnn", kwargs, splits, cfg, results_root=tmp_path, progress=False)
+    assert again["cached"] and again["test"] == first["test"]
+    assert (run_dir / "history.csv").stat().st_mtime_ns == stamp
+
+    changed = run_experiment("cnn", "simple_cnn", kwargs, splits, cfg, results_root=tmp_path, seed=1,
+                             progress=False, keep_checkpoint=True)
+    assert not changed["cached"] and changed["hash"] != first["hash"]
+    assert changed["paths"]["checkpoint"] is not None
+
+
+def test_load_splits_holdout_and_subset():
+    data = squares(200)
+    data.meta["split"] = np.where(np.arange(200) < 150, "Training", "PublicTest")
+    splits = load_splits(DataSpec(val="holdout", test="PublicTest"), data=data)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (135, 15, 50)
+    small = load_splits(DataSpec(val="PublicTest", test=None, subset=20), data=data)
+    assert (len(small.train), len(small.val), small.test) == (20, 20, None)
+
+
+def _small_real_cnn() -> nn.Module:
+    """About 1.6 M multiply-adds per 48x48 face: cheap enough for a few CPU epochs."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 7),
+    )
+
+
+@pytest.mark.realdata
+def test_learns_real_fer2013_subset(fer2013):
+    rng = np.random.default_rng(0)
+    train, test = fer2013.split("Training"), fer2013.split("PublicTest")
+    train = train.subset(rng.choice(len(train), 3000, replace=False))
+    test = test.subset(rng.choice(len(test), 1000, replace=False))  # the file is sorted by class
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, weight_decay=1e-4, augment="none")
+    result = fit(_small_real_cnn(), train, None, cfg, progress=False)
+    acc = classification_metrics(test.labels, predict_proba(result.model, test), test.classes)["accuracy"]
+    majority = np.bincount(test.labels).max() / len(test)  # always "happy": about 0.26
+    assert acc > 0.30 > majority  # about 0.38 with this seed
+
+
+@pytest.mark.realdata
+def test_train_and_evaluate_cli(tmp_path, data_dir):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "simple_cnn", "--data", "fer2013", "--data-dir", str(data_dir),
+                 "--epochs", "1", "--batch-size", "32", "--subset", "128", "--lr", "0.01",
+                 "--augment", "light", "--out", str(out), "--device", "cpu", "--no-progress"])
+    assert code == 0
+    for name in ("config.json", "history.csv", "history.json", "best.pt", "last.pt", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_split"] == "PublicTest" and metrics["test"]["n"] == 128  # no PrivateTest here
+    model, ckpt = load_model(out / "best.pt", expected_classes=CLASSES)
+    assert ckpt["model_name"] == "simple_cnn"
+
+    report = tmp_path / "eval.json"
+    code = main(["evaluate", "--checkpoint", str(out / "best.pt"), "--data", "fer2013", "--data-dir", str(data_dir),
+                 "--split", "PublicTest", "--subset", "200", "--tta", "flip", "--out", str(report)])
+    assert code == 0
+    result = json.loads(report.read_text())
+    assert result["split"] == "PublicTest" and result["n"] == 200 and result["tta"] == "flip"
+    assert 0 <= result["accuracy"] <= 1 and len(result["confusion"]["counts"]) == 7
