@@ -9,6 +9,7 @@ voting across their windows; ``single_frame`` models also report frame-voting ac
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -262,3 +263,40 @@ def run_crossval(
         config=cfg.to_dict(), init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
         folds=fold_results, predictions=pd.concat(records, ignore_index=True),
     )
+
+
+def cached_crossval(
+    name: str,
+    model_name: str,
+    clips: FaceData,
+    cfg: TrainConfig,
+    results_root: str | os.PathLike = "results",
+    *,
+    k: int = 10,
+    seed: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    loso: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[CrossvalResult, bool]:
+    """:func:`run_crossval`, or its stored result when one with the same config exists.
+
+    The config (model, kwargs, training config, protocol, a fingerprint of the clips and of the
+    initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``.
+    Returns ``(result, cached)``.
+    """
+    from fer_utils.experiments import config_hash, fingerprint
+
+    init_digest = None
+    if init_checkpoint is not None:
+        init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
+    config = {"model": model_name, "kwargs": dict(model_kwargs or {}), "train": cfg.to_dict(), "k": k,
+              "seed": seed, "loso": loso, "data": fingerprint(clips), "init": init_digest}
+    path = Path(results_root) / f"{name}-{config_hash(config)[:8]}.json"
+    if path.is_file():
+        return CrossvalResult.from_json(path), True
+    result = run_crossval(model_name, clips, cfg, k=k, seed=seed, model_kwargs=model_kwargs,
+                          init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso)
+    result.to_json(path)
+    return result, False
