@@ -9,7 +9,57 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fer_utils.data import FaceData, load_dataset
+from fer_utils.experiments import DataSpec, run_experiment
 from fer_utils.models import create_model
+from fer_utils.notebook import NotebookContext
+from fer_utils.train import TrainConfig
+
+#: The FER2013 recipe shared by the notebooks (SGD + Nesterov, one-cycle, label smoothing).
+FER2013_RECIPE: dict[str, Any] = dict(
+    epochs=60, batch_size=128, lr=0.05, optimizer="sgd", scheduler="onecycle", weight_decay=5e-4,
+    label_smoothing=0.1, augment="standard",
+)
+#: The CK+48 recipe (small data: AdamW, small batches).
+CKPLUS_RECIPE: dict[str, Any] = dict(
+    epochs=30, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, scheduler="onecycle",
+    augment="standard",
+)
+#: FER2013 training of the ``frame_cnn`` that initialises CK+48 models (notebooks 06 and 08).
+FRAME_CNN_OVERRIDES: dict[str, Any] = dict(lr=0.02)
+
+
+def recipe(base: dict[str, Any], smoke: bool, seed: int = 0, **overrides: Any) -> TrainConfig:
+    """``base`` with ``overrides`` and ``seed``; one epoch in smoke mode."""
+    values = {**base, **overrides, "seed": seed}
+    if smoke:
+        values["epochs"] = 1
+    return TrainConfig(**values)
+
+
+class FER2013Study:
+    """Runs FER2013 experiments of a notebook: loads the data once, same splits for every run.
+
+    Model selection uses a 10% stratified hold-out of Training; the test split is PrivateTest,
+    or PublicTest when PrivateTest is absent (a warning says so). Smoke mode keeps ``subset``
+    random items per split.
+    """
+
+    def __init__(self, ctx: NotebookContext, subset: int = 400) -> None:
+        self.ctx = ctx
+        self.data: FaceData = load_dataset("fer2013")
+        self.spec = DataSpec("fer2013", val="holdout", test="PrivateTest", subset=subset if ctx.smoke else None)
+
+    def run(self, name: str, model: str, cfg: TrainConfig, model_kwargs: dict[str, Any] | None = None,
+            keep_checkpoint: bool = False) -> dict[str, Any]:
+        """Train (or load from the results folder) one experiment and print one line about it."""
+        result = run_experiment(name, model, model_kwargs, self.spec, cfg, results_root=self.ctx.results_dir,
+                                dataset=self.data, device=self.ctx.device, keep_checkpoint=keep_checkpoint,
+                                progress=False)
+        row = experiment_row(result, name)
+        print(f"{name:28s} test acc {row['accuracy']:.4f}  macro F1 {row['macro_f1']:.4f}  "
+              f"{row['train_seconds']:.0f} s{'  (cached)' if result['cached'] else ''}")
+        return result
 
 
 def count_params(model_name: str, num_classes: int = 7, trainable_only: bool = True, **kwargs: Any) -> int:
