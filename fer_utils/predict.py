@@ -27,7 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fer_utils.checkpoints import CheckpointMismatchError, load_model
-from fer_utils.faces.align import IMAGE_EXTENSIONS, align_face, read_image
+from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.faces.align import align_face
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector, list_detectors, resolve_device
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.synthetic import paste_faces, textured_background

@@ -1,6 +1,8 @@
-"""Reading image files of any common format and depth into uint8 greyscale arrays."""
+"""Reading image files of any common format, depth and orientation into uint8 arrays."""
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import cv2
@@ -8,9 +10,104 @@ import numpy as np
 
 from fer_utils.data.errors import DatasetError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+#: Photo file extensions read by :func:`read_image` (lower case, with the dot).
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm",
 )
+
+class ImageReadError(DatasetError):
+    """A file that is not a readable image (truncated, wrong format, empty...)."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a photo as uint8 RGB ``(H, W, 3)``, whatever its depth and channels.
+
+    Greyscale, RGBA (alpha dropped), 16-bit (scaled to 8-bit) and float images are
+    normalised; EXIF orientation is applied. Raises ``FileNotFoundError`` or
+    :class:`ImageReadError` naming ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII paths
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file, expected an image")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(
+            f"{path}: not a readable image (not an image file, unsupported format or truncated)"
+        )
+    if _is_truncated_jpeg(data):
+        raise ImageReadError(f"{path}: truncated JPEG file (image data ends early)")
+    image = _apply_exif_orientation(image, data)
+    try:
+        return to_rgb8(image)
+    except ValueError as err:
+        raise ImageReadError(f"{path}: {err}") from None
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Convert an OpenCV-decoded array (BGR/BGRA/grey, 8/16-bit or float) to uint8 RGB."""
+    if image.dtype == np.uint16:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
+    elif image.dtype in (np.float32, np.float64):
+        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale, 0, 255).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {image.dtype} (expected 8/16-bit or float)")
+    if image.ndim == 3 and image.shape[2] in (1, 2):  # grey, or grey + alpha
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+def _is_truncated_jpeg(data: np.ndarray) -> bool:
+    # libjpeg fills a truncated JPEG with grey and only warns; confirm with Pillow, which
+    # refuses truncated data (and accepts files with trailing bytes after the end marker).
+    raw = data.tobytes()
+    if not raw.startswith(b"\xff\xd8") or raw.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+    except OSError:
+        return True
+    return False
+
+
+def _apply_exif_orientation(image: np.ndarray, data: np.ndarray) -> np.ndarray:
+    # IMREAD_UNCHANGED ignores EXIF orientation; apply it as Pillow's exif_transpose would.
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as img:
+            orientation = img.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return image
+    transforms = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1),
+    }
+    if orientation not in transforms:
+        return image
+    return np.ascontiguousarray(transforms[orientation](image))
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """uint8 greyscale ``(H, W)`` from uint8 RGB ``(H, W, 3)`` or greyscale."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    raise ValueError(f"expected RGB (H, W, 3) or greyscale (H, W), got shape {image.shape}")
 
 
 def is_image_file(path: Path) -> bool:
@@ -18,39 +115,7 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8: ``(H, W)`` grey or ``(H, W, 3)`` RGB.
-
-    Handles greyscale, RGB, RGBA (alpha dropped) and 16-bit files. Raises ``DatasetError``
-    naming the path when the file is missing, truncated or not an image.
-    """
-    path = Path(path)
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read file ({exc})") from exc
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if image is None:
-        raise DatasetError(f"{path}: not a readable image (empty, truncated or unsupported format)")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image
-
-
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """uint8 greyscale version of a grey or RGB image."""
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
-def read_grey(path: str | Path, size: int | None = 48) -> np.ndarray:
+def read_grey(path: str | os.PathLike, size: int | None = 48) -> np.ndarray:
     """Read an image as uint8 greyscale, resized to ``size x size`` (area interpolation) if given."""
     grey = to_grey(read_image(path))
     if size is not None and grey.shape != (size, size):

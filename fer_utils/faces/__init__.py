@@ -1,7 +1,6 @@
 """Face detection (MTCNN, Haar, LBP), alignment to square greyscale crops, batch preparation."""
-from fer_utils.faces.align import (
-    IMAGE_EXTENSIONS, ImageReadError, align_face, face_transform, read_image, to_grey, to_rgb8,
-)
+from fer_utils.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, to_grey, to_rgb8
+from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detectors import (
     CascadeDetector, Detection, FaceDetector, MTCNNDetector, create_detector, list_detectors,
     resolve_device,

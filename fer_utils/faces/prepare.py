@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from fer_utils.faces.align import IMAGE_EXTENSIONS, align_face, read_image
+from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.faces.align import align_face
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
 from fer_utils.labels import canonical_name, ordered_classes
 

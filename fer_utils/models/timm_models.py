@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 
-import timm
 from torch import nn
 
 from fer_utils.models.pretrained import (
@@ -77,6 +76,8 @@ def create_timm_fer(
     if stem not in ("small", "imagenet"):
         raise ValueError(f"stem must be 'small' or 'imagenet', got {stem!r}")
     weights = find_pretrained_file(timm_name, pretrained_file) if pretrained or pretrained_file else None
+    import timm  # imported on use: importing timm takes seconds, and predict rarely needs it
+
     model = timm.create_model(timm_name, pretrained=False, in_chans=in_chans, num_classes=num_classes, **kwargs)
     if stem == "small":
         small_stem(model, *STEMS[timm_name])
