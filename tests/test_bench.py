@@ -1,0 +1,24 @@
+"""The benchmark functions return sane numbers (speed itself is measured by the CLI, not here)."""
+import numpy as np
+
+from fer_utils.bench import benchmark_iterator, benchmark_training
+from fer_utils.cli import main
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (600, 48, 48), dtype=np.uint8)
+
+
+def test_benchmark_iterator_counts_images():
+    result = benchmark_iterator(IMAGES, "cpu", batch_size=128, epochs=1)
+    assert result["images"] == 600 and result["images_per_s"] > 0
+
+
+def test_benchmark_training_compares_pipeline_with_premade():
+    result = benchmark_training(IMAGES, "simple_cnn", "cpu", batch_size=32, steps=2)
+    assert result["pipeline_images_per_s"] > 0 and result["premade_images_per_s"] > 0
+    assert result["pipeline_over_premade"] == round(result["pipeline_images_per_s"] / result["premade_images_per_s"], 3)
+
+
+def test_cli_lists_commands_and_rejects_unknown(capsys):
+    assert main([]) == 0
+    assert "predict" in capsys.readouterr().out
+    assert main(["no-such-command"]) == 2
