@@ -15,7 +15,9 @@ import numpy as np
 from fer_utils.crossval import comparison_table, run_crossval
 from fer_utils.data import FaceData, load_dataset, make_clips
 from fer_utils.models import list_models
-from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from fer_utils.train.command import add_training_arguments, config_from_args
+from fer_utils.train.config import TrainConfig
+from fer_utils.train.recipes import CKPLUS_RECIPE
 
 #: The clip families compared by default.
 DEFAULT_MODELS = "single_frame,early_fusion,late_fusion,slow_fusion,c3d,cnn_gru,cnn_lstm"
@@ -42,19 +44,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no per-fold lines")
-    group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
-    group.add_argument("--epochs", type=int, default=30)
-    group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
-    group.add_argument("--weight-decay", type=float, default=0.01)
-    group.add_argument("--scheduler", choices=SCHEDULERS, default="onecycle")
-    group.add_argument("--label-smoothing", type=float, default=0.0)
-    group.add_argument("--augment", default="standard", help="clip augmentation preset (same for every frame)")
-    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
-    group.add_argument("--patience", type=int, default=None,
-                       help="early stopping on a subject-disjoint part of each training fold")
-    group.add_argument("--seed", type=int, default=0, help="seed of the folds and of training")
+    add_training_arguments(parser, TrainConfig(**CKPLUS_RECIPE))
 
 
 def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
@@ -72,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(models) - set(list_models(input_kind="clip")))
     if unknown:
         raise SystemExit(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, scheduler=args.scheduler, label_smoothing=args.label_smoothing,
-        augment=args.augment, amp=args.amp, early_stopping_patience=args.patience, seed=args.seed,
-    )
+    cfg = config_from_args(args)
     data = load_dataset(args.data, args.data_dir)
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)
     if args.subset_subjects:

@@ -15,9 +15,6 @@ from fer_utils.data import list_augments
 from fer_utils.experiments import DataSpec, load_splits, train_and_evaluate, write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 
-_DEFAULTS = TrainConfig()
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``train`` command."""
     parser.add_argument("--model", required=True, help="registered model name (see fer_utils.models.list_models)")
@@ -34,25 +31,31 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_training_arguments(parser)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig = TrainConfig()) -> None:
+    """The TrainConfig flags (shared by ``train`` and ``crossval``), defaulting to ``defaults``."""
     group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
-    group.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    group.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    group.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="peak / base learning rate")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=_DEFAULTS.optimizer)
-    group.add_argument("--momentum", type=float, default=_DEFAULTS.momentum)
-    group.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
-    group.add_argument("--scheduler", choices=SCHEDULERS, default=_DEFAULTS.scheduler)
-    group.add_argument("--warmup-epochs", type=float, default=_DEFAULTS.warmup_epochs)
-    group.add_argument("--label-smoothing", type=float, default=_DEFAULTS.label_smoothing)
+    group.add_argument("--epochs", type=int, default=defaults.epochs)
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    group.add_argument("--lr", type=float, default=defaults.lr, help="peak / base learning rate")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    group.add_argument("--momentum", type=float, default=defaults.momentum)
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    group.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
+    group.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs)
+    group.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     group.add_argument("--class-weighting", action="store_true", help="inverse-frequency class weights")
-    group.add_argument("--augment", choices=list_augments(), default=_DEFAULTS.augment, help="augmentation preset")
-    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=_DEFAULTS.amp,
+    group.add_argument("--augment", choices=list_augments(), default=defaults.augment,
+                       help="augmentation preset (clips: the same transform on every frame)")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
                        help="bf16 autocast on CUDA")
     group.add_argument("--channels-last", action="store_true")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
     group.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
-    group.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    group.add_argument("--seed", type=int, default=defaults.seed)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

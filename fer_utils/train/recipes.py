@@ -1,0 +1,27 @@
+"""Named training recipes shared by the notebooks and the command line."""
+from __future__ import annotations
+
+from typing import Any
+
+from fer_utils.train.config import TrainConfig
+
+#: The FER2013 recipe shared by the notebooks (SGD + Nesterov, one-cycle, label smoothing).
+FER2013_RECIPE: dict[str, Any] = dict(
+    epochs=60, batch_size=128, lr=0.05, optimizer="sgd", scheduler="onecycle", weight_decay=5e-4,
+    label_smoothing=0.1, augment="standard",
+)
+#: The CK+48 recipe (small data: AdamW, small batches).
+CKPLUS_RECIPE: dict[str, Any] = dict(
+    epochs=30, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, scheduler="onecycle",
+    augment="standard",
+)
+#: FER2013 training of the ``frame_cnn`` that initialises CK+48 models (notebooks 06 and 08).
+FRAME_CNN_OVERRIDES: dict[str, Any] = dict(lr=0.02)
+
+
+def recipe(base: dict[str, Any], smoke: bool, seed: int = 0, **overrides: Any) -> TrainConfig:
+    """``base`` with ``overrides`` and ``seed``; one epoch in smoke mode."""
+    values = {**base, **overrides, "seed": seed}
+    if smoke:
+        values["epochs"] = 1
+    return TrainConfig(**values)
