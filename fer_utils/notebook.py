@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from fer_utils.devices import resolve_device, seed_everything
 
 SMOKE_ENV = "FER_SMOKE"
 
@@ -19,12 +19,6 @@ def repo_root(start: Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "fer_utils").is_dir():
             return folder
     raise FileNotFoundError(f"no fer_utils repository at or above {here}")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else as given."""
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                        "cpu" if device == "auto" else device)
 
 
 @dataclass(frozen=True)
@@ -57,9 +51,7 @@ def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int 
     """Seed everything and decide output folders. ``smoke=None`` reads ``$FER_SMOKE`` (1 = smoke)."""
     if smoke is None:
         smoke = os.environ.get(SMOKE_ENV, "0") == "1"
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     root = repo_root()
     base = root / "scratch" / "smoke" if smoke else root
     ctx = NotebookContext(smoke, resolve_device(device), seed, base / "results", base / "figures")

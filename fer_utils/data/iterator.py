@@ -8,6 +8,7 @@ import torch
 
 from fer_utils.data.augment import BatchAugment, to_model_input
 from fer_utils.data.dataset import FaceData
+from fer_utils.devices import resolve_device
 
 
 class BatchIterator:
@@ -36,7 +37,7 @@ class BatchIterator:
             images, labels = images.images, images.labels if labels is None else labels
         if labels is None:
             raise ValueError("labels are required unless a FaceData is given")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.images = torch.as_tensor(images).to(self.device)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
         if self.images.dtype != torch.uint8 or len(self.images) != len(self.labels):

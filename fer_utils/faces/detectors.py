@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 
+from fer_utils.devices import resolve_device
+
 
 @dataclass(frozen=True, eq=False)
 class Detection:
@@ -113,13 +115,6 @@ class FaceDetector(ABC):
     @abstractmethod
     def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Detect in RGB uint8 images already resized to at most ``max_side``."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class MTCNNDetector(FaceDetector):

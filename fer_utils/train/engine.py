@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.data import BatchIterator, FaceData, create_augment
+from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.optim import create_optimizer, create_scheduler
 
@@ -41,18 +42,6 @@ class FitResult:
     train_seconds: float
     stopped_early: bool
     run_dir: Path | None
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when available, else CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and all CUDA devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def preprocessing_of(data: FaceData) -> dict[str, Any]:
