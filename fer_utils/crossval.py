@@ -28,7 +28,7 @@ from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, sub
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
-from fer_utils.models import create_model, model_entry
+from fer_utils.models import count_parameters, create_model, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import TrainConfig, fit, resolve_device
 
@@ -170,11 +170,6 @@ def make_folds(data: FaceData, k: int = 10, seed: int = 0, loso: bool = False) -
     return leave_one_subject_out(data) if loso else subject_kfold(data, k=k, seed=seed)
 
 
-def trainable_params(model: nn.Module) -> int:
-    """Number of parameters that require gradients."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     return float((y_true == y_pred).mean()), float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
@@ -241,7 +236,7 @@ def run_crossval(
         model = create_model(model_name, num_classes=len(clips.classes), in_chans=1, **kwargs)
         if init_checkpoint is not None:
             init_frame_cnn_from_checkpoint(model, init_checkpoint)
-        params = trainable_params(model)
+        params = count_parameters(model)
         fitted = fit(model, train, val, cfg, device=device, progress=False,
                      model_name=model_name, model_kwargs=kwargs)
         record, votes = _evaluate_fold(fitted.model, test, sequences[test_idx], i, cfg.eval_batch_size)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
 from fer_utils.experiments import DataSpec, run_experiment
-from fer_utils.models import create_model
+from fer_utils.models import count_parameters, create_model
 from fer_utils.notebook import NotebookContext
 from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
@@ -49,7 +49,7 @@ class FER2013Study:
 def count_params(model_name: str, num_classes: int = 7, trainable_only: bool = True, **kwargs: Any) -> int:
     """Parameters of a registered model built with ``kwargs`` (trainable ones by default)."""
     model = create_model(model_name, num_classes=num_classes, **kwargs)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return count_parameters(model, trainable_only)
 
 
 def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str, Any]:

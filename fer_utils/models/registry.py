@@ -62,3 +62,8 @@ def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
         k for k, e in _REGISTRY.items()
         if fnmatch.fnmatch(k, pattern) and (input_kind is None or e.input_kind == input_kind)
     )
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of parameters of ``model`` (only those requiring gradients by default)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
