@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fer_utils.train.command", "train a model, writing a run folder"),
     "evaluate": ("fer_utils.evaluate.command", "evaluate a checkpoint on a dataset split"),
     "crossval": ("fer_utils.crossval_command", "subject-independent k-fold on sequence data"),
+    "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
     "predict": ("fer_utils.predict", "emotions of the faces in photos and videos"),
 }

@@ -11,6 +11,7 @@ import pandas as pd
 from fer_utils.data.dataset import FaceData
 from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
 from fer_utils.data.folders import load_class_folders
+from fer_utils.data.packed import PACKED_NAME, read_packed_fer2013
 from fer_utils.data.paths import cache_path, data_root
 from fer_utils.labels import FER2013_CODES, FERPLUS_COLUMNS, ordered_classes
 
@@ -29,12 +30,13 @@ _FOLDER_SPLITS = {
 
 
 def find_fer2013_csv(root: str | os.PathLike | None = None) -> Path:
-    """The FER2013 CSV: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``."""
+    """The FER2013 file: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``,
+    else the packed ``fer2013.npz.xz`` made by ``python -m fer_utils pack-data``."""
     base = data_root(root)
     if base.is_file():
         return base
-    for folder in (base / "fer2013", base):
-        for name in _CSV_NAMES:
+    for name in (*_CSV_NAMES, PACKED_NAME):
+        for folder in (base / "fer2013", base):
             if (folder / name).is_file():
                 return folder / name
     raise MissingDatasetError("FER2013 CSV", base / "fer2013" / "fer2013.csv[.gz]", _HOW_TO_GET)
@@ -46,11 +48,18 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
     Every row is validated (label 0-6, 2304 integer pixels in 0-255, known Usage); a bad row
     raises ``DatasetError`` naming file and line, or is skipped and counted with ``errors="skip"``.
     Parsed arrays are cached (``$FER_CACHE_DIR``, default ``~/.cache/fer_utils``) keyed by the
-    file's path, size and modification time.
+    file's path, size and modification time. Without a CSV, the packed ``fer2013.npz.xz``
+    (:mod:`fer_utils.data.packed`) gives the same arrays and row provenance.
     """
     path = find_fer2013_csv(root)
-    cached = cache_path(path, f"v1-{errors}") if cache else None
-    if cached is not None and cached.is_file():
+    source_name = path.name
+    cached = cache_path(path, f"v1-{errors}") if cache and path.name != PACKED_NAME else None
+    if path.name == PACKED_NAME:
+        packed = read_packed_fer2013(path)
+        images, labels, usage, lines = packed["images"], packed["labels"], packed["usage"], packed["lines"]
+        skipped = dict(zip(packed["skip_reasons"].tolist(), packed["skip_counts"].tolist()))
+        source_name = str(packed["source_name"])
+    elif cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as z:
             images, labels, usage, lines = z["images"], z["labels"], z["usage"], z["lines"]
             skipped = dict(zip(z["skip_reasons"].tolist(), z["skip_counts"].tolist()))
@@ -65,7 +74,7 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
             os.replace(tmp, cached)
     meta = pd.DataFrame({
         "split": usage.astype(str), "subject": "", "sequence": lines.astype(str), "frame": 0,
-        "source": [f"{path.name}:{n}" for n in lines],
+        "source": [f"{source_name}:{n}" for n in lines],
     })
     return FaceData(images, labels, FER2013_CLASSES, meta, name="fer2013", skipped=skipped)
 
