@@ -13,7 +13,7 @@ SMOKE ?= 0
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: setup test report lab bench clean-venv
+.PHONY: setup test report lab bench devdata clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m fer_utils bench data
+
+# FER2013 packed (about 56 MB) and CK+48 in .devdata/, small enough to carry to a GPU machine.
+devdata: $(STAMP)
+	$(BIN)/python -m fer_utils pack-data .devdata
 
 clean-venv:
 	rm -rf $(VENV)

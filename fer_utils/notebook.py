@@ -1,4 +1,4 @@
-"""What every notebook needs first: smoke/full mode, device, and where outputs go."""
+"""What every notebook needs first: smoke/full mode, device, where outputs go, and ``display``."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pandas.io.formats.style import Styler
 
 from fer_utils.devices import resolve_device, seed_everything
 
@@ -58,3 +59,21 @@ def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int 
     print(f"mode={'smoke' if smoke else 'full'} device={ctx.device} seed={seed} "
           f"results -> {ctx.results_dir} figures -> {ctx.figures_dir}")
     return ctx
+
+
+def display(*objects: object) -> None:
+    """Show ``objects``: IPython's rich display inside Jupyter, printed text elsewhere.
+
+    Notebooks use this instead of ``IPython.display.display`` so that their code also runs as a
+    plain script (``python -m fer_utils.report --engine script``) where IPython is not installed.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import display as rich_display
+    except ImportError:
+        rich_display = None
+    if rich_display is not None and get_ipython() is not None:
+        rich_display(*objects)
+        return
+    for obj in objects:
+        print(obj.data if isinstance(obj, Styler) else obj)

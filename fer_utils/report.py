@@ -3,13 +3,21 @@
 Full mode executes ``notebooks/NN_*.ipynb`` in place (outputs kept, to be committed) and
 refreshes the README results table from ``results/comparison.md``. Smoke mode runs the same
 pipeline on tiny subsets and writes executed copies under ``scratch/smoke/`` only.
+
+``--engine script`` runs the notebooks' code cells as a plain Python script instead, with no
+Jupyter, papermill or IPython: the way to train on a GPU machine that has only PyTorch and the
+scientific stack. Its results land in ``results/`` (experiments are cached by config), so a
+later papermill run anywhere renders the notebooks without training again.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from fer_utils.data import MissingDatasetError, data_root, load_dataset
@@ -46,19 +54,47 @@ def update_readme(readme: Path, table: Path) -> bool:
     return True
 
 
+def run_as_script(notebook: Path, parameters: dict[str, object]) -> None:
+    """Execute ``notebook``'s code cells in order in one namespace, from its folder.
+
+    ``parameters`` are assigned after the cell tagged ``parameters``, as papermill injects them.
+    Output is printed, not stored. A failing cell's traceback names the notebook and cell number.
+    """
+    cells = json.loads(notebook.read_text())["cells"]
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    previous = Path.cwd()
+    os.chdir(notebook.parent)
+    try:
+        for number, cell in enumerate(cells, start=1):
+            if cell["cell_type"] != "code":
+                continue
+            exec(compile("".join(cell["source"]), f"{notebook.name}, cell {number}", "exec"), namespace)
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                namespace.update(parameters)
+    finally:
+        os.chdir(previous)
+
+
+def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object]) -> None:
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(out), cwd=str(notebook.parent), kernel_name="python3",
+                               parameters=parameters, progress_bar=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the notebooks; exit status 2 when datasets are missing, 1 when a notebook fails."""
     parser = argparse.ArgumentParser(prog="python -m fer_utils.report", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", type=int, default=0, help="1: tiny subsets, outputs under scratch/smoke")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", default="", help="comma-separated notebook number prefixes, e.g. 03,08")
+    parser.add_argument("--engine", choices=("papermill", "script"), default="papermill",
+                        help="script: run the code cells without Jupyter (GPU machines); nothing is rendered")
     args = parser.parse_args(argv)
     problems = check_datasets()
     if problems:
         print("make report needs the datasets:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    import papermill
-
     root = repo_root()
     notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -67,17 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
         start = time.perf_counter()
-        print(f"== {nb.name} ({'smoke' if args.smoke else 'full'}, device {args.device})", flush=True)
+        print(f"== {nb.name} ({'smoke' if args.smoke else 'full'}, device {args.device}, {args.engine})", flush=True)
+        parameters = {"smoke": bool(args.smoke), "device": args.device}
         try:
-            papermill.execute_notebook(
-                str(nb), str(out_dir / nb.name), cwd=str(nb.parent), kernel_name="python3",
-                parameters={"smoke": bool(args.smoke), "device": args.device}, progress_bar=False,
-            )
-        except papermill.PapermillExecutionError as exc:
-            print(f"{nb.name} failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            if args.engine == "script":
+                run_as_script(nb, parameters)
+            else:
+                _run_with_papermill(nb, out_dir / nb.name, parameters)
+        except Exception as exc:  # papermill's or the notebook's own error: report it and stop
+            if args.engine == "script":
+                traceback.print_exc()
+            print(f"{nb.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
-    if not args.smoke and update_readme(root / "README.md", root / "results" / "comparison.md"):
+    if args.engine == "papermill" and not args.smoke and update_readme(root / "README.md", root / "results" / "comparison.md"):
         print("README results table updated from results/comparison.md")
     return 0
 

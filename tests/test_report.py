@@ -1,4 +1,10 @@
-"""`make report`: refuses clearly without data; README results block refresh."""
+"""`make report`: refuses clearly without data; README results block refresh; the script engine."""
+import json
+import sys
+import traceback
+
+import pytest
+
 from fer_utils import report
 
 
@@ -17,3 +23,34 @@ def test_update_readme_replaces_only_the_results_block(tmp_path):
     assert report.update_readme(readme, table)
     text = readme.read_text()
     assert "old" not in text and "| vgg | 72.9 |" in text and text.startswith("intro") and text.endswith("rest\n")
+
+
+def _notebook(path, *sources, tags=None):
+    cells = [{"cell_type": "code", "metadata": {"tags": tags or []} if i == 0 else {}, "source": src,
+              "outputs": [], "execution_count": None} for i, src in enumerate(sources)]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_script_engine_injects_parameters_and_needs_no_ipython(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "IPython", None)  # importing IPython now fails, as on a bare GPU image
+    nb = _notebook(tmp_path / "01_demo.ipynb", "smoke = None\ndevice = 'auto'",
+                   "import os, pandas as pd\nfrom fer_utils.notebook import display\n"
+                   "display(pd.DataFrame({'accuracy': [0.5]}).style.format('{:.1%}'))\nprint('cwd', os.getcwd())",
+                   "print('smoke is', smoke, device)", tags=["parameters"])
+    report.run_as_script(nb, {"smoke": True, "device": "cpu"})
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "0.5" in out and f"cwd {tmp_path}" in out and "smoke is True cpu" in out
+
+
+def test_script_engine_error_names_the_notebook_cell(tmp_path):
+    nb = _notebook(tmp_path / "02_bad.ipynb", "x = 1", "y = x / 0")
+    with pytest.raises(ZeroDivisionError) as err:
+        report.run_as_script(nb, {})
+    assert any(frame.filename == "02_bad.ipynb, cell 2" for frame in traceback.extract_tb(err.value.__traceback__))
+
+
+def test_notebooks_run_without_ipython_imports():
+    for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        sources = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
+        assert "IPython" not in sources, f"{nb.name} imports IPython: use fer_utils.notebook.display"
