@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from fer_utils.devices import resolve_device, seed_everything
@@ -53,12 +54,29 @@ def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int 
     if smoke is None:
         smoke = os.environ.get(SMOKE_ENV, "0") == "1"
     seed_everything(seed)
+    _show_figures_inline()
     root = repo_root()
     base = root / "scratch" / "smoke" if smoke else root
     ctx = NotebookContext(smoke, resolve_device(device), seed, base / "results", base / "figures")
     print(f"mode={'smoke' if smoke else 'full'} device={ctx.device} seed={seed} "
           f"results -> {ctx.results_dir} figures -> {ctx.figures_dir}")
     return ctx
+
+
+def _show_figures_inline() -> None:
+    """Inside Jupyter, render returned ``Figure`` objects as PNG whatever ``MPLBACKEND`` says.
+
+    The plots are pyplot-free ``Figure`` objects; without this, a kernel started with
+    ``MPLBACKEND=Agg`` (as ``make report`` does) would show ``<Figure size ...>`` instead of the plot.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png", dpi=80))
 
 
 def display(*objects: object) -> None:
