@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.checkpoints import CheckpointMismatchError, load_model
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image

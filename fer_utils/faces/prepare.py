@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.faces.align import align_face

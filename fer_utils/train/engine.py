@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.data import BatchIterator, FaceData, create_augment
