@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fer_utils.data import MissingDatasetError, data_root, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_csv
+from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.notebook import repo_root
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -40,6 +41,13 @@ def check_datasets() -> list[str]:
     except (FileNotFoundError, MissingDatasetError) as exc:
         problems.append(str(exc))
     return problems
+
+
+def make_env_paths_absolute() -> None:
+    """Notebooks run from ``notebooks/``: resolve relative ``$FER_DATA_DIR``/``$FER_CACHE_DIR`` first."""
+    for name in (DATA_DIR_ENV, CACHE_DIR_ENV):
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
 
 
 def update_readme(readme: Path, table: Path) -> bool:
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("papermill", "script"), default="papermill",
                         help="script: run the code cells without Jupyter (GPU machines); nothing is rendered")
     args = parser.parse_args(argv)
+    make_env_paths_absolute()
     problems = check_datasets()
     if problems:
         print("make report needs the datasets:\n  " + "\n  ".join(problems), file=sys.stderr)

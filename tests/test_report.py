@@ -1,5 +1,6 @@
 """`make report`: refuses clearly without data; README results block refresh; the script engine."""
 import json
+import os
 import sys
 import traceback
 
@@ -13,6 +14,14 @@ def test_report_refuses_without_datasets(tmp_path, monkeypatch, capsys):
     assert report.main(["--smoke", "1"]) == 2
     err = capsys.readouterr().err
     assert "make report needs the datasets" in err and "FER2013" in err and "CK+48" in err
+
+
+def test_relative_data_dir_is_resolved_before_notebooks_change_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FER_DATA_DIR", "devdata")
+    assert report.main(["--smoke", "1", "--engine", "script"]) == 2
+    assert os.environ["FER_DATA_DIR"] == str(tmp_path / "devdata")
+    assert str(tmp_path / "devdata") in capsys.readouterr().err
 
 
 def test_update_readme_replaces_only_the_results_block(tmp_path):
