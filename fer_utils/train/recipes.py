@@ -10,9 +10,10 @@ FER2013_RECIPE: dict[str, Any] = dict(
     epochs=60, batch_size=128, lr=0.05, optimizer="sgd", scheduler="onecycle", weight_decay=5e-4,
     label_smoothing=0.1, augment="standard",
 )
-#: The CK+48 recipe (small data: AdamW, small batches).
+#: The CK+48 recipe (small data: AdamW, small batches). 60 epochs: on CPU, early_fusion at width 16
+#: reached 93.8% (10-fold by subject) with 60 epochs against 88.0% with 30 (90.4% at width 32, 30 epochs).
 CKPLUS_RECIPE: dict[str, Any] = dict(
-    epochs=30, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, scheduler="onecycle",
+    epochs=60, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, scheduler="onecycle",
     augment="standard",
 )
 #: FER2013 training of the ``frame_cnn`` that initialises CK+48 models (notebooks 06 and 08).
