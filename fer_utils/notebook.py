@@ -63,19 +63,25 @@ def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int 
     return ctx
 
 
+def _ipython_shell():
+    """The running IPython shell (inside Jupyter), or None (plain Python, or IPython not installed)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
 def _show_figures_inline() -> None:
     """Inside Jupyter, render returned ``Figure`` objects as PNG whatever ``MPLBACKEND`` says.
 
     The plots are pyplot-free ``Figure`` objects; without this, a kernel started with
     ``MPLBACKEND=Agg`` (as ``make report`` does) would show ``<Figure size ...>`` instead of the plot.
     """
-    try:
-        from IPython import get_ipython
-        from IPython.core.pylabtools import print_figure
-    except ImportError:
-        return
-    shell = get_ipython()
+    shell = _ipython_shell()
     if shell is not None:
+        from IPython.core.pylabtools import print_figure
+
         shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png", dpi=80))
 
 
@@ -85,12 +91,9 @@ def display(*objects: object) -> None:
     Notebooks use this instead of ``IPython.display.display`` so that their code also runs as a
     plain script (``python -m fer_utils.report --engine script``) where IPython is not installed.
     """
-    try:
-        from IPython import get_ipython
+    if _ipython_shell() is not None:
         from IPython.display import display as rich_display
-    except ImportError:
-        rich_display = None
-    if rich_display is not None and get_ipython() is not None:
+
         rich_display(*objects)
         return
     for obj in objects:
