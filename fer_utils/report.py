@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from fer_utils.data import MissingDatasetError, data_root, load_dataset
-from fer_utils.data.fer2013 import find_fer2013_csv
+from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.notebook import repo_root
 
@@ -33,7 +33,7 @@ def check_datasets() -> list[str]:
     problems = []
     try:
         data_root()
-        find_fer2013_csv()
+        find_fer2013_file()
     except (FileNotFoundError, MissingDatasetError) as exc:
         problems.append(str(exc))
     try:

@@ -95,9 +95,10 @@ def test_fer2013_without_private_test_warns_once_and_uses_public(tmp_path):
         assert official_test_split(data) == "PublicTest"
 
 
-def test_fer2013_packed_file_replaces_the_csv(tmp_path):
+def test_fer2013_packed_file_replaces_the_csv(tmp_path, monkeypatch):
     from fer_utils.data.packed import PACKED_NAME, pack_fer2013
 
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     rows = fer_rows()
     rows.insert(1, (9, pixels(), "Training"))
     with pytest.warns(UserWarning, match="skipped 1"):
@@ -108,6 +109,10 @@ def test_fer2013_packed_file_replaces_the_csv(tmp_path):
     np.testing.assert_array_equal(loaded.labels, original.labels)
     pd.testing.assert_frame_equal(loaded.meta, original.meta)
     assert loaded.skipped == {"label": 1} and loaded.meta["source"].iat[1] == "fer2013.csv:4"
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # decompressed once, then read from the cache
+    again = load_dataset("fer2013", tmp_path / "travel")
+    pd.testing.assert_frame_equal(again.meta, original.meta)
+    assert again.skipped == {"label": 1}
     packed.write_bytes(packed.read_bytes()[:-50])
     with pytest.raises(DatasetError, match=rf"{PACKED_NAME}: not a readable packed FER2013 file"):
         load_dataset("fer2013", tmp_path / "travel")

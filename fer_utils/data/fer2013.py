@@ -29,7 +29,7 @@ _FOLDER_SPLITS = {
 }
 
 
-def find_fer2013_csv(root: str | os.PathLike | None = None) -> Path:
+def find_fer2013_file(root: str | os.PathLike | None = None) -> Path:
     """The FER2013 file: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``,
     else the packed ``fer2013.npz.xz`` made by ``python -m fer_utils pack-data``."""
     base = data_root(root)
@@ -47,40 +47,33 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
 
     Every row is validated (label 0-6, 2304 integer pixels in 0-255, known Usage); a bad row
     raises ``DatasetError`` naming file and line, or is skipped and counted with ``errors="skip"``.
-    Parsed arrays are cached (``$FER_CACHE_DIR``, default ``~/.cache/fer_utils``) keyed by the
-    file's path, size and modification time. Without a CSV, the packed ``fer2013.npz.xz``
-    (:mod:`fer_utils.data.packed`) gives the same arrays and row provenance.
+    Without a CSV, the packed ``fer2013.npz.xz`` (:mod:`fer_utils.data.packed`) gives the same
+    arrays and row provenance. Either way the arrays are cached (``$FER_CACHE_DIR``, default
+    ``~/.cache/fer_utils``) keyed by the file's path, size and modification time.
     """
-    path = find_fer2013_csv(root)
-    source_name = path.name
-    cached = cache_path(path, f"v1-{errors}") if cache and path.name != PACKED_NAME else None
-    if path.name == PACKED_NAME:
-        packed = read_packed_fer2013(path)
-        images, labels, usage, lines = packed["images"], packed["labels"], packed["usage"], packed["lines"]
-        skipped = dict(zip(packed["skip_reasons"].tolist(), packed["skip_counts"].tolist()))
-        source_name = str(packed["source_name"])
-    elif cached is not None and cached.is_file():
+    path = find_fer2013_file(root)
+    cached = cache_path(path, f"v2-{errors}") if cache else None
+    if cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as z:
-            images, labels, usage, lines = z["images"], z["labels"], z["usage"], z["lines"]
-            skipped = dict(zip(z["skip_reasons"].tolist(), z["skip_counts"].tolist()))
+            arrays = {name: z[name] for name in z.files}
     else:
-        images, labels, usage, lines, skipped = _parse_csv(path, errors)
+        arrays = read_packed_fer2013(path) if path.name == PACKED_NAME else _parse_csv(path, errors)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, images=images, labels=labels, usage=usage, lines=lines,
-                     skip_reasons=np.array(list(skipped), dtype=str),
-                     skip_counts=np.array(list(skipped.values()), dtype=np.int64))
+            np.savez(tmp, **arrays)
             os.replace(tmp, cached)
+    lines = arrays["lines"]
     meta = pd.DataFrame({
-        "split": usage.astype(str), "subject": "", "sequence": lines.astype(str), "frame": 0,
-        "source": [f"{source_name}:{n}" for n in lines],
+        "split": arrays["usage"].astype(str), "subject": "", "sequence": lines.astype(str), "frame": 0,
+        "source": [f"{arrays['source_name']}:{n}" for n in lines],
     })
-    return FaceData(images, labels, FER2013_CLASSES, meta, name="fer2013", skipped=skipped)
+    skipped = dict(zip(arrays["skip_reasons"].tolist(), arrays["skip_counts"].tolist()))
+    return FaceData(arrays["images"], arrays["labels"], FER2013_CLASSES, meta, name="fer2013", skipped=skipped)
 
 
-def _parse_csv(path: Path, errors: str) -> tuple[np.ndarray, ...]:
-    """Validate and parse the CSV; returns images, labels, usage, csv line numbers, skip counts."""
+def _parse_csv(path: Path, errors: str) -> dict[str, np.ndarray]:
+    """Validate and parse the CSV into the arrays of a packed file (images, labels, usage, line numbers...)."""
     log = SkipLog(errors)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -127,7 +120,10 @@ def _parse_csv(path: Path, errors: str) -> tuple[np.ndarray, ...]:
         keep[kept_idx[j]] = False
     images = values[in_range].astype(np.uint8).reshape(-1, 48, 48)
     skipped = log.report(str(path))
-    return images, emotion[keep].astype(np.int64), usage[keep].astype(str), lines[keep], skipped
+    return {"images": images, "labels": emotion[keep].astype(np.int64), "usage": usage[keep].astype(str),
+            "lines": lines[keep], "source_name": np.array(path.name),
+            "skip_reasons": np.array(list(skipped), dtype=str),
+            "skip_counts": np.array(list(skipped.values()), dtype=np.int64)}
 
 
 def _parse_pixels(rows: list[str]) -> np.ndarray | None:
