@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from fer_utils.data import MissingDatasetError, data_root, load_dataset
+from fer_utils.data import MissingDatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.notebook import repo_root
@@ -32,8 +32,7 @@ def check_datasets() -> list[str]:
     """Problems that stop the report (missing FER2013 / CK+48), each with how to fix it."""
     problems = []
     try:
-        data_root()
-        find_fer2013_file()
+        find_fer2013_file()  # raises FileNotFoundError itself when $FER_DATA_DIR is unset
     except (FileNotFoundError, MissingDatasetError) as exc:
         problems.append(str(exc))
     try:
