@@ -9,6 +9,8 @@ PINS := timm==1.0.31 "opencv-python-headless==4.14.0.94" numpy==2.4.6 pandas==3.
 	scikit-learn==1.9.1 scipy==1.17.1 matplotlib==3.11.2 seaborn==0.13.2 tqdm==4.70.1 pillow==13.0.0 \
 	papermill==2.7.0 nbval==0.11.0 jupyterlab==4.6.6 ipykernel==7.4.0 ipywidgets==8.1.9 pytest==9.2.0
 FACENET := facenet-pytorch==2.6.0
+# Face Mesh landmarks for frontalization: 0.10.21 is the last release whose wheel ships the model.
+MEDIAPIPE := mediapipe==0.10.21 protobuf==4.25.8 absl-py==2.5.1 flatbuffers==25.12.19
 SMOKE ?= 0
 DEVICE ?= auto
 PYTEST_ARGS ?=
@@ -23,6 +25,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS) $(PINS)
 	# facenet-pytorch pins torch<2.3 in its metadata: install it without dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps $(FACENET)
+	# mediapipe's metadata asks for numpy<2, jax and opencv-contrib, none of which Face Mesh needs.
+	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -1,4 +1,5 @@
-"""Face detection (MTCNN, Haar, LBP), alignment to square greyscale crops, batch preparation."""
+"""Face detection (MTCNN, Haar, LBP), alignment to square greyscale crops, frontalization from
+3D landmarks, batch preparation."""
 from fer_utils.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, to_grey, to_rgb8
 from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detectors import (
@@ -6,12 +7,19 @@ from fer_utils.faces.detectors import (
     resolve_device,
 )
 from fer_utils.faces.draw import draw_faces
+from fer_utils.faces.face_mesh import FaceMeshLandmarker
+from fer_utils.faces.frontalize import FrontalFace, Frontalizer, frontalize_images
 from fer_utils.faces.prepare import find_images, folder_labels, prepare_faces
+from fer_utils.faces.reference_face import (
+    HeadPose, ReferenceFace, build_reference_face, mirror_map, similarity_transform,
+)
 from fer_utils.faces.synthetic import paste_faces, textured_background
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "CascadeDetector", "Detection", "FaceDetector", "ImageReadError",
-    "MTCNNDetector", "align_face", "create_detector", "draw_faces", "face_transform", "find_images",
-    "folder_labels", "list_detectors", "paste_faces", "prepare_faces", "read_image", "resolve_device",
+    "IMAGE_EXTENSIONS", "CascadeDetector", "Detection", "FaceDetector", "FaceMeshLandmarker",
+    "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector", "ReferenceFace",
+    "align_face", "build_reference_face", "create_detector", "draw_faces", "face_transform",
+    "find_images", "folder_labels", "frontalize_images", "list_detectors", "mirror_map",
+    "paste_faces", "prepare_faces", "read_image", "resolve_device", "similarity_transform",
     "textured_background", "to_grey", "to_rgb8",
 ]
