@@ -16,8 +16,8 @@ from fer_utils.checkpoints import CheckpointMismatchError, save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import (
-    average_probs, classification_metrics, ensemble_proba, expected_calibration_error, predict_proba,
-    reliability_data, summary_row, tta_views,
+    average_probs, classification_metrics, ensemble_proba, expected_calibration_error, paired_comparison,
+    predict_proba, reliability_data, summary_row, tta_views,
 )
 from fer_utils.evaluate.command import evaluate_checkpoint
 from fer_utils.models import create_model
@@ -169,3 +169,13 @@ def test_evaluate_cli_refuses_mismatched_checkpoint(tmp_path, data_dir, capsys):
                  "--split", "PublicTest", "--out", str(tmp_path / "m.json")])
     assert code == 2 and "differ" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_paired_comparison_counts_discordant_items_and_mcnemar():
+    y_true = np.zeros(10, dtype=int)
+    pred_a = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])  # 8 right
+    pred_b = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1])  # 5 right: 4 only a, 1 only b
+    result = paired_comparison(y_true, pred_a, pred_b)
+    assert result == {"n": 10, "accuracy_a": 0.8, "accuracy_b": 0.5, "only_a": 4, "only_b": 1,
+                      "p_value": pytest.approx(0.375)}
+    assert paired_comparison(y_true, pred_a, pred_a)["p_value"] == 1.0

@@ -113,3 +113,23 @@ def test_grad_cam(tmp_path, model, batch):
     assert_png(fig, tmp_path / "cam.png")
     overlay = plots.overlay_heatmap(images[0], cams[0])
     assert overlay.shape == (48, 48, 3) and 0 <= overlay.min() and overlay.max() <= 1
+
+
+def test_face_rows_lay_out_versions_of_the_same_faces(tmp_path, batch):
+    faces = batch[0][:4]
+    rows = {"photo": faces, "flipped": faces[:, :, ::-1]}
+    fig = plots.plot_face_rows(rows, ["a", "b", "c", "d"], tmp_path / "rows.png", title="versions")
+    assert_png(fig, tmp_path / "rows.png")
+    assert len(fig.axes) == 8 and fig.axes[0].get_ylabel() == "photo" and fig.axes[4].get_ylabel() == "flipped"
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(fig.axes[6].get_images()[0].get_array(), faces[2, :, ::-1])
+    with pytest.raises(ValueError, match="every row needs 4 faces"):
+        plots.plot_face_rows({"photo": faces, "fewer": faces[:3]})
+
+
+def test_comparison_keeps_table_order_when_asked():
+    table = pd.DataFrame({"group": ["low", "mid", "high"], "accuracy": [0.5, 0.9, 0.7]})
+    labels = [t.get_text() for t in plots.plot_comparison(table, label="group", sort=False).axes[0].get_yticklabels()]
+    assert labels == ["low", "mid", "high"]
+    ranked = [t.get_text() for t in plots.plot_comparison(table, label="group").axes[0].get_yticklabels()]
+    assert ranked == ["mid", "high", "low"]

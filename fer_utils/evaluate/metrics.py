@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
 from fer_utils.evaluate.calibration import reliability_data
 
@@ -32,6 +33,16 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """``num / den`` with 0 where ``den`` is 0 (scikit-learn's ``zero_division=0``)."""
     return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+def paired_comparison(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, float]:
+    """Two classifiers on the same items: accuracies, how many only one got right, and the exact
+    McNemar p-value (two-sided binomial test on those discordant items; 1.0 when there are none)."""
+    right_a, right_b = np.asarray(pred_a) == y_true, np.asarray(pred_b) == y_true
+    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    p_value = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return {"n": len(y_true), "accuracy_a": float(right_a.mean()), "accuracy_b": float(right_b.mean()),
+            "only_a": only_a, "only_b": only_b, "p_value": float(p_value)}
 
 
 def most_confused(confusion: np.ndarray, classes: Sequence[str], top: int = 10) -> list[dict[str, Any]]:

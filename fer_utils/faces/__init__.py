@@ -8,7 +8,9 @@ from fer_utils.faces.detectors import (
 )
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.face_mesh import FaceMeshLandmarker
-from fer_utils.faces.frontalize import FrontalFace, Frontalizer, frontalize_images
+from fer_utils.faces.frontalize import (
+    POSE_COLUMNS, FrontalFace, Frontalizer, frontalize_dataset, frontalize_images,
+)
 from fer_utils.faces.prepare import find_images, folder_labels, prepare_faces
 from fer_utils.faces.reference_face import (
     HeadPose, ReferenceFace, build_reference_face, mirror_map, similarity_transform,
@@ -19,7 +21,7 @@ __all__ = [
     "IMAGE_EXTENSIONS", "CascadeDetector", "Detection", "FaceDetector", "FaceMeshLandmarker",
     "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector", "ReferenceFace",
     "align_face", "build_reference_face", "create_detector", "draw_faces", "face_transform",
-    "find_images", "folder_labels", "frontalize_images", "list_detectors", "mirror_map",
+    "POSE_COLUMNS", "find_images", "folder_labels", "frontalize_dataset", "frontalize_images", "list_detectors", "mirror_map",
     "paste_faces", "prepare_faces", "read_image", "resolve_device", "similarity_transform",
     "textured_background", "to_grey", "to_rgb8",
 ]

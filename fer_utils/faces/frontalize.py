@@ -22,7 +22,12 @@ import numpy as np
 from scipy.spatial import Delaunay
 from tqdm.auto import tqdm
 
+from fer_utils.data import FaceData
+from fer_utils.faces.face_mesh import FaceMeshLandmarker
 from fer_utils.faces.reference_face import HeadPose, ReferenceFace, similarity_transform
+
+#: Metadata columns :func:`frontalize_dataset` adds: the pose of each original face (NaN: no mesh).
+POSE_COLUMNS = ("yaw", "pitch", "roll")
 
 
 @dataclass(frozen=True)
@@ -158,3 +163,19 @@ def frontalize_images(images: np.ndarray, frontalizer: Frontalizer,
         face = frontalizer.frontalize(image, mesh)
         out[i], poses[i] = face.image, (face.pose.yaw, face.pose.pitch, face.pose.roll)
     return out, poses, missed
+
+
+def frontalize_dataset(data: FaceData, frontalizer: Frontalizer | None = None,
+                       progress: bool = True) -> FaceData:
+    """``data`` with every still frontalized at its own size; the original pose goes into
+    ``meta`` (:data:`POSE_COLUMNS`, NaN where Face Mesh found no face and the image is kept)."""
+    if data.is_clip:
+        raise ValueError(f"{data.name}: frontalize_dataset takes stills; got clips {data.images.shape}")
+    frontalizer = frontalizer or Frontalizer(size=data.image_size[0])
+    with FaceMeshLandmarker() as landmarker:
+        images, poses, missed = frontalize_images(data.images, frontalizer, landmarker, progress)
+    meta = data.meta.assign(**{name: poses[:, k] for k, name in enumerate(POSE_COLUMNS)})
+    if progress:
+        print(f"{data.name}: frontalized {len(data) - missed} of {len(data)} faces "
+              f"({missed} without a Face Mesh kept as they are)")
+    return FaceData(images, data.labels, data.classes, meta, f"{data.name}-frontal", dict(data.skipped))

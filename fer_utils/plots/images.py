@@ -1,4 +1,5 @@
-"""Face figures: right/wrong prediction grids, first-layer kernels, activation maps, Grad-CAM."""
+"""Face figures: right/wrong prediction grids, versions of the same faces, first-layer kernels,
+activation maps, Grad-CAM."""
 from __future__ import annotations
 
 import os
@@ -58,6 +59,31 @@ def plot_prediction_grid(
             ax.set_title(text, fontsize=8, color="tab:green" if name == "correct" else "tab:red")
         axes[row, 0].set_ylabel(name, fontsize=10)
     fig.suptitle(title or "Predictions: correct (top) and wrong (bottom, true -> predicted)")
+    return finish(fig, path)
+
+
+def plot_face_rows(
+    rows: dict[str, np.ndarray],
+    captions: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The same faces in several versions, one row per version (named on the left), one column
+    per face; ``captions`` go above the first row's faces."""
+    stacks = {name: last_frames(images) for name, images in rows.items()}
+    cols = len(next(iter(stacks.values())))
+    if any(len(images) != cols for images in stacks.values()):
+        raise ValueError(f"every row needs {cols} faces, got {[len(v) for v in stacks.values()]}")
+    fig = new_figure(1.3 * cols + 0.8, 1.35 * len(stacks) + 0.6)
+    axes = np.asarray(fig.subplots(len(stacks), cols, squeeze=False))
+    for row, (name, images) in enumerate(stacks.items()):
+        for col in range(cols):
+            _off(axes[row, col])
+            axes[row, col].imshow(images[col], cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    for col, caption in enumerate(captions or []):
+        axes[0, col].set_title(caption, fontsize=8)
+    fig.suptitle(title or "Faces")
     return finish(fig, path)
 
 

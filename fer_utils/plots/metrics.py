@@ -101,13 +101,16 @@ def plot_comparison(
     path: str | os.PathLike | None = None,
     hue: str | None = None,
     title: str | None = None,
+    sort: bool = True,
 ) -> Figure:
-    """Horizontal bars of ``metric`` per row of a results table, best on top, values annotated."""
+    """Horizontal bars of ``metric`` per row of a results table, values annotated; best on top
+    unless ``sort=False`` (rows in table order, for ordered groups such as pose bins)."""
     frame = pd.DataFrame(table)
     missing = {metric, label, *([hue] if hue else [])} - set(frame.columns)
     if missing:
         raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(frame.columns)}")
-    frame = frame.sort_values(metric, ascending=False)
+    if sort:
+        frame = frame.sort_values(metric, ascending=False)
     fig = new_figure(7.5, 1.0 + 0.45 * len(frame))
     ax = fig.subplots()
     sns.barplot(frame, y=label, x=metric, hue=hue, ax=ax, orient="h", dodge=hue is not None)
