@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
         print(json.dumps(result))
     else:
-        from fer_utils.predict import benchmark_predict
+        from fer_utils.predict.predictor import benchmark_predict
 
         result = benchmark_predict(frames=args.frames, detector=args.detector, detect_every=args.detect_every)
         results.append(result)

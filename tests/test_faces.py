@@ -12,7 +12,7 @@ from fer_utils.faces import (
     Detection, FaceDetector, ImageReadError, align_face, create_detector, face_transform, folder_labels,
     list_detectors, paste_faces, prepare_faces, read_image,
 )
-from fer_utils.video import iou
+from fer_utils.faces.detectors import iou
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_utils.checkpoints import save_checkpoint
+from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.labels import CANONICAL_CLASSES
 from fer_utils.models import create_model, list_models
 from fer_utils.models.autoencoder import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fer_utils.checkpoints import CheckpointMismatchError, save_checkpoint
+from fer_utils.models.checkpoints import CheckpointMismatchError, save_checkpoint
 from fer_utils.models import create_model, list_models, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint, slow_fusion_schedule
 

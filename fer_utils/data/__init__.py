@@ -7,11 +7,11 @@ from fer_utils.data.fer2013 import FER2013_CLASSES, FER2013_SPLITS, official_tes
 from fer_utils.data.iterator import BatchIterator
 from fer_utils.data.paths import DATA_DIR_ENV, data_root
 from fer_utils.data.registry import list_datasets, load_dataset
-from fer_utils.data.splits import leave_one_subject_out, stratified_holdout, subject_holdout, subject_kfold
+from fer_utils.data.splits import leave_one_subject_out, random_subset, stratified_holdout, subject_holdout, subject_kfold
 
 __all__ = [
     "BatchAugment", "BatchIterator", "DATA_DIR_ENV", "DatasetError", "FER2013_CLASSES", "FER2013_SPLITS",
     "FaceData", "META_COLUMNS", "MissingDatasetError", "create_augment", "data_root", "leave_one_subject_out",
-    "list_augments", "list_datasets", "load_dataset", "make_clips", "official_test_split",
+    "list_augments", "list_datasets", "load_dataset", "make_clips", "official_test_split", "random_subset",
     "stratified_holdout", "subject_holdout", "subject_kfold", "to_model_input",
 ]

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_model
-from fer_utils.data import FaceData, load_dataset, official_test_split
+from fer_utils.devices import resolve_device
+from fer_utils.models.checkpoints import CheckpointMismatchError, load_model
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
-from fer_utils.experiments import random_subset
-from fer_utils.train.engine import resolve_device
 
 
 def evaluate_checkpoint(

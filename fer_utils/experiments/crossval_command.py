@@ -1,7 +1,7 @@
 """``python -m fer_utils crossval``: subject-independent k-fold comparison of clip model families.
 
 Writes ``OUT/<model>.json`` (per-fold and pooled results, see
-:class:`fer_utils.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
+:class:`fer_utils.experiments.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
 trainable parameters, training time per fold, accuracy mean and std, macro F1, votes).
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.crossval import comparison_table, run_crossval
+from fer_utils.experiments.crossval import comparison_table, run_crossval
 from fer_utils.data import FaceData, load_dataset, make_clips
 from fer_utils.models import list_models
-from fer_utils.train.command import add_training_arguments, config_from_args
+from fer_utils.experiments.train_command import add_training_arguments, config_from_args
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE
 

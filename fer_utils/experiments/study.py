@@ -4,15 +4,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
-from fer_utils.experiments import DataSpec, run_experiment
+from fer_utils.experiments.runs import DataSpec, run_experiment
 from fer_utils.models import count_parameters, create_model
-from fer_utils.notebook import NotebookContext
 from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
@@ -20,6 +19,14 @@ __all__ = [
     "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "count_params", "experiment_row",
     "load_results", "recipe", "results_table", "seed_spread",
 ]
+
+class RunContext(Protocol):
+    """What a study needs from its caller (a notebook's ``NotebookContext`` has it)."""
+
+    smoke: bool
+    device: Any
+    results_dir: Path
+
 
 class FER2013Study:
     """Runs FER2013 experiments of a notebook: loads the data once, same splits for every run.
@@ -29,7 +36,7 @@ class FER2013Study:
     random items per split.
     """
 
-    def __init__(self, ctx: NotebookContext, subset: int = 400) -> None:
+    def __init__(self, ctx: RunContext, subset: int = 400) -> None:
         self.ctx = ctx
         self.data: FaceData = load_dataset("fer2013")
         self.spec = DataSpec("fer2013", val="holdout", test="PrivateTest", subset=subset if ctx.smoke else None)

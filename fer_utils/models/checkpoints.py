@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_utils.models import create_model
+from fer_utils.models.registry import create_model
 
 #: How faces are turned into model input; recorded so prediction matches training.
 DEFAULT_PREPROCESSING: dict[str, Any] = {"size": 48, "channels": 1, "scale": "0-1"}

@@ -7,10 +7,11 @@ from fer_utils.plots.images import (
     overlay_heatmap, plot_activations, plot_gradcam, plot_kernels, plot_prediction_grid,
 )
 from fer_utils.plots.metrics import plot_comparison, plot_confusion_matrix, plot_per_class, plot_reliability
+from fer_utils.plots.timeline import plot_timeline
 from fer_utils.plots.training import plot_history, plot_lr_find
 
 __all__ = [
     "overlay_heatmap", "plot_activations", "plot_comparison", "plot_confusion_matrix", "plot_gradcam",
     "plot_history", "plot_kernels", "plot_lr_find", "plot_per_class", "plot_prediction_grid",
-    "plot_reliability",
+    "plot_reliability", "plot_timeline",
 ]

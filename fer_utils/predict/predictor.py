@@ -26,15 +26,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_model
+from fer_utils.devices import resolve_device
+from fer_utils.models.checkpoints import CheckpointMismatchError, load_model
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.faces.align import align_face
-from fer_utils.faces.detectors import Detection, FaceDetector, create_detector, list_detectors, resolve_device
+from fer_utils.faces.detectors import Detection, FaceDetector, create_detector, list_detectors
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.synthetic import paste_faces, textured_background
-from fer_utils.video import (
+from fer_utils.plots.timeline import plot_timeline
+from fer_utils.predict.video import (
     SMOOTHING_METHODS, VIDEO_EXTENSIONS, IoUTracker, TemporalSmoother, VideoInfo, VideoReadError,
-    iter_frames, label_changes, label_segments, open_video, open_writer, plot_timeline,
+    iter_frames, label_changes, label_segments, open_video, open_writer,
 )
 
 #: The shipped model, looked up in the working directory, then next to the package.
@@ -429,8 +431,8 @@ def process_video(
         return Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
                        0, outputs)
     track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
-    plot_timeline(timeline_out, np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
-                  np.array([classes.index(f.label) for _, f in track]), classes,
+    plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
+                  np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
                   title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
     outputs.append(str(timeline_out))
     message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "

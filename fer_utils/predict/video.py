@@ -13,8 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import Detection
-from fer_utils.faces.draw import LABEL_COLOURS
+from fer_utils.faces.detectors import Detection, iou
 
 #: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -79,15 +78,6 @@ def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) ->
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class IoUTracker:
@@ -193,38 +183,3 @@ def label_segments(labels: Sequence[int], frames: Sequence[int], fps: float, cla
         seg["start_s"] = round(seg["start_frame"] / fps, 3)
         seg["end_s"] = round((seg["end_frame"] + 1) / fps, 3)
     return segments
-
-
-def plot_timeline(
-    path: str | os.PathLike,
-    times: np.ndarray,
-    probs: np.ndarray,
-    labels: np.ndarray,
-    classes: Sequence[str],
-    title: str = "",
-) -> Path:
-    """Save a PNG: class probabilities over time (top) and the label per frame (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.4]})
-    colours = [np.array(LABEL_COLOURS.get(name, (0, 0, 0))) / 255 for name in classes]
-    for c, name in enumerate(classes):
-        top.plot(times, probs[:, c], color=colours[c], label=name, linewidth=1.4)
-    top.set_ylabel("probability")
-    top.set_ylim(0, 1)
-    top.legend(loc="upper right", fontsize=8, ncol=min(4, len(classes)))
-    top.set_title(title)
-    bottom.scatter(times, labels, c=[colours[int(lab)] for lab in labels], s=10, marker="s")
-    bottom.set_yticks(range(len(classes)), classes, fontsize=8)
-    bottom.set_ylim(-0.5, len(classes) - 0.5)
-    bottom.set_xlabel("time (s)")
-    bottom.set_ylabel("label")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

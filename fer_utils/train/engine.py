@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.data import BatchIterator, FaceData, create_augment
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
@@ -219,7 +219,7 @@ def fit(
         resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
             uninterrupted run (bit-exact on CPU).
         model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
-            :func:`fer_utils.checkpoints.load_model` can rebuild the model (default: class name).
+            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name).
         run_info: extra JSON-able facts written into ``config.json``.
         on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
 
