@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fer_utils.data.preprocessing import DEFAULT_MARGIN
 from fer_utils.faces.detectors import list_detectors
 from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
 
@@ -16,7 +17,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
     parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
     parser.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48)")
-    parser.add_argument("--margin", type=float, default=0.2, help="fraction of the box added on each side")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"fraction of the box added on each side (default {DEFAULT_MARGIN})")
     parser.add_argument("--keep", default="largest", choices=KEEP_CHOICES,
                         help="face kept when an image has several (all are reported)")
     parser.add_argument("--no-face", default="skip", choices=NO_FACE_CHOICES,

@@ -1,7 +1,8 @@
 """Detect, align and crop the faces of a folder tree of photos into one ``.npz`` array file.
 
 The output holds ``images`` uint8 ``(N, size, size)``, ``paths`` (relative, POSIX),
-``boxes`` ``(N, 4)``, ``scores`` and ``n_faces`` per image, ``margin`` and ``detector``, plus
+``boxes`` ``(N, 4)``, ``scores`` and ``n_faces`` per image, ``preprocessing`` (the JSON record of
+size and margin, see :mod:`fer_utils.data.preprocessing`) and ``detector``, plus
 ``labels`` / ``classes`` when every image lies under an emotion-named folder. Work is saved in chunks to a work
 folder, so an interrupted run resumes where it stopped. A JSON report next to the output
 lists every unreadable image, image without a face and image with several faces.
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.data.preprocessing import DEFAULT_MARGIN, Preprocessing
 from fer_utils.faces.align import align_face
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
 from fer_utils.labels import canonical_name, ordered_classes
@@ -171,7 +173,7 @@ def prepare_faces(
     detector: str | FaceDetector = "mtcnn",
     *,
     size: int = 48,
-    margin: float = 0.2,
+    margin: float = DEFAULT_MARGIN,
     keep: str = "largest",
     no_face: str = "skip",
     device: str | None = None,
@@ -234,7 +236,8 @@ def prepare_faces(
         result["labels"] = np.asarray([classes.index(n) for n in names], dtype=np.int64)
         result["classes"] = np.asarray(classes, dtype=str)
         label_counts = {c: names.count(c) for c in classes}
-    result["margin"] = np.asarray(margin, dtype=np.float32)  # so training can record how faces were cut
+    # The record training copies into checkpoints, so predict cuts new faces the same way.
+    result["preprocessing"] = np.asarray(json.dumps(Preprocessing(size=size, margin=margin).to_dict()))
     result["detector"] = np.asarray(det.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(out, result)

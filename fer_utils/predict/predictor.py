@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from torch import nn
 from tqdm import tqdm
 
 from fer_utils.devices import resolve_device
-from fer_utils.models.checkpoints import CheckpointMismatchError, load_model
+from fer_utils.data.preprocessing import Preprocessing
+from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.faces.align import align_face
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector, list_detectors
@@ -41,9 +42,6 @@ from fer_utils.predict.video import (
 
 #: The shipped model, looked up in the working directory, then next to the package.
 DEFAULT_CHECKPOINT = Path("results") / "best_model.pt"
-#: Margin used when a checkpoint does not record one: a square around the detector box
-#: (margin 0) frames faces like FER2013's 48x48 crops.
-DEFAULT_MARGIN = 0.0
 #: Name of the per-run summary written into the output folder.
 RUN_SUMMARY = "predict_run.json"
 
@@ -94,22 +92,30 @@ class FacePredictor:
         self,
         model: nn.Module,
         classes: Sequence[str],
-        preprocessing: dict[str, Any],
+        preprocessing: Preprocessing | dict[str, Any],
         detector: FaceDetector,
         device: str | torch.device = "cpu",
         margin: float | None = None,
     ) -> None:
         self.model = model.eval()
         self.classes = tuple(classes)
-        self.size = int(preprocessing.get("size", 48))
-        self.channels = int(preprocessing.get("channels", 1))
-        if self.channels not in (1, 3):
-            raise ValueError(f"checkpoint preprocessing has {self.channels} channels; expected 1 or 3")
-        self.margin = float(preprocessing.get("margin", DEFAULT_MARGIN) if margin is None else margin)
-        self.mean = preprocessing.get("mean")
-        self.std = preprocessing.get("std")
+        if not isinstance(preprocessing, Preprocessing):
+            preprocessing = Preprocessing.from_dict(preprocessing)
+        self.preprocessing = preprocessing if margin is None else replace(preprocessing, margin=margin)
         self.detector = detector
         self.device = torch.device(device)
+
+    @property
+    def size(self) -> int:
+        return self.preprocessing.size
+
+    @property
+    def channels(self) -> int:
+        return self.preprocessing.channels
+
+    @property
+    def margin(self) -> float:
+        return self.preprocessing.margin
 
     @classmethod
     def from_checkpoint(
@@ -133,7 +139,7 @@ class FacePredictor:
             )
         if not isinstance(detector, FaceDetector):
             detector = create_detector(detector, device=device, **(detector_kw or {}))
-        return cls(model, ckpt["classes"], ckpt.get("preprocessing", {}), detector, device, margin)
+        return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin)
 
     def crops(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """Aligned uint8 crops ``(N, S, S)`` (or ``(N, S, S, 3)`` for RGB models)."""
@@ -150,11 +156,7 @@ class FacePredictor:
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
         x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
-        x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
-        if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean, device=self.device, dtype=x.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=self.device, dtype=x.dtype).view(1, -1, 1, 1)
-            x = (x - mean) / std
+        x = self.preprocessing.normalise(x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2))
         return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
 
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
@@ -454,7 +456,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
     parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
     parser.add_argument("--margin", type=float,
-                        help=f"fraction of the face box added on each side (default: the checkpoint's, else {DEFAULT_MARGIN})")
+                        help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
     parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
                         help="video smoothing: moving average of probabilities, windowed vote, or none")

@@ -44,14 +44,6 @@ class FitResult:
     run_dir: Path | None
 
 
-def preprocessing_of(data: FaceData) -> dict[str, Any]:
-    """How model input is made from ``data`` (recorded in checkpoints)."""
-    prep: dict[str, Any] = {"size": int(data.image_size[0]), "channels": 1, "scale": "0-1"}
-    if data.is_clip:
-        prep["frames"] = int(data.images.shape[1])
-    return prep
-
-
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights ``N / (C * n_c)`` (0 for classes absent from ``labels``)."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
@@ -233,7 +225,7 @@ def fit(
     if val is not None and tuple(val.classes) != tuple(train.classes):
         raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
     meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
-                classes=list(train.classes), preprocessing=preprocessing_of(train), config=cfg.to_dict())
+                classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
 
     seed_everything(cfg.seed)
     model.to(device)
