@@ -25,6 +25,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from fer_utils.devices import resolve_device
+from fer_utils.files import write_json
 from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, subject_kfold
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
@@ -124,11 +125,8 @@ class CrossvalResult:
         return data
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_dict` to ``path`` (folders created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        """Write :meth:`to_dict` to ``path`` atomically (folders created)."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "CrossvalResult":

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
@@ -135,13 +136,6 @@ def train_and_evaluate(
         np.savez_compressed(run_dir / "predictions.npz", y_true=splits.test.labels, probs=probs)
         summary["test"] = classification_metrics(splits.test.labels, probs, splits.test.classes)
     return summary
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def _paths(run_dir: Path) -> dict[str, str | None]:

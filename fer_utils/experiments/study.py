@@ -16,7 +16,7 @@ from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
 __all__ = [
-    "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "count_params", "experiment_row",
+    "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "experiment_row",
     "load_results", "recipe", "results_table", "seed_spread",
 ]
 
@@ -53,19 +53,13 @@ class FER2013Study:
         return result
 
 
-def count_params(model_name: str, num_classes: int = 7, trainable_only: bool = True, **kwargs: Any) -> int:
-    """Parameters of a registered model built with ``kwargs`` (trainable ones by default)."""
-    model = create_model(model_name, num_classes=num_classes, **kwargs)
-    return count_parameters(model, trainable_only)
-
-
 def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     """One table row of a :func:`fer_utils.experiments.run_experiment` result."""
     model = result["config"]["model"]
     test = result.get("test") or {}
     return {
         "name": label or result["name"], "model": model["name"],
-        "params": count_params(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"]),
+        "params": count_parameters(create_model(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"])),
         "dataset": result["config"]["data"].get("dataset", "given"), "test_split": result.get("test_split"),
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),

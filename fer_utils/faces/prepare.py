@@ -21,6 +21,7 @@ from tqdm import tqdm
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.data.preprocessing import DEFAULT_MARGIN, Preprocessing
 from fer_utils.faces.align import align_face
+from fer_utils.files import atomic_write, write_json
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
 from fer_utils.labels import canonical_name, ordered_classes
 
@@ -131,16 +132,8 @@ def _entry_path(entry: str | dict) -> str:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
-
-
-def _save_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def _load_work(work: Path, settings: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]], list[dict], int]:
@@ -154,7 +147,7 @@ def _load_work(work: Path, settings: dict[str, Any]) -> tuple[list[dict[str, np.
                 f"delete it (or pass another work folder) to start again with {settings}"
             )
     work.mkdir(parents=True, exist_ok=True)
-    _save_json(settings_file, settings)
+    write_json(settings_file, settings)
     arrays, events, next_index = [], [], 0
     for meta in sorted(work.glob("chunk_*.json")):
         npz = meta.with_suffix(".npz")
@@ -218,7 +211,7 @@ def prepare_faces(
                 keep=keep, no_face=no_face, batch_size=batch_size, bar=bar,
             )
             _save_npz(work / f"chunk_{index:05d}.npz", arrays)
-            _save_json(work / f"chunk_{index:05d}.json", chunk_events)
+            write_json(work / f"chunk_{index:05d}.json", chunk_events)
             chunks.append(arrays)
             events.append(chunk_events)
             index += 1
@@ -257,7 +250,7 @@ def prepare_faces(
         "unreadable": {"count": len(unreadable), "files": unreadable},
         "not_images": {"count": len(others), "files": others},
     }
-    _save_json(report_path(out), report)
+    write_json(report_path(out), report)
     if not keep_work:
         for path in work.glob("chunk_*"):
             path.unlink()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fer_utils.data.preprocessing import Preprocessing
+from fer_utils.files import atomic_write
 from fer_utils.models.registry import create_model
 
 class CheckpointMismatchError(ValueError):
@@ -46,9 +47,8 @@ def save_checkpoint(
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
     return path
 
 

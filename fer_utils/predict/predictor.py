@@ -31,7 +31,8 @@ from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.faces.align import align_face
-from fer_utils.faces.detectors import Detection, FaceDetector, create_detector, list_detectors
+from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
+from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.synthetic import paste_faces, textured_background
 from fer_utils.plots.timeline import plot_timeline
@@ -452,9 +453,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="predictions", help="output folder (default predictions/)")
     parser.add_argument("--checkpoint", help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
     parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format")
-    parser.add_argument("--detector", default="mtcnn", choices=list_detectors())
-    parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
-    parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
+    add_detector_arguments(parser)
     parser.add_argument("--margin", type=float,
                         help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
@@ -476,15 +475,10 @@ def run(args: argparse.Namespace) -> int:
     if args.detect_every < 1 or args.window < 1:
         print("predict: --detect-every and --window must be >= 1")
         return 2
-    detector_kw: dict[str, Any] = {}
-    if args.cascade:
-        detector_kw["cascade"] = args.cascade
-    if args.min_face_size:
-        detector_kw["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
     try:
         predictor = FacePredictor.from_checkpoint(
             args.checkpoint, detector=args.detector, device=args.device, margin=args.margin,
-            detector_kw=detector_kw,
+            detector_kw=detector_options(args),
         )
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         print(f"predict: {err}")
