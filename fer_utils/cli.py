@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crossval": ("fer_utils.experiments.crossval_command", "subject-independent k-fold on sequence data"),
     "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
-    "predict": ("fer_utils.predict.predictor", "emotions of the faces in photos and videos"),
+    "predict": ("fer_utils.predict.command", "emotions of the faces in photos and videos"),
 }
 
 

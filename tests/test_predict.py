@@ -12,7 +12,8 @@ from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
 from fer_utils.faces import Detection, paste_faces
 from fer_utils.models import create_model
-from fer_utils.predict.predictor import FacePredictor, benchmark_predict
+from fer_utils.bench import benchmark_predict
+from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.

@@ -1,12 +1,13 @@
-"""Video helpers for prediction: frame reading/writing, IoU face tracking, temporal smoothing,
-per-video summary and timeline plot."""
+"""Videos for prediction: frame reading/writing, IoU face tracking, temporal smoothing, and
+:func:`analyse_video`, the lazy stream of per-frame results of a :class:`FacePredictor`."""
 from __future__ import annotations
 
 import math
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from fer_utils.faces.detectors import Detection, iou
+from fer_utils.predict.predictor import FacePredictor, FaceResult
 
 #: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -183,3 +185,62 @@ def label_segments(labels: Sequence[int], frames: Sequence[int], fps: float, cla
         seg["start_s"] = round(seg["start_frame"] / fps, 3)
         seg["end_s"] = round((seg["end_frame"] + 1) / fps, 3)
     return segments
+
+
+@dataclass
+class FrameResult:
+    """One video frame: index, time in seconds, RGB image and its faces."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    faces: list[FaceResult] = field(default_factory=list)
+
+
+def analyse_video(
+    path: str | os.PathLike,
+    predictor: FacePredictor,
+    *,
+    detect_every: int = 1,
+    smooth: str = "ma",
+    window: int = 5,
+    batch_frames: int = 8,
+    limit: int | None = None,
+) -> tuple[VideoInfo, Iterator[FrameResult]]:
+    """Open a video and return its info and a lazy stream of per-frame results.
+
+    Faces are detected on every ``detect_every``-th frame (in batches of up to
+    ``batch_frames`` frames) and matched to tracks by IoU; frames in between reuse the last
+    boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    TemporalSmoother(smooth, window)  # validate before opening the video
+    capture, info = open_video(path)
+    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
+
+
+def _video_results(
+    capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
+    smooth: str, window: int, batch_frames: int, limit: int | None,
+) -> Iterator[FrameResult]:
+    tracker = IoUTracker()
+    smoothers: dict[int, TemporalSmoother] = {}
+    current: list[tuple[int, Detection]] = []
+    classes = predictor.classes
+    frames = iter_frames(capture, limit)
+    index = 0
+    while batch := list(islice(frames, batch_frames)):
+        due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
+        found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
+        for k, image in enumerate(batch):
+            if k in found:
+                current = tracker.update(found[k])
+                for tid in set(smoothers) - tracker.active:
+                    del smoothers[tid]
+            faces = []
+            for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
+                shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
+                faces.append(FaceResult(det, shown, classes[lab], float(shown[lab]), probs, tid, k in found))
+            yield FrameResult(index, index / info.fps, image, faces)
+            index += 1
