@@ -62,3 +62,12 @@ def random_subset(data: FaceData, n: int | None, seed: int = 0) -> FaceData:
     if n is None or n >= len(data):
         return data
     return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+
+
+def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
+    """The items of ``n`` randomly chosen subjects."""
+    subjects = np.unique(data.subjects)
+    if not 0 < n <= len(subjects):
+        raise ValueError(f"n (subjects) must be in 1..{len(subjects)}, got {n}")
+    keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
+    return data.subset(np.isin(data.subjects, keep))
