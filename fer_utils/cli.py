@@ -12,12 +12,12 @@ import sys
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("fer_utils.bench", "throughput benchmarks (data iterator, predict)"),
-    "train": ("fer_utils.train.command", "train a model, writing a run folder"),
+    "train": ("fer_utils.experiments.train_command", "train a model, writing a run folder"),
     "evaluate": ("fer_utils.evaluate.command", "evaluate a checkpoint on a dataset split"),
-    "crossval": ("fer_utils.crossval_command", "subject-independent k-fold on sequence data"),
+    "crossval": ("fer_utils.experiments.crossval_command", "subject-independent k-fold on sequence data"),
     "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
-    "predict": ("fer_utils.predict", "emotions of the faces in photos and videos"),
+    "predict": ("fer_utils.predict.command", "emotions of the faces in photos and videos"),
 }
 
 

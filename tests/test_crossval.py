@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fer_utils.cli import main
-from fer_utils.crossval import CrossvalResult, comparison_table, make_folds, run_crossval
+from fer_utils.experiments.crossval import CrossvalResult, comparison_table, make_folds, run_crossval
 from fer_utils.data import FaceData, make_clips, subject_holdout
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.voting import majority_vote, sum_vote, window_vote

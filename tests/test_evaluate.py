@@ -12,7 +12,7 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from fer_utils.checkpoints import CheckpointMismatchError, save_checkpoint
+from fer_utils.models.checkpoints import CheckpointMismatchError, save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import (

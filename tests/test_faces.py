@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from fer_utils.cli import main
+from fer_utils.data import DEFAULT_MARGIN, Preprocessing, load_dataset
 from fer_utils.faces import (
     Detection, FaceDetector, ImageReadError, align_face, create_detector, face_transform, folder_labels,
     list_detectors, paste_faces, prepare_faces, read_image,
 )
-from fer_utils.video import iou
+from fer_utils.faces.detectors import iou
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -273,7 +274,11 @@ def test_prepare_faces_report_and_resume(tmp_path, faces, mtcnn):
         assert data["labels"].tolist() == [1, 0, 0]
         assert data["n_faces"].tolist() == [1, 1, 2]
         assert iou(data["boxes"][2], (150, 40, 310, 200)) > 0.5
-        assert float(data["margin"]) == pytest.approx(0.2)
+        images = data["images"]
+    prepared = load_dataset(str(out))
+    assert prepared.preprocessing == Preprocessing(size=48, channels=1, margin=DEFAULT_MARGIN)
+    assert np.array_equal(prepared.images, images) and prepared.classes == ("happy", "neutral")
+    assert prepared.labels.tolist() == [1, 0, 0] and set(prepared.meta["split"]) == {"Training"}
     assert json.loads(out.with_suffix(".report.json").read_text()) == report
     assert report["faces_saved"] == 3 and report["labels"] == {"happy": 2, "neutral": 1}
     assert report["no_face"]["files"] == ["Neutral/d.png"]
@@ -297,6 +302,7 @@ def test_prepare_faces_cli_and_labels(tmp_path, faces, capsys):
     with np.load(out) as data:
         assert data["images"].shape[1:] == (32, 32)
         assert "Neutral/d.png" in data["paths"].tolist()  # kept as a whole image, and reported
+    assert load_dataset("prepared", out).preprocessing == Preprocessing(size=32, margin=0.1)
     assert main(["prepare-faces", str(tmp_path / "nowhere"), str(out), "--no-progress"]) == 2
     assert folder_labels(["x/happy/1.png", "sadness/s1/2.png"]) == ["happy", "sad"]
     assert folder_labels(["S010/001.png"]) is None

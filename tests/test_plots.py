@@ -11,7 +11,7 @@ from fer_utils import plots
 from fer_utils.evaluate import classification_metrics
 from fer_utils.models import create_model
 from fer_utils.train.lr_finder import LRFindResult
-from fer_utils.visualize import activation_maps, conv_layer_names, first_layer_kernels, grad_cam
+from fer_utils.evaluate.visualize import activation_maps, conv_layer_names, first_layer_kernels, grad_cam
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,13 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_utils.checkpoints import save_checkpoint
+from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
 from fer_utils.faces import Detection, paste_faces
 from fer_utils.models import create_model
-from fer_utils.predict import FacePredictor, benchmark_predict
-from fer_utils.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
+from fer_utils.bench import benchmark_predict
+from fer_utils.predict.predictor import FacePredictor
+from fer_utils.predict.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -195,7 +196,7 @@ def test_predict_exit_status_and_refusals(tmp_path, faces, checkpoint, capsys, m
     assert photo.read_bytes() == before and clash.read_bytes() == before
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("fer_utils.predict.DEFAULT_CHECKPOINT", tmp_path / "results" / "best_model.pt")
+    monkeypatch.setattr("fer_utils.predict.predictor.DEFAULT_CHECKPOINT", tmp_path / "results" / "best_model.pt")
     assert main(["predict", str(photo), "--detector", "haar"]) == 2
     message = capsys.readouterr().out
     assert "best_model.pt does not exist" in message and "--checkpoint" in message and "train" in message

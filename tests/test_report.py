@@ -6,7 +6,7 @@ import traceback
 
 import pytest
 
-from fer_utils import report
+from fer_utils.report import runner as report
 
 
 def test_report_refuses_without_datasets(tmp_path, monkeypatch, capsys):
@@ -44,7 +44,7 @@ def _notebook(path, *sources, tags=None):
 def test_script_engine_injects_parameters_and_needs_no_ipython(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "IPython", None)  # importing IPython now fails, as on a bare GPU image
     nb = _notebook(tmp_path / "01_demo.ipynb", "smoke = None\ndevice = 'auto'",
-                   "import os, pandas as pd\nfrom fer_utils.notebook import display\n"
+                   "import os, pandas as pd\nfrom fer_utils.report.notebook import display\n"
                    "display(pd.DataFrame({'accuracy': [0.5]}).style.format('{:.1%}'))\nprint('cwd', os.getcwd())",
                    "print('smoke is', smoke, device)", tags=["parameters"])
     report.run_as_script(nb, {"smoke": True, "device": "cpu"})
@@ -62,4 +62,4 @@ def test_script_engine_error_names_the_notebook_cell(tmp_path):
 def test_notebooks_run_without_ipython_imports():
     for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         sources = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
-        assert "IPython" not in sources, f"{nb.name} imports IPython: use fer_utils.notebook.display"
+        assert "IPython" not in sources, f"{nb.name} imports IPython: use fer_utils.report.notebook.display"

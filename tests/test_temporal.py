@@ -4,11 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fer_utils.checkpoints import CheckpointMismatchError, save_checkpoint
-from fer_utils.models import create_model, list_models, model_entry
+from fer_utils.models.checkpoints import CheckpointMismatchError, save_checkpoint
+from fer_utils.models import count_parameters, create_model, list_models, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint, slow_fusion_schedule
 
 FAMILIES = ("single_frame", "early_fusion", "late_fusion", "slow_fusion", "c3d", "cnn_gru", "cnn_lstm")
+#: Parameters (all, 7 classes) per (family, clip length): only the fusions that mix frames early
+#: grow with the clip length.
+PARAMETERS = {
+    ("single_frame", 3): 1_174_439, ("single_frame", 10): 1_174_439, ("early_fusion", 3): 1_175_015,
+    ("early_fusion", 10): 1_177_031, ("late_fusion", 3): 1_305_767, ("late_fusion", 10): 1_305_767,
+    ("slow_fusion", 3): 1_193_159, ("slow_fusion", 10): 1_267_463, ("c3d", 3): 1_304_039, ("c3d", 10): 1_304_039,
+    ("cnn_gru", 3): 1_321_767, ("cnn_gru", 10): 1_321_767, ("cnn_lstm", 3): 1_371_175, ("cnn_lstm", 10): 1_371_175,
+}
 
 
 def test_registered_kinds():
@@ -26,7 +34,7 @@ def test_forward_backward(name, frames):
     out.logsumexp(dim=1).sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    print(f"{name} T={frames}: {sum(p.numel() for p in model.parameters()):,} params")
+    assert count_parameters(model, trainable_only=False) == PARAMETERS[name, frames]
 
 
 def test_frame_cnn_image_model():

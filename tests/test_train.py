@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from fer_utils.checkpoints import load_model
+from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import classification_metrics, predict_proba
-from fer_utils.experiments import DataSpec, Splits, config_hash, load_splits, run_experiment
+from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.engine import class_weights
 

@@ -6,12 +6,16 @@ from fer_utils.data.errors import DatasetError, MissingDatasetError
 from fer_utils.data.fer2013 import FER2013_CLASSES, FER2013_SPLITS, official_test_split
 from fer_utils.data.iterator import BatchIterator
 from fer_utils.data.paths import DATA_DIR_ENV, data_root
+from fer_utils.data.prepared import load_prepared_faces
+from fer_utils.data.preprocessing import DEFAULT_MARGIN, Preprocessing
 from fer_utils.data.registry import list_datasets, load_dataset
-from fer_utils.data.splits import leave_one_subject_out, stratified_holdout, subject_holdout, subject_kfold
+from fer_utils.data.splits import (
+    leave_one_subject_out, random_subset, stratified_holdout, subject_holdout, subject_kfold, subset_subjects,
+)
 
 __all__ = [
-    "BatchAugment", "BatchIterator", "DATA_DIR_ENV", "DatasetError", "FER2013_CLASSES", "FER2013_SPLITS",
-    "FaceData", "META_COLUMNS", "MissingDatasetError", "create_augment", "data_root", "leave_one_subject_out",
-    "list_augments", "list_datasets", "load_dataset", "make_clips", "official_test_split",
-    "stratified_holdout", "subject_holdout", "subject_kfold", "to_model_input",
+    "BatchAugment", "BatchIterator", "DATA_DIR_ENV", "DEFAULT_MARGIN", "DatasetError", "FER2013_CLASSES", "FER2013_SPLITS",
+    "FaceData", "META_COLUMNS", "MissingDatasetError", "Preprocessing", "create_augment", "data_root", "leave_one_subject_out",
+    "list_augments", "list_datasets", "load_dataset", "load_prepared_faces", "make_clips", "official_test_split", "random_subset",
+    "stratified_holdout", "subject_holdout", "subject_kfold", "subset_subjects", "to_model_input",
 ]

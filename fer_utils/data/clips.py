@@ -46,6 +46,7 @@ def make_clips(frames: FaceData, length: int, window: str = "last", stride: int 
     return FaceData(
         images=frames.images[index], labels=frames.labels[index[:, 0]], classes=frames.classes,
         meta=pd.DataFrame(clip_meta), name=frames.name, skipped=dict(frames.skipped),
+        preprocessing=frames.preprocessing,
     )
 
 

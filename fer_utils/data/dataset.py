@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from fer_utils.data.preprocessing import Preprocessing
+
 #: Metadata columns every loader fills (one row per item).
 META_COLUMNS: tuple[str, ...] = ("split", "subject", "sequence", "frame", "source")
 
@@ -24,6 +26,8 @@ class FaceData:
             or first frame of a clip), ``source`` (file and line/path it came from).
         name: dataset name, for messages and experiment configs.
         skipped: count of bad inputs skipped with ``errors="skip"``, by reason.
+        preprocessing: how the faces were cut (margin, channels, normalisation); its size and
+            frames always match ``images``. Training records it in checkpoints.
     """
 
     images: np.ndarray
@@ -32,6 +36,7 @@ class FaceData:
     meta: pd.DataFrame
     name: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -51,6 +56,7 @@ class FaceData:
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise ValueError(f"{self.name}: labels outside 0..{len(self.classes) - 1}")
         self.meta = self.meta.reset_index(drop=True)
+        self.preprocessing = self.preprocessing.for_images(self.images)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -78,6 +84,7 @@ class FaceData:
         return FaceData(
             images=self.images[idx], labels=self.labels[idx], classes=self.classes,
             meta=self.meta.iloc[idx], name=self.name, skipped=dict(self.skipped),
+            preprocessing=self.preprocessing,
         )
 
     def split(self, *names: str) -> "FaceData":

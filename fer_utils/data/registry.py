@@ -8,6 +8,7 @@ from fer_utils.data.dataset import FaceData
 from fer_utils.data.fer2013 import load_fer2013, load_fer2013_folders, load_ferplus
 from fer_utils.data.folders import load_class_folders
 from fer_utils.data.paths import data_root
+from fer_utils.data.prepared import load_prepared_faces
 from fer_utils.data.sequences import load_ckplus, load_ckplus48, load_mug, load_oulu_casia
 
 DATASETS: dict[str, Callable[..., FaceData]] = {
@@ -19,11 +20,20 @@ DATASETS: dict[str, Callable[..., FaceData]] = {
     "oulu_casia": load_oulu_casia,
     "mug": load_mug,
     "folders": load_class_folders,
+    "prepared": load_prepared_faces,
 }
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> FaceData:
-    """Load dataset ``name`` from ``root`` (default ``$FER_DATA_DIR``); kwargs go to its loader."""
+    """Load dataset ``name`` from ``root`` (default ``$FER_DATA_DIR``); kwargs go to its loader.
+
+    A ``prepare-faces`` output loads as ``load_dataset("faces.npz")`` or
+    ``load_dataset("prepared", "faces.npz")``.
+    """
+    if name.endswith(".npz"):
+        return load_prepared_faces(name)
+    if name == "prepared":
+        return load_prepared_faces(root)
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {list_datasets()}")
     if name == "folders":

@@ -55,3 +55,19 @@ def leave_one_subject_out(data: FaceData) -> list[Fold]:
     subjects = _subjects(data)
     folds = [(tr, te) for tr, te in LeaveOneGroupOut().split(np.zeros(len(data)), data.labels, subjects)]
     return _check_disjoint(data, folds)
+
+
+def random_subset(data: FaceData, n: int | None, seed: int = 0) -> FaceData:
+    """``n`` random items of ``data`` in their original order (all of it if ``n`` is None or larger)."""
+    if n is None or n >= len(data):
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+
+
+def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
+    """The items of ``n`` randomly chosen subjects."""
+    subjects = np.unique(data.subjects)
+    if not 0 < n <= len(subjects):
+        raise ValueError(f"n (subjects) must be in 1..{len(subjects)}, got {n}")
+    keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
+    return data.subset(np.isin(data.subjects, keep))

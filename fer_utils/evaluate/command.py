@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_model
-from fer_utils.data import FaceData, load_dataset, official_test_split
+from fer_utils.devices import resolve_device
+from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
-from fer_utils.experiments import random_subset
-from fer_utils.train.engine import resolve_device
 
 
 def evaluate_checkpoint(
@@ -26,8 +25,13 @@ def evaluate_checkpoint(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
-    ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes``."""
+    ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes`` or its
+    preprocessing record from the way ``data``'s faces were made."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
+    differences = checkpoint_preprocessing(ckpt).differences(data.preprocessing)
+    if differences:
+        raise CheckpointMismatchError(
+            f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
     probs = predict_proba(model, data, batch_size=batch_size, tta=tta)
     metrics = classification_metrics(data.labels, probs, data.classes)
     return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, **metrics}

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_utils.checkpoints import load_model
+from fer_utils.models.checkpoints import load_model
 from fer_utils.data import FaceData
 from fer_utils.evaluate.inference import predict_proba
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
 from fer_utils.evaluate.calibration import reliability_data
 
@@ -21,13 +22,12 @@ def _check(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Non
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """``(C, C)`` counts: row = true class, column = predicted class."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    return confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
 
 
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
-    """Fraction whose true class is among the ``k`` most probable (ties as scikit-learn)."""
-    ranked = np.argsort(probs, axis=1, kind="mergesort")[:, ::-1][:, :k]
-    return float((ranked == y_true[:, None]).any(axis=1).mean())
+    """Fraction whose true class is among the ``k`` most probable (scikit-learn's)."""
+    return float(top_k_accuracy_score(y_true, probs, k=k, labels=np.arange(probs.shape[1])))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -82,13 +82,11 @@ def classification_metrics(
     c = len(classes)
     y_pred = probs.argmax(axis=1)
     cm = confusion_counts(y_true, y_pred, c)
-    tp, support, predicted = np.diag(cm).astype(np.float64), cm.sum(axis=1), cm.sum(axis=0)
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    b2 = beta**2
-    fbeta = _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+    scores = dict(labels=np.arange(c), zero_division=0)
+    precision, recall, fbeta, support = precision_recall_fscore_support(y_true, y_pred, beta=beta, **scores)
+    f1 = precision_recall_fscore_support(y_true, y_pred, **scores)[2]
     weights = support / support.sum()
-    out: dict[str, Any] = {"n": int(len(y_true)), "classes": list(classes), "accuracy": float(tp.sum() / len(y_true))}
+    out: dict[str, Any] = {"n": int(len(y_true)), "classes": list(classes), "accuracy": float(np.trace(cm) / len(y_true))}
     for k in top_k:
         if k < c:
             out[f"top{k}_accuracy"] = top_k_accuracy(y_true, probs, k)

@@ -4,7 +4,6 @@ from fer_utils.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, 
 from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detectors import (
     CascadeDetector, Detection, FaceDetector, MTCNNDetector, create_detector, list_detectors,
-    resolve_device,
 )
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.face_mesh import FaceMeshLandmarker
@@ -18,10 +17,11 @@ from fer_utils.faces.reference_face import (
 from fer_utils.faces.synthetic import paste_faces, textured_background
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "CascadeDetector", "Detection", "FaceDetector", "FaceMeshLandmarker",
-    "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector", "ReferenceFace",
-    "align_face", "build_reference_face", "create_detector", "draw_faces", "face_transform",
-    "POSE_COLUMNS", "find_images", "folder_labels", "frontalize_dataset", "frontalize_images", "list_detectors", "mirror_map",
-    "paste_faces", "prepare_faces", "read_image", "resolve_device", "similarity_transform",
+    "IMAGE_EXTENSIONS", "POSE_COLUMNS", "CascadeDetector", "Detection", "FaceDetector",
+    "FaceMeshLandmarker", "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector",
+    "ReferenceFace", "align_face", "build_reference_face", "create_detector", "draw_faces",
+    "face_transform", "find_images", "folder_labels", "frontalize_dataset", "frontalize_images",
+    "list_detectors", "mirror_map", "paste_faces", "prepare_faces", "read_image",
+    "similarity_transform",
     "textured_background", "to_grey", "to_rgb8",
 ]

@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 
 from fer_utils.data.images import to_grey
+from fer_utils.data.preprocessing import DEFAULT_MARGIN
 from fer_utils.faces.detectors import Detection
 
 _BORDERS = {"edge": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
 
 
-def face_transform(detection: Detection, margin: float = 0.2, rotate: bool = True) -> tuple[np.ndarray, int]:
+def face_transform(detection: Detection, margin: float = DEFAULT_MARGIN, rotate: bool = True) -> tuple[np.ndarray, int]:
     """The 2x3 affine map from image pixels to a square crop, and the crop side in pixels.
 
     The crop is centred on the box, ``max(w, h) * (1 + 2 * margin)`` pixels wide, and
@@ -40,7 +41,7 @@ def align_face(
     image: np.ndarray,
     detection: Detection,
     size: int = 48,
-    margin: float = 0.2,
+    margin: float = DEFAULT_MARGIN,
     *,
     grey: bool = True,
     rotate: bool = True,

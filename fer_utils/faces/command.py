@@ -3,20 +3,41 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from fer_utils.data.preprocessing import DEFAULT_MARGIN
 from fer_utils.faces.detectors import list_detectors
 from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detector``, ``--cascade`` and ``--min-face-size`` (``prepare-faces`` and ``predict``)."""
+    parser.add_argument("--detector", default="mtcnn", choices=list_detectors())
+    parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
+    parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
+
+
+def detector_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`~fer_utils.faces.create_detector` keywords those flags ask for; ``ValueError``
+    for ``--cascade`` with MTCNN."""
+    options: dict[str, Any] = {}
+    if args.cascade:
+        if args.detector == "mtcnn":
+            raise ValueError("--cascade only applies to --detector haar/lbp")
+        options["cascade"] = args.cascade
+    if args.min_face_size:
+        options["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
+    return options
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``prepare-faces``."""
     parser.add_argument("src", help="folder tree of photos or sequence frames (class folders give labels)")
     parser.add_argument("out", help="output array file (.npz); the report goes to OUT.report.json")
-    parser.add_argument("--detector", default="mtcnn", choices=list_detectors())
-    parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
-    parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
+    add_detector_arguments(parser)
     parser.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48)")
-    parser.add_argument("--margin", type=float, default=0.2, help="fraction of the box added on each side")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"fraction of the box added on each side (default {DEFAULT_MARGIN})")
     parser.add_argument("--keep", default="largest", choices=KEEP_CHOICES,
                         help="face kept when an image has several (all are reported)")
     parser.add_argument("--no-face", default="skip", choices=NO_FACE_CHOICES,
@@ -31,18 +52,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``prepare-faces``; 0 when at least one face was saved."""
-    detector_kw = {}
-    if args.cascade:
-        if args.detector == "mtcnn":
-            print("prepare-faces: --cascade only applies to --detector haar/lbp")
-            return 2
-        detector_kw["cascade"] = args.cascade
-    if args.min_face_size:
-        detector_kw["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
     try:
         report = prepare_faces(
             args.src, args.out, args.detector, size=args.size, margin=args.margin, keep=args.keep,
-            no_face=args.no_face, device=args.device, detector_kw=detector_kw, work_dir=args.work_dir,
+            no_face=args.no_face, device=args.device, detector_kw=detector_options(args), work_dir=args.work_dir,
             chunk_size=args.chunk_size, batch_size=args.batch_size, progress=not args.no_progress,
             keep_work=args.keep_work,
         )

@@ -71,6 +71,15 @@ class Detection:
         }
 
 
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     """Return ``image`` as uint8 RGB ``(H, W, 3)``; ``ValueError`` for anything else."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:

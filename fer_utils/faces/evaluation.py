@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.faces.align import align_face
-from fer_utils.faces.detectors import FaceDetector
+from fer_utils.faces.detectors import FaceDetector, iou as box_iou
 from fer_utils.faces.synthetic import paste_faces
-from fer_utils.video import iou as box_iou
 
 
 def detection_benchmark(

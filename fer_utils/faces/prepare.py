@@ -1,7 +1,8 @@
 """Detect, align and crop the faces of a folder tree of photos into one ``.npz`` array file.
 
 The output holds ``images`` uint8 ``(N, size, size)``, ``paths`` (relative, POSIX),
-``boxes`` ``(N, 4)``, ``scores`` and ``n_faces`` per image, ``margin`` and ``detector``, plus
+``boxes`` ``(N, 4)``, ``scores`` and ``n_faces`` per image, ``preprocessing`` (the JSON record of
+size and margin, see :mod:`fer_utils.data.preprocessing`) and ``detector``, plus
 ``labels`` / ``classes`` when every image lies under an emotion-named folder. Work is saved in chunks to a work
 folder, so an interrupted run resumes where it stopped. A JSON report next to the output
 lists every unreadable image, image without a face and image with several faces.
@@ -18,7 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.data.preprocessing import DEFAULT_MARGIN, Preprocessing
 from fer_utils.faces.align import align_face
+from fer_utils.files import atomic_write, write_json
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
 from fer_utils.labels import canonical_name, ordered_classes
 
@@ -129,16 +132,8 @@ def _entry_path(entry: str | dict) -> str:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
-
-
-def _save_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def _load_work(work: Path, settings: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]], list[dict], int]:
@@ -152,7 +147,7 @@ def _load_work(work: Path, settings: dict[str, Any]) -> tuple[list[dict[str, np.
                 f"delete it (or pass another work folder) to start again with {settings}"
             )
     work.mkdir(parents=True, exist_ok=True)
-    _save_json(settings_file, settings)
+    write_json(settings_file, settings)
     arrays, events, next_index = [], [], 0
     for meta in sorted(work.glob("chunk_*.json")):
         npz = meta.with_suffix(".npz")
@@ -171,7 +166,7 @@ def prepare_faces(
     detector: str | FaceDetector = "mtcnn",
     *,
     size: int = 48,
-    margin: float = 0.2,
+    margin: float = DEFAULT_MARGIN,
     keep: str = "largest",
     no_face: str = "skip",
     device: str | None = None,
@@ -216,7 +211,7 @@ def prepare_faces(
                 keep=keep, no_face=no_face, batch_size=batch_size, bar=bar,
             )
             _save_npz(work / f"chunk_{index:05d}.npz", arrays)
-            _save_json(work / f"chunk_{index:05d}.json", chunk_events)
+            write_json(work / f"chunk_{index:05d}.json", chunk_events)
             chunks.append(arrays)
             events.append(chunk_events)
             index += 1
@@ -234,7 +229,8 @@ def prepare_faces(
         result["labels"] = np.asarray([classes.index(n) for n in names], dtype=np.int64)
         result["classes"] = np.asarray(classes, dtype=str)
         label_counts = {c: names.count(c) for c in classes}
-    result["margin"] = np.asarray(margin, dtype=np.float32)  # so training can record how faces were cut
+    # The record training copies into checkpoints, so predict cuts new faces the same way.
+    result["preprocessing"] = np.asarray(json.dumps(Preprocessing(size=size, margin=margin).to_dict()))
     result["detector"] = np.asarray(det.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(out, result)
@@ -254,7 +250,7 @@ def prepare_faces(
         "unreadable": {"count": len(unreadable), "files": unreadable},
         "not_images": {"count": len(others), "files": others},
     }
-    _save_json(report_path(out), report)
+    write_json(report_path(out), report)
     if not keep_work:
         for path in work.glob("chunk_*"):
             path.unlink()

@@ -1,4 +1,8 @@
-"""Model registry in the style of timm: register by name, create by name, list by pattern."""
+"""Model registry in the style of timm: register by name, create by name, list by pattern.
+
+A leaf: it imports no model family. ``fer_utils.models`` imports every family (``families``)
+so that importing anything from the package fills the registry.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -37,14 +41,8 @@ def register_model(name: str | None = None, *, input_kind: str = "image") -> Cal
     return decorate
 
 
-def _ensure_loaded() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from fer_utils.models import families  # noqa: F401
-
-
 def model_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; ``KeyError`` lists the known names."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {list_models()}")
     return _REGISTRY[name]
@@ -57,7 +55,6 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -
 
 def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
     """Sorted names matching a glob ``pattern`` (and ``input_kind`` if given)."""
-    _ensure_loaded()
     return sorted(
         k for k, e in _REGISTRY.items()
         if fnmatch.fnmatch(k, pattern) and (input_kind is None or e.input_kind == input_kind)

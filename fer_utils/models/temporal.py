@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint
+from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint
 from fer_utils.models.registry import register_model
 
 #: Channel multipliers of the four trunk blocks (width, 2w, 4w, 8w).

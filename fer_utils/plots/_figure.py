@@ -12,7 +12,9 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
-sns.set_theme(style="whitegrid", context="notebook")
+def set_theme() -> None:
+    """The report's look (seaborn whitegrid, notebook scale); notebooks apply it when they start."""
+    sns.set_theme(style="whitegrid", context="notebook")
 
 
 def new_figure(width: float, height: float, **kw) -> Figure:

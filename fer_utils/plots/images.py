@@ -93,7 +93,7 @@ def plot_kernels(
     """First-layer conv kernels ``(out, in, kh, kw)`` as a grid, each scaled to its own range.
 
     Multi-channel kernels show their channel mean. Get them with
-    :func:`fer_utils.visualize.first_layer_kernels`.
+    :func:`fer_utils.evaluate.visualize.first_layer_kernels`.
     """
     kernels = np.asarray(kernels)
     if kernels.ndim != 4:
@@ -123,7 +123,7 @@ def plot_activations(
 ) -> Figure:
     """One face and, per layer, its first ``max_channels`` activation maps (one row per layer).
 
-    ``activations``: :func:`fer_utils.visualize.activation_maps` output; ``index`` picks the
+    ``activations``: :func:`fer_utils.evaluate.visualize.activation_maps` output; ``index`` picks the
     face within the batch; ``image``: that face, uint8 ``(H, W)``.
     """
     maps = {name: a[index] for name, a in activations.items() if np.ndim(a) == 4}
@@ -165,7 +165,7 @@ def plot_gradcam(
 ) -> Figure:
     """Faces (top row) and their Grad-CAM maps overlaid (bottom row); ``labels`` as titles.
 
-    ``cams``: :func:`fer_utils.visualize.grad_cam` output ``(N, H, W)`` in [0, 1].
+    ``cams``: :func:`fer_utils.evaluate.visualize.grad_cam` output ``(N, H, W)`` in [0, 1].
     """
     images, cams = last_frames(images), np.asarray(cams)
     if images.shape != cams.shape:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fer_utils.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.data import BatchIterator, FaceData, create_augment
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
@@ -42,14 +42,6 @@ class FitResult:
     train_seconds: float
     stopped_early: bool
     run_dir: Path | None
-
-
-def preprocessing_of(data: FaceData) -> dict[str, Any]:
-    """How model input is made from ``data`` (recorded in checkpoints)."""
-    prep: dict[str, Any] = {"size": int(data.image_size[0]), "channels": 1, "scale": "0-1"}
-    if data.is_clip:
-        prep["frames"] = int(data.images.shape[1])
-    return prep
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -219,7 +211,7 @@ def fit(
         resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
             uninterrupted run (bit-exact on CPU).
         model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
-            :func:`fer_utils.checkpoints.load_model` can rebuild the model (default: class name).
+            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name).
         run_info: extra JSON-able facts written into ``config.json``.
         on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
 
@@ -233,7 +225,7 @@ def fit(
     if val is not None and tuple(val.classes) != tuple(train.classes):
         raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
     meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
-                classes=list(train.classes), preprocessing=preprocessing_of(train), config=cfg.to_dict())
+                classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
 
     seed_everything(cfg.seed)
     model.to(device)

@@ -11,7 +11,8 @@ from torch import nn
 
 from fer_utils.data import BatchIterator, FaceData, create_augment
 from fer_utils.train.config import TrainConfig
-from fer_utils.train.engine import TrainStep, make_criterion, resolve_device
+from fer_utils.devices import resolve_device
+from fer_utils.train.engine import TrainStep, make_criterion
 from fer_utils.train.optim import create_optimizer
 
 SUGGESTIONS: tuple[str, ...] = ("steepest", "min_div10")

@@ -4,22 +4,29 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
-from fer_utils.experiments import DataSpec, run_experiment
+from fer_utils.experiments.runs import DataSpec, run_experiment
 from fer_utils.models import count_parameters, create_model
-from fer_utils.notebook import NotebookContext
 from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
 __all__ = [
-    "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "count_params", "experiment_row",
+    "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "experiment_row",
     "load_results", "recipe", "results_table", "seed_spread",
 ]
+
+class RunContext(Protocol):
+    """What a study needs from its caller (a notebook's ``NotebookContext`` has it)."""
+
+    smoke: bool
+    device: Any
+    results_dir: Path
+
 
 class FER2013Study:
     """Runs FER2013 experiments of a notebook: loads the data once, same splits for every run.
@@ -29,7 +36,7 @@ class FER2013Study:
     random items per split.
     """
 
-    def __init__(self, ctx: NotebookContext, subset: int = 400) -> None:
+    def __init__(self, ctx: RunContext, subset: int = 400) -> None:
         self.ctx = ctx
         self.data: FaceData = load_dataset("fer2013")
         self.spec = DataSpec("fer2013", val="holdout", test="PrivateTest", subset=subset if ctx.smoke else None)
@@ -46,19 +53,13 @@ class FER2013Study:
         return result
 
 
-def count_params(model_name: str, num_classes: int = 7, trainable_only: bool = True, **kwargs: Any) -> int:
-    """Parameters of a registered model built with ``kwargs`` (trainable ones by default)."""
-    model = create_model(model_name, num_classes=num_classes, **kwargs)
-    return count_parameters(model, trainable_only)
-
-
 def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     """One table row of a :func:`fer_utils.experiments.run_experiment` result."""
     model = result["config"]["model"]
     test = result.get("test") or {}
     return {
         "name": label or result["name"], "model": model["name"],
-        "params": count_params(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"]),
+        "params": count_parameters(create_model(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"])),
         "dataset": result["config"]["data"].get("dataset", "given"), "test_split": result.get("test_split"),
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from fer_utils.data import FaceData, load_dataset, official_test_split, stratified_holdout
+from fer_utils.files import write_json
+from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.models import create_model
-from fer_utils.train import TrainConfig, fit, resolve_device, seed_everything
+from fer_utils.train import TrainConfig, fit
 
 #: Bump when the meaning of a stored result changes, so old caches are not reused.
 CACHE_VERSION = 1
@@ -67,13 +69,6 @@ def fingerprint(data: FaceData | None) -> str | None:
     h.update(np.ascontiguousarray(data.labels).tobytes())
     h.update(json.dumps(list(data.classes)).encode())
     return h.hexdigest()
-
-
-def random_subset(data: FaceData, n: int | None, seed: int = 0) -> FaceData:
-    """``n`` random items of ``data`` in their original order (all of it if ``n`` is None or larger)."""
-    if n is None or n >= len(data):
-        return data
-    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
 
 
 def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: FaceData | None = None) -> Splits:
@@ -141,13 +136,6 @@ def train_and_evaluate(
         np.savez_compressed(run_dir / "predictions.npz", y_true=splits.test.labels, probs=probs)
         summary["test"] = classification_metrics(splits.test.labels, probs, splits.test.classes)
     return summary
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def _paths(run_dir: Path) -> dict[str, str | None]:

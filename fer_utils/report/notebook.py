@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.plots import set_theme
 
 SMOKE_ENV = "FER_SMOKE"
 
@@ -50,10 +51,11 @@ class NotebookContext:
 
 
 def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int = 0) -> NotebookContext:
-    """Seed everything and decide output folders. ``smoke=None`` reads ``$FER_SMOKE`` (1 = smoke)."""
+    """Seed everything, set the figure theme and decide output folders. ``smoke=None`` reads ``$FER_SMOKE`` (1 = smoke)."""
     if smoke is None:
         smoke = os.environ.get(SMOKE_ENV, "0") == "1"
     seed_everything(seed)
+    set_theme()
     _show_figures_inline()
     root = repo_root()
     base = root / "scratch" / "smoke" if smoke else root

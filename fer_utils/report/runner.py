@@ -23,7 +23,7 @@ from pathlib import Path
 from fer_utils.data import MissingDatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
-from fer_utils.notebook import repo_root
+from fer_utils.report.notebook import repo_root
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -128,6 +128,3 @@ def main(argv: list[str] | None = None) -> int:
         print("README results table updated from results/comparison.md")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

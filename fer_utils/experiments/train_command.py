@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from fer_utils.data import list_augments
-from fer_utils.experiments import DataSpec, load_splits, train_and_evaluate, write_json
+from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
+from fer_utils.files import write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

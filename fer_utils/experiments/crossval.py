@@ -24,13 +24,15 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from fer_utils.devices import resolve_device
+from fer_utils.files import write_json
 from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, subject_kfold
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
 from fer_utils.models import count_parameters, create_model, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
-from fer_utils.train import TrainConfig, fit, resolve_device
+from fer_utils.train import TrainConfig, fit
 
 #: Frame-voting rules reported for models with ``frame_logits`` (single_frame).
 FRAME_VOTES: tuple[str, ...] = ("majority", "sum")
@@ -123,11 +125,8 @@ class CrossvalResult:
         return data
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_dict` to ``path`` (folders created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        """Write :meth:`to_dict` to ``path`` atomically (folders created)."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "CrossvalResult":
@@ -281,7 +280,7 @@ def cached_crossval(
     initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``.
     Returns ``(result, cached)``.
     """
-    from fer_utils.experiments import config_hash, fingerprint
+    from fer_utils.experiments.runs import config_hash, fingerprint
 
     init_digest = None
     if init_checkpoint is not None:

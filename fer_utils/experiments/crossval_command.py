@@ -1,7 +1,7 @@
 """``python -m fer_utils crossval``: subject-independent k-fold comparison of clip model families.
 
 Writes ``OUT/<model>.json`` (per-fold and pooled results, see
-:class:`fer_utils.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
+:class:`fer_utils.experiments.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
 trainable parameters, training time per fold, accuracy mean and std, macro F1, votes).
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.crossval import comparison_table, run_crossval
-from fer_utils.data import FaceData, load_dataset, make_clips
+from fer_utils.experiments.crossval import comparison_table, run_crossval
+from fer_utils.data import load_dataset, make_clips, subset_subjects
 from fer_utils.models import list_models
-from fer_utils.train.command import add_training_arguments, config_from_args
+from fer_utils.experiments.train_command import add_training_arguments, config_from_args
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE
 
@@ -45,15 +45,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no per-fold lines")
     add_training_arguments(parser, TrainConfig(**CKPLUS_RECIPE))
-
-
-def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
-    """The items of ``n`` randomly chosen subjects."""
-    subjects = np.unique(data.subjects)
-    if not 0 < n <= len(subjects):
-        raise ValueError(f"--subset-subjects must be in 1..{len(subjects)}, got {n}")
-    keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
-    return data.subset(np.isin(data.subjects, keep))
 
 
 def run(args: argparse.Namespace) -> int:

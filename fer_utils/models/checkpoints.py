@@ -15,11 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_utils.models import create_model
-
-#: How faces are turned into model input; recorded so prediction matches training.
-DEFAULT_PREPROCESSING: dict[str, Any] = {"size": 48, "channels": 1, "scale": "0-1"}
-
+from fer_utils.data.preprocessing import Preprocessing
+from fer_utils.files import atomic_write
+from fer_utils.models.registry import create_model
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the classes or input the caller expects."""
@@ -44,14 +42,13 @@ def save_checkpoint(
         "model_name": model_name,
         "model_kwargs": dict(model_kwargs or {}),
         "classes": list(classes),
-        "preprocessing": dict(preprocessing or DEFAULT_PREPROCESSING),
+        "preprocessing": Preprocessing.from_dict(preprocessing).to_dict(),
         "config": dict(config or {}),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
     return path
 
 
@@ -81,10 +78,14 @@ def load_model(
         raise CheckpointMismatchError(
             f"{path}: checkpoint classes {ckpt['classes']} differ from expected {list(expected_classes)}"
         )
-    pre = ckpt.get("preprocessing", DEFAULT_PREPROCESSING)
     model = create_model(
         ckpt["model_name"], num_classes=len(ckpt["classes"]),
-        in_chans=int(pre.get("channels", 1)), **ckpt["model_kwargs"],
+        in_chans=checkpoint_preprocessing(ckpt).channels, **ckpt["model_kwargs"],
     )
     model.load_state_dict(ckpt["model_state"])
     return model.to(device).eval(), ckpt
+
+
+def checkpoint_preprocessing(ckpt: dict) -> Preprocessing:
+    """The preprocessing record of a loaded checkpoint (defaults for checkpoints without one)."""
+    return Preprocessing.from_dict(ckpt.get("preprocessing"))

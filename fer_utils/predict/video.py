@@ -1,20 +1,21 @@
-"""Video helpers for prediction: frame reading/writing, IoU face tracking, temporal smoothing,
-per-video summary and timeline plot."""
+"""Videos for prediction: frame reading/writing, IoU face tracking, temporal smoothing, and
+:func:`analyse_video`, the lazy stream of per-frame results of a :class:`FacePredictor`."""
 from __future__ import annotations
 
 import math
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import Detection
-from fer_utils.faces.draw import LABEL_COLOURS
+from fer_utils.faces.detectors import Detection, iou
+from fer_utils.predict.predictor import FacePredictor, FaceResult
 
 #: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -79,15 +80,6 @@ def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) ->
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class IoUTracker:
@@ -195,36 +187,60 @@ def label_segments(labels: Sequence[int], frames: Sequence[int], fps: float, cla
     return segments
 
 
-def plot_timeline(
+@dataclass
+class FrameResult:
+    """One video frame: index, time in seconds, RGB image and its faces."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    faces: list[FaceResult] = field(default_factory=list)
+
+
+def analyse_video(
     path: str | os.PathLike,
-    times: np.ndarray,
-    probs: np.ndarray,
-    labels: np.ndarray,
-    classes: Sequence[str],
-    title: str = "",
-) -> Path:
-    """Save a PNG: class probabilities over time (top) and the label per frame (bottom)."""
-    import matplotlib
+    predictor: FacePredictor,
+    *,
+    detect_every: int = 1,
+    smooth: str = "ma",
+    window: int = 5,
+    batch_frames: int = 8,
+    limit: int | None = None,
+) -> tuple[VideoInfo, Iterator[FrameResult]]:
+    """Open a video and return its info and a lazy stream of per-frame results.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Faces are detected on every ``detect_every``-th frame (in batches of up to
+    ``batch_frames`` frames) and matched to tracks by IoU; frames in between reuse the last
+    boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    TemporalSmoother(smooth, window)  # validate before opening the video
+    capture, info = open_video(path)
+    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.4]})
-    colours = [np.array(LABEL_COLOURS.get(name, (0, 0, 0))) / 255 for name in classes]
-    for c, name in enumerate(classes):
-        top.plot(times, probs[:, c], color=colours[c], label=name, linewidth=1.4)
-    top.set_ylabel("probability")
-    top.set_ylim(0, 1)
-    top.legend(loc="upper right", fontsize=8, ncol=min(4, len(classes)))
-    top.set_title(title)
-    bottom.scatter(times, labels, c=[colours[int(lab)] for lab in labels], s=10, marker="s")
-    bottom.set_yticks(range(len(classes)), classes, fontsize=8)
-    bottom.set_ylim(-0.5, len(classes) - 0.5)
-    bottom.set_xlabel("time (s)")
-    bottom.set_ylabel("label")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+
+def _video_results(
+    capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
+    smooth: str, window: int, batch_frames: int, limit: int | None,
+) -> Iterator[FrameResult]:
+    tracker = IoUTracker()
+    smoothers: dict[int, TemporalSmoother] = {}
+    current: list[tuple[int, Detection]] = []
+    classes = predictor.classes
+    frames = iter_frames(capture, limit)
+    index = 0
+    while batch := list(islice(frames, batch_frames)):
+        due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
+        found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
+        for k, image in enumerate(batch):
+            if k in found:
+                current = tracker.update(found[k])
+                for tid in set(smoothers) - tracker.active:
+                    del smoothers[tid]
+            faces = []
+            for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
+                shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
+                faces.append(FaceResult(det, shown, classes[lab], float(shown[lab]), probs, tid, k in found))
+            yield FrameResult(index, index / info.fps, image, faces)
+            index += 1

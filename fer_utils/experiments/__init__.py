@@ -1,0 +1,12 @@
+"""Experiments: configs cached by content hash, subject-independent cross-validation, study tables.
+
+The stage that composes training and evaluation; the ``train`` and ``crossval`` commands live
+here because each trains and then tests.
+"""
+from fer_utils.experiments.crossval import CrossvalResult, cached_crossval, comparison_table, make_folds, run_crossval
+from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment, train_and_evaluate
+
+__all__ = [
+    "CrossvalResult", "DataSpec", "Splits", "cached_crossval", "comparison_table", "config_hash", "load_splits",
+    "make_folds", "run_crossval", "run_experiment", "train_and_evaluate",
+]

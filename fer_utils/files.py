@@ -1,0 +1,31 @@
+"""Writing files atomically: readers (and resumed runs) never see half a file."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` (parent folders created) and rename it over ``path``
+    when the block succeeds; on error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
+    """Write ``payload`` as JSON atomically; returns ``Path(path)``."""
+    with atomic_write(path, "w") as handle:
+        json.dump(payload, handle, indent=indent)
+    return Path(path)

@@ -1,0 +1,96 @@
+"""``python -m fer_utils predict PATH [PATH ...]``: emotions of the faces in photos and videos.
+
+For every photo: an annotated copy and a JSON/CSV of the faces (box, per-class
+probabilities, label). For every video: per-frame results with temporal smoothing, an
+annotated mp4, a summary JSON and a timeline PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fer_utils.data.images import IMAGE_EXTENSIONS
+from fer_utils.faces.command import add_detector_arguments, detector_options
+from fer_utils.predict.outputs import (
+    RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video,
+)
+from fer_utils.predict.predictor import DEFAULT_CHECKPOINT, FacePredictor, default_checkpoint
+from fer_utils.predict.video import SMOOTHING_METHODS, VIDEO_EXTENSIONS
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``predict``."""
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="photos (jpg/png/bmp/webp/tif...), videos (mp4/avi/mov/mkv...) or folders of them")
+    parser.add_argument("--out", default="predictions", help="output folder (default predictions/)")
+    parser.add_argument("--checkpoint", help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format")
+    add_detector_arguments(parser)
+    parser.add_argument("--margin", type=float,
+                        help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
+    parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
+                        help="video smoothing: moving average of probabilities, windowed vote, or none")
+    parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
+    parser.add_argument("--detect-every", type=int, default=1,
+                        help="videos: detect faces every N frames and reuse the boxes in between")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every input; exit status 1 only when no input could be processed (2: usage)."""
+    out_dir = Path(args.out)
+    inputs = expand_inputs(args.paths, exclude=out_dir)
+    if out_dir.resolve() in {p.resolve() for p in inputs} or out_dir.is_file():
+        print(f"predict: --out {out_dir} is a file (or one of the inputs); it must be a folder")
+        return 2
+    if args.detect_every < 1 or args.window < 1:
+        print("predict: --detect-every and --window must be >= 1")
+        return 2
+    try:
+        predictor = FacePredictor.from_checkpoint(
+            args.checkpoint, detector=args.detector, device=args.device, margin=args.margin,
+            detector_kw=detector_options(args),
+        )
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        print(f"predict: {err}")
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    namer = OutputNamer(out_dir, inputs)
+    outcomes = []
+    for path in inputs:
+        kind = input_kind(path)
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            if kind is None:
+                raise ValueError(
+                    f"{path}: unsupported format {path.suffix or '(no extension)'}; photos: "
+                    f"{' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
+                )
+            if kind == "image":
+                outcome = process_image(path, predictor, namer, args.format)
+            else:
+                outcome = process_video(path, predictor, namer, args.format, detect_every=args.detect_every,
+                                        smooth=args.smooth, window=args.window, progress=not args.no_progress)
+        except (OSError, ValueError) as err:
+            outcome = Outcome(str(path), kind or "unknown", "error", str(err))
+        except Exception as err:  # one bad input never stops the batch
+            outcome = Outcome(str(path), kind or "unknown", "error", f"{path}: {type(err).__name__}: {err}")
+        outcomes.append(outcome)
+        print(f"{outcome.status.replace('_', ' ')}: {outcome.message}")
+
+    ok = [o for o in outcomes if o.status == "ok"]
+    summary = {
+        "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
+        "device": str(predictor.device), "inputs": len(outcomes), "processed": len(ok),
+        "no_face": sum(o.status == "no_face" for o in outcomes),
+        "errors": sum(o.status == "error" for o in outcomes),
+        "faces": sum(o.faces for o in outcomes),
+        "results": [o.__dict__ for o in outcomes],
+    }
+    (out_dir / RUN_SUMMARY).write_text(json.dumps(summary, indent=2))
+    print(f"predict: {len(outcomes)} input(s): {len(ok)} processed ({summary['faces']} faces), "
+          f"{summary['no_face']} without a face, {summary['errors']} failed; results in {out_dir}/")
+    return 0 if ok else 1

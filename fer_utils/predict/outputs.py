@@ -1,0 +1,239 @@
+"""Files ``predict`` writes per input: annotated copies, JSON/CSV results, video summaries, timelines."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.faces.draw import draw_faces
+from fer_utils.plots.timeline import plot_timeline
+from fer_utils.predict.predictor import FacePredictor, FaceResult
+from fer_utils.predict.video import (
+    VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, analyse_video, label_changes, label_segments,
+    open_writer,
+)
+
+#: Name of the per-run summary written into the output folder.
+RUN_SUMMARY = "predict_run.json"
+
+
+@dataclass
+class Outcome:
+    """What happened to one input: status ``ok`` / ``no_face`` / ``error``; ``faces`` counts
+    faces in a photo, face-frames in a video."""
+
+    path: str
+    kind: str
+    status: str
+    message: str
+    faces: int = 0
+    outputs: list[str] = field(default_factory=list)
+
+
+def input_kind(path: Path) -> str | None:
+    """``"image"``, ``"video"`` or ``None`` (unsupported) from the file extension."""
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
+    """Files as given; folders replaced by the images and videos inside them (sorted),
+    leaving out those under ``exclude`` (the output folder)."""
+    skip = Path(exclude).resolve() if exclude is not None else None
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and input_kind(f)
+                              and (skip is None or skip not in f.resolve().parents)))
+        else:
+            out.append(p)
+    return out
+
+
+class OutputNamer:
+    """Output file names in one folder: unique per input stem, never an input file."""
+
+    def __init__(self, out_dir: Path, inputs: Sequence[Path]) -> None:
+        self.out_dir = out_dir
+        self.inputs = {p.resolve() for p in inputs}
+        self.used = {Path(RUN_SUMMARY).stem}
+
+    def stem(self, path: Path) -> str:
+        stem, n = path.stem, 1
+        while stem in self.used:
+            stem, n = f"{path.stem}_{n}", n + 1
+        self.used.add(stem)
+        return stem
+
+    def path(self, name: str) -> Path:
+        target = self.out_dir / name
+        if target.resolve() in self.inputs:
+            raise ValueError(f"refusing to overwrite input file {target}")
+        return target
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _csv_row(result: FaceResult, classes: Sequence[str], **extra: Any) -> dict[str, Any]:
+    x1, y1, x2, y2 = result.detection.box
+    row = {**extra, "x1": round(x1, 1), "y1": round(y1, 1), "x2": round(x2, 1), "y2": round(y2, 1),
+           "score": round(result.detection.score, 4), "label": result.label, "probability": round(result.probability, 4)}
+    row.update({f"p_{c}": round(float(p), 4) for c, p in zip(classes, result.probabilities)})
+    if result.raw_probabilities is not None:
+        row["raw_label"] = classes[int(result.raw_probabilities.argmax())]
+        row.update({f"raw_p_{c}": round(float(p), 4) for c, p in zip(classes, result.raw_probabilities)})
+    return row
+
+
+def _save_rgb(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: cannot write the annotated image")
+
+
+def _annotate(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
+    return draw_faces(image, [(f.detection.box, f.label, f.probability) for f in faces])
+
+
+def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt: str = "json") -> Outcome:
+    """Predict the faces of one photo and write its annotated copy and results."""
+    image = read_image(path)
+    faces = predictor.predict_image(image)
+    if not faces:
+        return Outcome(str(path), "image", "no_face", f"{path}: no face found")
+    stem = namer.stem(path)
+    suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
+    annotated = namer.path(f"{stem}_annotated{suffix}")
+    results = namer.path(f"{stem}.{fmt}")
+    classes = predictor.classes
+    _save_rgb(annotated, _annotate(image, faces))
+    if fmt == "json":
+        payload = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
+                   "classes": list(classes), "faces": [f.to_dict(classes) for f in faces]}
+        results.write_text(json.dumps(payload, indent=2))
+    else:
+        rows = [_csv_row(f, classes, input=str(path), face=i) for i, f in enumerate(faces)]
+        _write_table(results, rows, list(rows[0]))
+    labels = ", ".join(f"{f.label} {f.probability:.2f}" for f in faces)
+    return Outcome(str(path), "image", "ok", f"{path}: {len(faces)} face(s): {labels}", len(faces),
+                   [str(annotated), str(results)])
+
+
+def video_summary(
+    frames: Sequence[FrameResult], classes: Sequence[str], info: VideoInfo,
+) -> tuple[dict[str, Any], int | None]:
+    """Per-video summary over all tracked faces, and the id of the longest (primary) track."""
+    face_frames = [f for fr in frames for f in fr.faces]
+    counts = {c: 0 for c in classes}
+    for f in face_frames:
+        counts[f.label] += 1
+    tracks: dict[int, list[tuple[int, FaceResult]]] = {}
+    for fr in frames:
+        for f in fr.faces:
+            tracks.setdefault(f.track, []).append((fr.index, f))
+    primary = max(tracks, key=lambda t: len(tracks[t])) if tracks else None
+    summary: dict[str, Any] = {
+        "frames": len(frames), "fps": round(info.fps, 3), "duration_s": round(len(frames) / info.fps, 3),
+        "frames_with_face": sum(bool(fr.faces) for fr in frames),
+        "dominant_emotion": max(counts, key=counts.get) if face_frames else None,
+        "label_counts": counts,
+        "label_fractions": {c: round(n / len(face_frames), 4) for c, n in counts.items()} if face_frames else None,
+        "mean_probabilities": (
+            {c: round(float(p), 4) for c, p in zip(classes, np.mean([f.raw_probabilities for f in face_frames], 0))}
+            if face_frames else None
+        ),
+        "primary_track": primary,
+        "tracks": {},
+    }
+    for tid, items in tracks.items():
+        labels = [classes.index(f.label) for _, f in items]
+        raw = [int(f.raw_probabilities.argmax()) for _, f in items]
+        track_counts = np.bincount(labels, minlength=len(classes))
+        summary["tracks"][str(tid)] = {
+            "frames": len(items), "first_frame": items[0][0], "last_frame": items[-1][0],
+            "dominant_emotion": classes[int(track_counts.argmax())],
+            "label_changes": label_changes(labels), "raw_label_changes": label_changes(raw),
+            "segments": label_segments(labels, [i for i, _ in items], info.fps, classes),
+        }
+    return summary, primary
+
+
+def process_video(
+    path: Path,
+    predictor: FacePredictor,
+    namer: OutputNamer,
+    fmt: str = "json",
+    *,
+    detect_every: int = 1,
+    smooth: str = "ma",
+    window: int = 5,
+    progress: bool = True,
+) -> Outcome:
+    """Predict every frame of a video; write annotated mp4, per-frame results, summary, timeline."""
+    info, stream = analyse_video(path, predictor, detect_every=detect_every, smooth=smooth, window=window)
+    stem = namer.stem(path)
+    video_out = namer.path(f"{stem}_annotated.mp4")
+    results_out = namer.path(f"{stem}_frames.{fmt}")
+    summary_out = namer.path(f"{stem}_summary.json")
+    timeline_out = namer.path(f"{stem}_timeline.png")
+    classes = predictor.classes
+    frames: list[FrameResult] = []
+    writer = None
+    try:
+        for fr in tqdm(stream, total=info.frame_count or None, desc=path.name, unit="frame",
+                       leave=False, disable=not progress):
+            if writer is None:
+                writer = open_writer(video_out, info.fps, fr.image.shape[1], fr.image.shape[0])
+            writer.write(cv2.cvtColor(_annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR))
+            frames.append(FrameResult(fr.index, fr.time, np.empty(0, np.uint8), fr.faces))
+    finally:
+        if writer is not None:
+            writer.release()
+    if not frames:
+        raise VideoReadError(f"{path}: no frame could be read (empty or damaged video)")
+
+    if fmt == "json":
+        payload = {"input": str(path), "kind": "video", "fps": info.fps, "width": info.width,
+                   "height": info.height, "classes": list(classes), "detect_every": detect_every,
+                   "smoothing": {"method": smooth, "window": window},
+                   "frames": [{"frame": fr.index, "time": round(fr.time, 4),
+                               "faces": [f.to_dict(classes) for f in fr.faces]} for fr in frames]}
+        results_out.write_text(json.dumps(payload))
+    else:
+        rows = [_csv_row(f, classes, frame=fr.index, time=round(fr.time, 4), track=f.track, detected=f.detected)
+                for fr in frames for f in fr.faces]
+        columns = ["frame", "time", "track", "detected", "x1", "y1", "x2", "y2", "score", "label", "probability",
+                   *(f"p_{c}" for c in classes), "raw_label", *(f"raw_p_{c}" for c in classes)]
+        _write_table(results_out, rows, columns)
+
+    summary, primary = video_summary(frames, classes, info)
+    summary = {"input": str(path), "detect_every": detect_every,
+               "smoothing": {"method": smooth, "window": window}, **summary}
+    summary_out.write_text(json.dumps(summary, indent=2))
+    outputs = [str(video_out), str(results_out), str(summary_out)]
+    n_faces = sum(len(fr.faces) for fr in frames)
+    if primary is None:
+        return Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
+                       0, outputs)
+    track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
+    plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
+                  np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
+                  title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
+    outputs.append(str(timeline_out))
+    message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
+               f"dominant emotion {summary['dominant_emotion']}")
+    return Outcome(str(path), "video", "ok", message, n_faces, outputs)

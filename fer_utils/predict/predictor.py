@@ -1,0 +1,144 @@
+"""Emotions of the faces in one RGB image: detector + aligned crops + classifier from a checkpoint."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fer_utils.data.preprocessing import Preprocessing
+from fer_utils.devices import resolve_device
+from fer_utils.faces.align import align_face
+from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
+from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+
+
+#: The shipped model, looked up in the working directory, then next to the package.
+DEFAULT_CHECKPOINT = Path("results") / "best_model.pt"
+
+
+def default_checkpoint() -> Path:
+    """``results/best_model.pt`` (working directory first, then the repository of the package)."""
+    candidates = [Path.cwd() / DEFAULT_CHECKPOINT, Path(__file__).resolve().parents[2] / DEFAULT_CHECKPOINT]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no trained model: {DEFAULT_CHECKPOINT} does not exist; train one "
+        f"(python -m fer_utils train ...) and copy its best checkpoint there, or pass --checkpoint PATH"
+    )
+
+
+@dataclass
+class FaceResult:
+    """One face: detection, shown probabilities (smoothed in videos), label and its probability."""
+
+    detection: Detection
+    probabilities: np.ndarray
+    label: str
+    probability: float
+    raw_probabilities: np.ndarray | None = None  # videos: this frame's own probabilities
+    track: int | None = None
+    detected: bool = True  # videos: False when the box was carried over from an earlier frame
+
+    def to_dict(self, classes: Sequence[str]) -> dict[str, Any]:
+        """JSON-ready record."""
+        out: dict[str, Any] = {}
+        if self.track is not None:
+            out.update(track=self.track, detected=self.detected)
+        out.update(self.detection.to_dict())
+        out.update(label=self.label, probability=round(self.probability, 4),
+                   probabilities={c: round(float(p), 4) for c, p in zip(classes, self.probabilities)})
+        if self.raw_probabilities is not None:
+            raw = self.raw_probabilities
+            out.update(raw_label=classes[int(raw.argmax())],
+                       raw_probabilities={c: round(float(p), 4) for c, p in zip(classes, raw)})
+        return out
+
+
+class FacePredictor:
+    """Detector + aligned crops + classifier, preprocessing faces as the checkpoint says."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: Sequence[str],
+        preprocessing: Preprocessing | dict[str, Any],
+        detector: FaceDetector,
+        device: str | torch.device = "cpu",
+        margin: float | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.classes = tuple(classes)
+        if not isinstance(preprocessing, Preprocessing):
+            preprocessing = Preprocessing.from_dict(preprocessing)
+        self.preprocessing = preprocessing if margin is None else replace(preprocessing, margin=margin)
+        self.detector = detector
+        self.device = torch.device(device)
+
+    @property
+    def size(self) -> int:
+        return self.preprocessing.size
+
+    @property
+    def channels(self) -> int:
+        return self.preprocessing.channels
+
+    @property
+    def margin(self) -> float:
+        return self.preprocessing.margin
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        detector: str | FaceDetector = "mtcnn",
+        device: str | torch.device | None = None,
+        margin: float | None = None,
+        detector_kw: dict[str, Any] | None = None,
+    ) -> "FacePredictor":
+        """Load ``checkpoint`` (default :func:`default_checkpoint`) and build the detector."""
+        from fer_utils.models import model_entry
+
+        device = resolve_device(device)
+        path = Path(checkpoint) if checkpoint else default_checkpoint()
+        model, ckpt = load_model(path, device)
+        if model_entry(ckpt["model_name"]).input_kind != "image":
+            raise CheckpointMismatchError(
+                f"{path}: model {ckpt['model_name']!r} takes clips; predict needs an image model"
+            )
+        if not isinstance(detector, FaceDetector):
+            detector = create_detector(detector, device=device, **(detector_kw or {}))
+        return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin)
+
+    def crops(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Aligned uint8 crops ``(N, S, S)`` (or ``(N, S, S, 3)`` for RGB models)."""
+        shape = (0, self.size, self.size) + ((3,) if self.channels == 3 else ())
+        if not detections:
+            return np.zeros(shape, np.uint8)
+        return np.stack([align_face(image, d, size=self.size, margin=self.margin, grey=self.channels == 1)
+                         for d in detections])
+
+    @torch.inference_mode()
+    def classify(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of the faces ``detections`` in ``image``."""
+        crops = self.crops(image, detections)
+        if not len(crops):
+            return np.zeros((0, len(self.classes)), np.float32)
+        x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
+        x = self.preprocessing.normalise(x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2))
+        return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+
+    def predict_image(self, image: np.ndarray) -> list[FaceResult]:
+        """All faces of an RGB image, most confident detection first."""
+        detections = self.detector.detect(image)
+        return [
+            FaceResult(d, p, self.classes[int(p.argmax())], float(p.max()))
+            for d, p in zip(detections, self.classify(image, detections))
+        ]

@@ -1,0 +1,1 @@
+"""The report: notebook context and display, and the runner behind ``make report``."""

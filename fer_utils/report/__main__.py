@@ -1,0 +1,5 @@
+import sys
+
+from fer_utils.report.runner import main
+
+sys.exit(main())
