@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from fer_utils.cli import positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 
 
@@ -98,14 +99,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench``."""
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
     parser.add_argument("--model", default="vgg_fer", help="model to train (train)")
-    parser.add_argument("--steps", type=int, default=50, help="timed training steps (train)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
     parser.add_argument("--device", default=None, help="device for train (default: cuda if available)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 256 (data), 128 (train)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (data), 128 (train)")
     parser.add_argument("--augment", default="standard", help="augmentation preset (data)")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (data)")
-    parser.add_argument("--frames", type=int, default=60, help="video frames (predict)")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs (data)")
+    parser.add_argument("--frames", type=positive_int, default=60, help="video frames (predict)")
     parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
-    parser.add_argument("--detect-every", type=int, default=1, help="run detection every N frames (predict)")
+    parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_utils.cli import positive_int
 from fer_utils.crossval import comparison_table, run_crossval
-from fer_utils.data import FaceData, load_dataset, make_clips
+from fer_utils.data import DatasetError, FaceData, load_dataset, make_clips
 from fer_utils.models import list_models
 from fer_utils.train.command import add_training_arguments, config_from_args
 from fer_utils.train.config import TrainConfig
@@ -31,13 +32,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help='extra arguments for every model, e.g. \'{"width": 16}\'')
     parser.add_argument("--data", default="ckplus48", help="sequence dataset for load_dataset (default ckplus48)")
     parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
-    parser.add_argument("--clip-length", type=int, default=3, help="frames per clip T (default 3)")
+    parser.add_argument("--clip-length", type=positive_int, default=3, help="frames per clip T (default 3)")
     parser.add_argument("--window", choices=("last", "uniform", "sliding"), default="last",
                         help="clip per sequence: last frames, evenly spaced, or sliding windows voted per sequence")
-    parser.add_argument("--stride", type=int, default=1, help="sliding-window step")
-    parser.add_argument("--folds", type=int, default=10, help="subject-independent folds (default 10)")
+    parser.add_argument("--stride", type=positive_int, default=1, help="sliding-window step")
+    parser.add_argument("--folds", type=positive_int, default=10, help="subject-independent folds (default 10)")
     parser.add_argument("--loso", action="store_true", help="leave-one-subject-out instead of k folds")
-    parser.add_argument("--subset-subjects", type=int, default=None, metavar="N",
+    parser.add_argument("--subset-subjects", type=positive_int, default=None, metavar="N",
                         help="use N random subjects only (smoke runs)")
     parser.add_argument("--init-checkpoint", type=Path, default=None,
                         help="frame_cnn checkpoint (e.g. trained on FER2013) initialising every trunk")
@@ -51,7 +52,7 @@ def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
     """The items of ``n`` randomly chosen subjects."""
     subjects = np.unique(data.subjects)
     if not 0 < n <= len(subjects):
-        raise ValueError(f"--subset-subjects must be in 1..{len(subjects)}, got {n}")
+        raise DatasetError(f"--subset-subjects must be in 1..{len(subjects)}, got {n}")
     keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
     return data.subset(np.isin(data.subjects, keep))
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(list_models(input_kind="clip")))
     if unknown:
-        raise SystemExit(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
+        raise DatasetError(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
     cfg = config_from_args(args)
     data = load_dataset(args.data, args.data_dir)
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fer_utils.data import FaceData, load_dataset, official_test_split, stratified_holdout
+from fer_utils.data.paths import atomic_write
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.models import create_model
 from fer_utils.train import TrainConfig, fit, resolve_device, seed_everything
@@ -60,13 +61,7 @@ class Splits:
 
 def fingerprint(data: FaceData | None) -> str | None:
     """SHA-1 of a dataset's images, labels and classes (identifies given data in configs)."""
-    if data is None:
-        return None
-    h = hashlib.sha1()
-    h.update(np.ascontiguousarray(data.images).tobytes())
-    h.update(np.ascontiguousarray(data.labels).tobytes())
-    h.update(json.dumps(list(data.classes)).encode())
-    return h.hexdigest()
+    return None if data is None else data.fingerprint()
 
 
 def random_subset(data: FaceData, n: int | None, seed: int = 0) -> FaceData:
@@ -144,10 +139,8 @@ def train_and_evaluate(
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    """Write JSON atomically (unique temp file + rename)."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
 
 
 def _paths(run_dir: Path) -> dict[str, str | None]:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 class DatasetError(ValueError):
-    """Bad dataset content: the message names the file, line/path and what was expected."""
+    """Bad input (dataset content, checkpoint, run folder, argument): the message names the
+    file, line/frame or argument and what was expected. The CLI prints it as one line, exit 2."""
 
 
 class MissingDatasetError(FileNotFoundError):

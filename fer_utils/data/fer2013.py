@@ -175,7 +175,7 @@ def official_test_split(data: FaceData) -> str:
         return "PrivateTest"
     fallback = "PublicTest" if "PublicTest" in present else "Test"
     if fallback not in present:
-        raise KeyError(f"{data.name}: no test split; splits present: {sorted(present)}")
+        raise DatasetError(f"{data.name}: no test split; splits present: {sorted(present)}")
     warnings.warn(f"{data.name}: PrivateTest is not in this file; reporting on {fallback} instead", stacklevel=2)
     return fallback
 

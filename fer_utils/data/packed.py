@@ -16,6 +16,7 @@ import numpy as np
 
 from fer_utils.data.dataset import FaceData
 from fer_utils.data.errors import DatasetError
+from fer_utils.data.paths import atomic_write
 
 PACKED_NAME = "fer2013.npz.xz"
 #: xz filters: a byte delta at one image row (48 pixels) ahead of LZMA2 takes about 4% off.
@@ -38,11 +39,7 @@ def pack_fer2013(data: FaceData, path: str | os.PathLike) -> Path:
              source_name=np.array(sources.iat[0][0] if len(data) else "fer2013.csv"),
              skip_reasons=np.array(list(data.skipped), dtype=str),
              skip_counts=np.array(list(data.skipped.values()), dtype=np.int64))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(lzma.compress(buffer.getvalue(), filters=_FILTERS))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(lzma.compress(buffer.getvalue(), filters=_FILTERS)))
 
 
 def read_packed_fer2013(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 DATA_DIR_ENV = "FER_DATA_DIR"
@@ -28,3 +30,33 @@ def cache_path(source: Path, tag: str) -> Path:
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
     base = Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "fer_utils"))
     return base / f"{source.name}.{tag}.{key}.npz"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a uniquely named temp file beside ``path``, then rename it onto
+    ``path``: readers and concurrent writers never see a partial file. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Make ``path``'s folder and check a file can be written there, before any long work:
+    ``DatasetError`` naming ``path`` otherwise. Returns ``path``."""
+    from fer_utils.data.errors import DatasetError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path.parent / f".{path.name}.probe", lambda tmp: tmp.write_bytes(b""))
+        (path.parent / f".{path.name}.probe").unlink()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot write the output here ({exc.strerror or exc}); "
+                           "expected a writable folder") from None
+    return path

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.data.paths import atomic_write
 from fer_utils.faces.align import align_face
 from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
 from fer_utils.labels import canonical_name, ordered_classes
@@ -129,16 +130,11 @@ def _entry_path(entry: str | dict) -> str:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _save_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
 
 
 def _load_work(work: Path, settings: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]], list[dict], int]:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+from fer_utils.data.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,18 @@ def model_entry(name: str) -> ModelEntry:
 
 
 def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
-    """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given."""
-    return model_entry(name).factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given.
+
+    Arguments the factory does not accept raise ``DatasetError`` naming them and the accepted ones.
+    """
+    factory = model_entry(name).factory
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as exc:
+        accepted = [p for p in signature.parameters if p not in ("num_classes", "in_chans", "kwargs")]
+        raise DatasetError(f"model {name!r}: bad model arguments {kwargs} ({exc}); accepted: {accepted}") from None
+    return factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
