@@ -21,6 +21,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--datasets", default="fer2013,ckplus48",
                         help="comma-separated folders of the datasets folder (default fer2013,ckplus48)")
+    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                        help="bad FER2013 rows: stop with an error naming them (default), or skip and count them")
 
 
 def _size_mb(path: Path) -> float:
@@ -29,20 +31,16 @@ def _size_mb(path: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Pack each dataset into ``args.out``; 1 when a dataset is missing or unreadable."""
+    """Pack each dataset into ``args.out``; a missing or bad dataset raises (the CLI exits 2)."""
     out = Path(args.out)
-    try:
-        root = data_root(args.data_dir)
-        for name in [n.strip() for n in args.datasets.split(",") if n.strip()]:
-            if name == "fer2013":
-                target = pack_fer2013(load_fer2013(root), out / "fer2013" / PACKED_NAME)
-            else:
-                if not (root / name).is_dir():
-                    raise FileNotFoundError(f"{root / name}: no such dataset folder")
-                target = out / name
-                shutil.copytree(root / name, target, dirs_exist_ok=True)
-            print(f"{name}: {target} ({_size_mb(target):.1f} MB)")
-    except (OSError, DatasetError) as err:
-        print(f"pack-data: {err}")
-        return 1
+    root = data_root(args.data_dir)
+    for name in [n.strip() for n in args.datasets.split(",") if n.strip()]:
+        if name == "fer2013":
+            target = pack_fer2013(load_fer2013(root, errors=args.errors), out / "fer2013" / PACKED_NAME)
+        else:
+            if not (root / name).is_dir():
+                raise DatasetError(f"{root / name}: no such dataset folder")
+            target = out / name
+            shutil.copytree(root / name, target, dirs_exist_ok=True)
+        print(f"{name}: {target} ({_size_mb(target):.1f} MB)")
     return 0
