@@ -1,5 +1,8 @@
 """``python -m fer_utils crossval``: subject-independent k-fold comparison of clip model families.
 
+Finished folds are kept in ``OUT/<model>.folds/`` until the family is done, so re-running an
+interrupted command resumes at the first unfinished fold.
+
 Writes ``OUT/<model>.json`` (per-fold and pooled results, see
 :class:`fer_utils.crossval.CrossvalResult`) and ``OUT/comparison.csv`` (one row per family:
 trainable parameters, training time per fold, accuracy mean and std, macro F1, votes).
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no per-fold lines")
+    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                        help="bad data items: stop with an error naming them (default), or skip and count them")
     add_training_arguments(parser, TrainConfig(**CKPLUS_RECIPE))
 
 
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise DatasetError(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
     cfg = config_from_args(args)
-    data = load_dataset(args.data, args.data_dir)
+    data = load_dataset(args.data, args.data_dir, **({} if args.errors == "raise" else {"errors": args.errors}))
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)
     if args.subset_subjects:
         clips = subset_subjects(clips, args.subset_subjects, args.seed)
@@ -74,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_crossval(
             name, clips, cfg, k=args.folds, seed=args.seed, model_kwargs=args.model_kwargs,
             init_checkpoint=args.init_checkpoint, device=args.device, progress=not args.quiet, loso=args.loso,
+            fold_dir=args.out / f"{name}.folds",
         )
         result.to_json(args.out / f"{name}.json")
+        shutil.rmtree(args.out / f"{name}.folds", ignore_errors=True)
         print(result.describe(), flush=True)
         results.append(result)
     table = comparison_table(results)
