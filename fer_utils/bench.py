@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from fer_utils.cli import positive_int
+from fer_utils.cli import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 
 
@@ -88,9 +88,9 @@ def benchmark_training(
             "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
 
 
-def _training_images() -> tuple[np.ndarray, str]:
+def _training_images(errors: str = "raise") -> tuple[np.ndarray, str]:
     if os.environ.get("FER_DATA_DIR"):
-        return load_dataset("fer2013").split("Training").images, "FER2013 Training"
+        return load_dataset("fer2013", errors=errors).split("Training").images, "FER2013 Training"
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (28709, 48, 48), dtype=np.uint8), "random 48x48 (FER_DATA_DIR unset)"
 
@@ -108,13 +108,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    add_errors_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print one JSON line per measurement."""
     results = []
     if args.what == "data":
-        images, source = _training_images()
+        images, source = _training_images(args.errors)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             result = benchmark_iterator(images, device, args.batch_size or 256, args.augment, args.epochs)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
             print(json.dumps(result))
     elif args.what == "train":
-        images, source = _training_images()
+        images, source = _training_images(args.errors)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         result = benchmark_training(images, args.model, device, args.batch_size or 128, args.augment, args.steps)
         result["data"] = source

@@ -47,6 +47,13 @@ positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
 non_negative_float = _number(float, lambda v: v >= 0, "a finite number >= 0")
 
 
+def add_errors_argument(parser: argparse.ArgumentParser) -> None:
+    """``--errors raise|skip`` for commands that read datasets (see ``fer_utils.data.errors.SkipLog``)."""
+    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                        help="bad data items: stop with an error naming them (default), or skip them, "
+                             "counted and reported")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command (modules loaded lazily on use)."""
     parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__.splitlines()[0],

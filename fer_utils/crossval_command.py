@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils.cli import positive_int
+from fer_utils.cli import add_errors_argument, positive_int
 from fer_utils.crossval import comparison_table, run_crossval
 from fer_utils.data import DatasetError, FaceData, load_dataset, make_clips
 from fer_utils.models import list_models
@@ -49,8 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no per-fold lines")
-    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                        help="bad data items: stop with an error naming them (default), or skip and count them")
+    add_errors_argument(parser)
     add_training_arguments(parser, TrainConfig(**CKPLUS_RECIPE))
 
 
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise DatasetError(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
     cfg = config_from_args(args)
-    data = load_dataset(args.data, args.data_dir, **({} if args.errors == "raise" else {"errors": args.errors}))
+    data = load_dataset(args.data, args.data_dir, errors=args.errors)
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)
     if args.subset_subjects:
         clips = subset_subjects(clips, args.subset_subjects, args.seed)

@@ -9,6 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from fer_utils.cli import add_errors_argument
 from fer_utils.data.errors import DatasetError
 from fer_utils.data.fer2013 import load_fer2013
 from fer_utils.data.packed import PACKED_NAME, pack_fer2013
@@ -21,8 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--datasets", default="fer2013,ckplus48",
                         help="comma-separated folders of the datasets folder (default fer2013,ckplus48)")
-    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                        help="bad FER2013 rows: stop with an error naming them (default), or skip and count them")
+    add_errors_argument(parser)
 
 
 def _size_mb(path: Path) -> float:

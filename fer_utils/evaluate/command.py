@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fer_utils.cli import positive_int
+from fer_utils.cli import add_errors_argument, positive_int
 from fer_utils.checkpoints import load_model
 from fer_utils.data import FaceData, load_dataset, official_test_split
 from fer_utils.data.paths import atomic_write, check_writable
@@ -47,15 +47,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
-    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                        help="bad data items: stop with an error naming them (default), or skip and count them")
+    add_errors_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print a summary and the JSON path (``--out`` is checked writable first)."""
     if args.out is not None:
         check_writable(args.out)
-    data = load_dataset(args.data, args.data_dir, **({} if args.errors == "raise" else {"errors": args.errors}))
+    data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
     subset = random_subset(data if split == "all" else data.split(split), args.subset)
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fer_utils.cli import non_negative_float, positive_float, positive_int
+from fer_utils.cli import add_errors_argument, non_negative_float, positive_float, positive_int
 from fer_utils.data import DatasetError, list_augments
 from fer_utils.experiments import DataSpec, load_splits, train_and_evaluate, write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
@@ -39,8 +39,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     existing.add_argument("--overwrite", action="store_true", help="replace the run files already in OUT")
-    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                        help="bad data items: stop with an error naming them (default), or skip and count them")
+    add_errors_argument(parser)
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_training_arguments(parser)
@@ -119,7 +118,7 @@ def _run_locked(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     spec = DataSpec(dataset=args.data, train=args.train_split, val=_split_arg(args.val_split),
                     test=_split_arg(args.test_split), subset=args.subset,
-                    load_kwargs={} if args.errors == "raise" else {"errors": args.errors})
+                    load_kwargs={"errors": args.errors})
     prepare_run_dir(args.out, args.resume, args.overwrite)
     splits = load_splits(spec, args.data_dir)
     print(f"train {len(splits.train)}, val {0 if splits.val is None else len(splits.val)}, "
