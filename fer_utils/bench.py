@@ -48,6 +48,8 @@ def benchmark_training(
     steps: int = 50, amp: bool = True, channels_last: bool = False,
 ) -> dict:
     """Training images/s through the augmented iterator vs. on one pre-made batch (same steps)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     from fer_utils.models import create_model
     from fer_utils.train import TrainConfig, create_optimizer
     from fer_utils.train.engine import TrainStep

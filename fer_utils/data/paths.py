@@ -1,4 +1,5 @@
-"""Where datasets live: an explicit root, else ``$FER_DATA_DIR``; and the array cache."""
+"""Where datasets live (an explicit root, else ``$FER_DATA_DIR``), the array cache, and safe
+file writing (atomic replace with unique temp names; checking an output is writable first)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,8 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from fer_utils.data.errors import DatasetError
 
 DATA_DIR_ENV = "FER_DATA_DIR"
 CACHE_DIR_ENV = "FER_CACHE_DIR"
@@ -49,13 +52,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 def check_writable(path: str | os.PathLike) -> Path:
     """Make ``path``'s folder and check a file can be written there, before any long work:
     ``DatasetError`` naming ``path`` otherwise. Returns ``path``."""
-    from fer_utils.data.errors import DatasetError
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path.parent / f".{path.name}.probe", lambda tmp: tmp.write_bytes(b""))
-        (path.parent / f".{path.name}.probe").unlink()
+        probe = path.parent / f".{path.name}.{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot write the output here ({exc.strerror or exc}); "
                            "expected a writable folder") from None
