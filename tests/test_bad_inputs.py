@@ -192,6 +192,13 @@ def test_unknown_model_kwargs_are_one_line(fer_dir, tmp_path, capsys):
     assert code == 2 and "model 'simple_cnn': bad model arguments {'bogus': 1}" in one_error_line(err)
 
 
+def test_unknown_model_and_dataset_names_are_one_line(fer_dir, trained, tmp_path, capsys):
+    code, err = run_cli(capsys, *train_args(fer_dir, tmp_path / "run", "--model", "bogus"))
+    assert code == 2 and "unknown model 'bogus'; known models: [" in one_error_line(err)
+    code, err = run_cli(capsys, "evaluate", "--checkpoint", str(trained / "best.pt"), "--data", "nodata")
+    assert code == 2 and "unknown dataset 'nodata'; known: [" in one_error_line(err)
+
+
 def test_evaluate_errors_skip_counts_bad_rows(trained, tmp_path, capsys):
     write_fer_csv(tmp_path / "fer2013.csv", extra=("3,1 2 3,PublicTest",))
     base = ["evaluate", "--checkpoint", str(trained / "best.pt"), "--data-dir", str(tmp_path), "--split", "PublicTest"]

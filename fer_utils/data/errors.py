@@ -10,6 +10,13 @@ class DatasetError(ValueError):
     file, line/frame or argument and what was expected. The CLI prints it as one line, exit 2."""
 
 
+class UnknownNameError(DatasetError, KeyError):
+    """A dataset, model... name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # plain message, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
+
+
 class MissingDatasetError(FileNotFoundError):
     """A dataset is not where it was expected; the message says where to get it."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from fer_utils.data.errors import DatasetError
+from fer_utils.data.errors import DatasetError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ def _ensure_loaded() -> None:
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The registry entry for ``name``; ``KeyError`` lists the known names."""
+    """The registry entry for ``name``; ``UnknownNameError`` (a ``KeyError``) lists the known names."""
     _ensure_loaded()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known models: {list_models()}")
+        raise UnknownNameError(f"unknown model {name!r}; known models: {list_models()}")
     return _REGISTRY[name]
 
 
