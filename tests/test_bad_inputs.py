@@ -114,6 +114,17 @@ def test_lock_keeps_a_second_training_process_out(fer_dir, tmp_path, capsys):
     assert code == 0 and not (out / ".lock").exists()
 
 
+def test_two_trainings_into_one_folder_at_once(fer_dir, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "fer_utils", *train_args(fer_dir, out)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=120), p.stderr.read()) for p in procs)
+    assert [code for code, _ in results] == [0, 2]  # one trains, the other is refused with one line
+    assert "another training process" in results[1][1] or "run folder is not empty" in results[1][1]
+    assert json.loads((out / "metrics.json").read_text())["complete"] is True
+
+
 def test_non_finite_loss_stops_training_without_a_complete_result(fer_dir, tmp_path, capsys):
     code, err = run_cli(capsys, *train_args(fer_dir, tmp_path / "inf", "--lr", "inf"))
     assert code == 2 and "--lr: expected a finite number > 0, got 'inf'" in err
