@@ -12,6 +12,7 @@ import importlib
 import math
 import sys
 import traceback
+from collections.abc import Callable
 
 from fer_utils.data.errors import DatasetError
 
@@ -27,9 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _number(kind: type, test, expected: str):
-    """An argparse ``type`` converting to ``kind`` and refusing values failing ``test``."""
-    def convert(text: str):
+def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse ``type`` converting to ``kind`` and refusing non-finite values or values failing ``test``."""
+    def convert(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
@@ -42,7 +43,6 @@ def _number(kind: type, test, expected: str):
 
 
 positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
 non_negative_float = _number(float, lambda v: v >= 0, "a finite number >= 0")
 

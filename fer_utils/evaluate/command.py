@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fer_utils.cli import add_errors_argument, positive_int
 from fer_utils.checkpoints import load_model
+from fer_utils.cli import add_errors_argument, positive_int
 from fer_utils.data import FaceData, load_dataset, official_test_split
 from fer_utils.data.paths import atomic_write, check_writable
 from fer_utils.evaluate.inference import predict_proba
