@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.devices import resolve_device
 from fer_utils.faces.detectors import Detection, create_detector
@@ -58,6 +59,8 @@ def benchmark_training(
     steps: int = 50, amp: bool = True, channels_last: bool = False,
 ) -> dict:
     """Training images/s through the augmented iterator vs. on one pre-made batch (same steps)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     from fer_utils.models import create_model
     from fer_utils.train import TrainConfig, create_optimizer
     from fer_utils.train.engine import TrainStep
@@ -98,9 +101,9 @@ def benchmark_training(
             "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
 
 
-def _training_images() -> tuple[np.ndarray, str]:
+def _training_images(errors: str = "raise") -> tuple[np.ndarray, str]:
     if os.environ.get("FER_DATA_DIR"):
-        return load_dataset("fer2013").split("Training").images, "FER2013 Training"
+        return load_dataset("fer2013", errors=errors).split("Training").images, "FER2013 Training"
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (28709, 48, 48), dtype=np.uint8), "random 48x48 (FER_DATA_DIR unset)"
 
@@ -109,22 +112,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench``."""
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
     parser.add_argument("--model", default="vgg_fer", help="model to train (train)")
-    parser.add_argument("--steps", type=int, default=50, help="timed training steps (train)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
     parser.add_argument("--device", default=None, help="device for train (default: cuda if available)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 256 (data), 128 (train)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (data), 128 (train)")
     parser.add_argument("--augment", default="standard", help="augmentation preset (data)")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (data)")
-    parser.add_argument("--frames", type=int, default=60, help="video frames (predict)")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs (data)")
+    parser.add_argument("--frames", type=positive_int, default=60, help="video frames (predict)")
     parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
-    parser.add_argument("--detect-every", type=int, default=1, help="run detection every N frames (predict)")
+    parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    add_errors_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print one JSON line per measurement."""
     results = []
     if args.what == "data":
-        images, source = _training_images()
+        images, source = _training_images(args.errors)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             result = benchmark_iterator(images, device, args.batch_size or 256, args.augment, args.epochs)
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
             print(json.dumps(result))
     elif args.what == "train":
-        images, source = _training_images()
+        images, source = _training_images(args.errors)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         result = benchmark_training(images, args.model, device, args.batch_size or 128, args.augment, args.steps)
         result["data"] = source

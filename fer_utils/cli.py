@@ -2,12 +2,17 @@
 
 A command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is
 imported only when its command is used, so ``predict`` never loads training code.
+Expected errors (bad data, checkpoint, run folder or argument: ``DatasetError``, a missing
+file) print one line ``error: ...`` and exit with status 2; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
+
+from fer_utils.data.errors import DatasetError
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command (modules loaded lazily on use)."""
-    parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fer_utils", description=__doc__.splitlines()[0],
+                                     epilog="--debug (anywhere): show the traceback of an expected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -31,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    """Parse ``argv`` and run the chosen command; returns the exit status (2: bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] not in COMMANDS:
         build_parser().print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
@@ -40,4 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m fer_utils {name}", description=COMMANDS[name][1])
     module.configure_parser(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except (DatasetError, FileNotFoundError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

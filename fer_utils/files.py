@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,11 +12,12 @@ from typing import IO, Any
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` (parent folders created) and rename it over ``path``
-    when the block succeeds; on error the temporary file is removed and ``path`` is untouched."""
+    """Open a uniquely named temporary sibling of ``path`` (parent folders created) and rename it
+    over ``path`` when the block succeeds: readers and concurrent writers never see a partial
+    file. On error the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, mode) as handle:
             yield handle

@@ -21,10 +21,10 @@ from fer_utils.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fer_utils"
 
-#: The flow, earliest first. ``base``: the shared leaves (labels, devices, files); ``entry``:
+#: The flow, earliest first. ``base``: the shared leaves (labels, devices, files, arguments); ``entry``:
 #: the command dispatcher and benchmarks. Everything else is the package of that name.
 FLOW = ("base", "data", "faces", "models", "train", "evaluate", "plots", "predict", "experiments", "report", "entry")
-BASE_MODULES = {"labels", "devices", "files"}
+BASE_MODULES = {"labels", "devices", "files", "arguments"}
 ENTRY_MODULES = {"", "__main__", "cli", "bench"}
 
 

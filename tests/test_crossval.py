@@ -142,6 +142,27 @@ def test_run_crossval_single_frame_reports_votes(tmp_path):
     assert {"trainable_params", "train_seconds_per_fold", "accuracy_mean", "accuracy_std"} <= set(table.columns)
 
 
+def test_run_crossval_resumes_per_fold(tmp_path, monkeypatch):
+    import fer_utils.experiments.crossval as crossval
+
+    clips = make_clips(synthetic_frames(subjects=4), length=3)
+    cfg = TrainConfig(**{**FAST.to_dict(), "epochs": 1})
+    full = run_crossval("early_fusion", clips, cfg, k=2, model_kwargs={"width": 4}, device="cpu", progress=False,
+                        fold_dir=tmp_path / "folds")
+    assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["fold0.json", "fold1.json"]
+    (tmp_path / "folds" / "fold1.json").unlink()  # interrupted during fold 1
+    trained = []
+    monkeypatch.setattr(crossval, "fit", lambda *a, **k: trained.append(1) or fit(*a, **k))
+    resumed = run_crossval("early_fusion", clips, cfg, k=2, model_kwargs={"width": 4}, device="cpu",
+                           progress=False, fold_dir=tmp_path / "folds")
+    assert len(trained) == 1  # fold 0 was reused, only fold 1 retrained
+    assert [f.accuracy for f in resumed.folds] == [f.accuracy for f in full.folds]
+    pd.testing.assert_frame_equal(resumed.predictions, full.predictions, check_dtype=False)
+    other = run_crossval("early_fusion", clips, cfg, k=2, seed=1, model_kwargs={"width": 4}, device="cpu",
+                         progress=False, fold_dir=tmp_path / "folds")
+    assert len(trained) == 3 and len(other.folds) == 2  # other settings: nothing reused
+
+
 def test_run_crossval_sliding_windows_vote_per_sequence():
     clips = make_clips(synthetic_frames(subjects=4), length=3, window="sliding")  # 3 windows per sequence
     assert len(clips) == 3 * 12

@@ -128,7 +128,7 @@ def test_pack_data_command_writes_a_data_folder(tmp_path):
     assert len(load_dataset("fer2013", tmp_path / "out")) == 8
     assert len(load_dataset("ckplus48", tmp_path / "out")) == 1
     assert main(["pack-data", str(tmp_path / "out2"), "--data-dir", str(tmp_path / "src"),
-                 "--datasets", "mug"]) == 1
+                 "--datasets", "mug"]) == 2
 
 
 # ---- FER+ ---------------------------------------------------------------------------------

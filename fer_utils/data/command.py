@@ -9,6 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from fer_utils.arguments import add_errors_argument
 from fer_utils.data.errors import DatasetError
 from fer_utils.data.fer2013 import load_fer2013
 from fer_utils.data.packed import PACKED_NAME, pack_fer2013
@@ -21,6 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--datasets", default="fer2013,ckplus48",
                         help="comma-separated folders of the datasets folder (default fer2013,ckplus48)")
+    add_errors_argument(parser)
 
 
 def _size_mb(path: Path) -> float:
@@ -29,20 +31,16 @@ def _size_mb(path: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Pack each dataset into ``args.out``; 1 when a dataset is missing or unreadable."""
+    """Pack each dataset into ``args.out``; a missing or bad dataset raises (the CLI exits 2)."""
     out = Path(args.out)
-    try:
-        root = data_root(args.data_dir)
-        for name in [n.strip() for n in args.datasets.split(",") if n.strip()]:
-            if name == "fer2013":
-                target = pack_fer2013(load_fer2013(root), out / "fer2013" / PACKED_NAME)
-            else:
-                if not (root / name).is_dir():
-                    raise FileNotFoundError(f"{root / name}: no such dataset folder")
-                target = out / name
-                shutil.copytree(root / name, target, dirs_exist_ok=True)
-            print(f"{name}: {target} ({_size_mb(target):.1f} MB)")
-    except (OSError, DatasetError) as err:
-        print(f"pack-data: {err}")
-        return 1
+    root = data_root(args.data_dir)
+    for name in [n.strip() for n in args.datasets.split(",") if n.strip()]:
+        if name == "fer2013":
+            target = pack_fer2013(load_fer2013(root, errors=args.errors), out / "fer2013" / PACKED_NAME)
+        else:
+            if not (root / name).is_dir():
+                raise DatasetError(f"{root / name}: no such dataset folder")
+            target = out / name
+            shutil.copytree(root / name, target, dirs_exist_ok=True)
+        print(f"{name}: {target} ({_size_mb(target):.1f} MB)")
     return 0

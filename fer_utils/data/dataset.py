@@ -1,12 +1,15 @@
 """`FaceData`: images as one uint8 array plus labels and per-item metadata."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from fer_utils.data.preprocessing import Preprocessing
+from fer_utils.data.errors import DatasetError
 
 #: Metadata columns every loader fills (one row per item).
 META_COLUMNS: tuple[str, ...] = ("split", "subject", "sequence", "frame", "source")
@@ -61,6 +64,14 @@ class FaceData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def fingerprint(self) -> str:
+        """SHA-1 of the images, labels and classes (identifies the data in configs and checkpoints)."""
+        h = hashlib.sha1()
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        h.update(json.dumps(list(self.classes)).encode())
+        return h.hexdigest()
+
     @property
     def is_clip(self) -> bool:
         """True for ``(N, T, H, W)`` clips."""
@@ -88,11 +99,11 @@ class FaceData:
         )
 
     def split(self, *names: str) -> "FaceData":
-        """Items whose ``split`` is one of ``names`` (error if none match)."""
+        """Items whose ``split`` is one of ``names`` (``DatasetError`` if none match)."""
         mask = self.meta["split"].isin(names).to_numpy()
         if not mask.any():
             have = sorted(self.meta["split"].unique())
-            raise KeyError(f"{self.name}: no items in split(s) {names}; splits present: {have}")
+            raise DatasetError(f"{self.name}: no items in split(s) {names}; splits present: {have}")
         return self.subset(mask)
 
     def class_counts(self) -> pd.Series:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 
 class DatasetError(ValueError):
-    """Bad dataset content: the message names the file, line/path and what was expected."""
+    """Bad input (dataset content, checkpoint, run folder, argument): the message names the
+    file, line/frame or argument and what was expected. The CLI prints it as one line, exit 2."""
+
+
+class UnknownNameError(DatasetError, KeyError):
+    """A dataset, model... name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # plain message, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
 
 
 class MissingDatasetError(FileNotFoundError):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from fer_utils.data.dataset import FaceData
 from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
 from fer_utils.data.folders import load_class_folders
 from fer_utils.data.packed import PACKED_NAME, read_packed_fer2013
-from fer_utils.data.paths import cache_path, data_root
+from fer_utils.data.paths import CACHE_DIR_ENV, cache_path, data_root
+from fer_utils.files import atomic_write
 from fer_utils.labels import FER2013_CODES, FERPLUS_COLUMNS, ordered_classes
 
 FER2013_SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -31,14 +33,18 @@ _FOLDER_SPLITS = {
 
 def find_fer2013_file(root: str | os.PathLike | None = None) -> Path:
     """The FER2013 file: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``,
-    else the packed ``fer2013.npz.xz`` made by ``python -m fer_utils pack-data``."""
+    else the packed ``fer2013.npz.xz`` made by ``python -m fer_utils pack-data``.
+    Several candidates (say ``fer2013.csv`` beside ``fer2013.csv.gz``) are a ``DatasetError``."""
     base = data_root(root)
     if base.is_file():
         return base
-    for name in (*_CSV_NAMES, PACKED_NAME):
-        for folder in (base / "fer2013", base):
-            if (folder / name).is_file():
-                return folder / name
+    found = [folder / name for name in (*_CSV_NAMES, PACKED_NAME) for folder in (base / "fer2013", base)
+             if (folder / name).is_file()]
+    if len(found) > 1:
+        raise DatasetError(f"{base}: several FER2013 files {[str(p) for p in found]}; expected one "
+                           "(remove or move the others, or pass the file itself as the data dir)")
+    if found:
+        return found[0]
     raise MissingDatasetError("FER2013 CSV", base / "fer2013" / "fer2013.csv[.gz]", _HOW_TO_GET)
 
 
@@ -53,16 +59,13 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
     """
     path = find_fer2013_file(root)
     cached = cache_path(path, f"v2-{errors}") if cache else None
-    if cached is not None and cached.is_file():
-        with np.load(cached, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    else:
+    arrays = _read_cache(cached) if cached is not None else None
+    if arrays is None:
         arrays = read_packed_fer2013(path) if path.name == PACKED_NAME else _parse_csv(path, errors)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, cached)
+            _write_cache(cached, arrays)
+    if len(arrays["labels"]) == 0:
+        raise DatasetError(f"{path}: no valid rows; expected lines 'emotion,pixels,Usage' after the header")
     lines = arrays["lines"]
     meta = pd.DataFrame({
         "split": arrays["usage"].astype(str), "subject": "", "sequence": lines.astype(str), "frame": 0,
@@ -72,11 +75,44 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
     return FaceData(arrays["images"], arrays["labels"], FER2013_CLASSES, meta, name="fer2013", skipped=skipped)
 
 
+def _read_cache(cached: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when absent or unreadable (a corrupt entry is rebuilt, with a warning)."""
+    if not cached.is_file():
+        return None
+    try:
+        with np.load(cached, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"{cached}: corrupt cache entry ({type(exc).__name__}); rebuilding it", stacklevel=3)
+        return None
+    if not {"images", "labels", "usage", "lines"} <= set(arrays):
+        warnings.warn(f"{cached}: incomplete cache entry; rebuilding it", stacklevel=3)
+        return None
+    return arrays
+
+
+_UNWRITABLE_CACHES: set[Path] = set()
+
+
+def _write_cache(cached: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Store ``arrays`` atomically; an unwritable cache folder means no cache (one warning per folder)."""
+    try:
+        with atomic_write(cached) as handle:
+            np.savez(handle, **arrays)
+    except OSError as exc:
+        if cached.parent not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(cached.parent)
+            warnings.warn(f"cache folder {cached.parent} is not writable ({exc.strerror or exc}); "
+                          f"loading without a cache (set {CACHE_DIR_ENV} to a writable folder)", stacklevel=3)
+
+
 def _parse_csv(path: Path, errors: str) -> dict[str, np.ndarray]:
     """Validate and parse the CSV into the arrays of a packed file (images, labels, usage, line numbers...)."""
     log = SkipLog(errors)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: empty file; expected a FER2013 CSV with header 'emotion,pixels,Usage'") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable FER2013 CSV ({exc})") from exc
     missing = [c for c in ("emotion", "pixels", "Usage") if c not in frame.columns]
@@ -85,7 +121,11 @@ def _parse_csv(path: Path, errors: str) -> dict[str, np.ndarray]:
             f"{path}: missing column(s) {missing}; expected header 'emotion,pixels,Usage', "
             f"found {list(frame.columns)}"
         )
-    lines = np.arange(len(frame)) + 2  # header is line 1
+    lines = np.arange(len(frame)) + 2  # header is line 1; blank lines are read (then dropped) to keep numbering
+    blank = (frame == "").all(axis=1).to_numpy()
+    frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
+    if len(frame) == 0:
+        raise DatasetError(f"{path}: header only, no data rows; expected lines 'emotion,pixels,Usage'")
     keep = np.ones(len(frame), dtype=bool)
 
     emotion = pd.to_numeric(frame["emotion"], errors="coerce").to_numpy()
@@ -175,7 +215,7 @@ def official_test_split(data: FaceData) -> str:
         return "PrivateTest"
     fallback = "PublicTest" if "PublicTest" in present else "Test"
     if fallback not in present:
-        raise KeyError(f"{data.name}: no test split; splits present: {sorted(present)}")
+        raise DatasetError(f"{data.name}: no test split; splits present: {sorted(present)}")
     warnings.warn(f"{data.name}: PrivateTest is not in this file; reporting on {fallback} instead", stacklevel=2)
     return fallback
 

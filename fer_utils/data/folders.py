@@ -9,7 +9,7 @@ import pandas as pd
 
 from fer_utils.data.dataset import FaceData
 from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
-from fer_utils.data.images import is_image_file, read_grey
+from fer_utils.data.images import is_image_file, list_files, read_grey
 from fer_utils.labels import canonical_name, ordered_classes
 
 
@@ -33,7 +33,7 @@ def load_class_folders(
         except KeyError as exc:
             log.bad("unknown_class_folder", f"{folder}: folder name is not an emotion ({exc.args[0]})")
             continue
-        images = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+        images = [p for p in list_files(folder, log) if is_image_file(p)]
         if not images:
             log.bad("empty_class_folder", f"{folder}: class folder contains no image files")
         files.extend((name, p) for p in images)

@@ -1,9 +1,12 @@
-"""Where datasets live: an explicit root, else ``$FER_DATA_DIR``; and the array cache."""
+"""Where datasets live (an explicit root, else ``$FER_DATA_DIR``), the array cache, and safe
+file writing (atomic replace with unique temp names; checking an output is writable first)."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+
+from fer_utils.data.errors import DatasetError
 
 DATA_DIR_ENV = "FER_DATA_DIR"
 CACHE_DIR_ENV = "FER_CACHE_DIR"
@@ -28,3 +31,18 @@ def cache_path(source: Path, tag: str) -> Path:
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
     base = Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "fer_utils"))
     return base / f"{source.name}.{tag}.{key}.npz"
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Make ``path``'s folder and check a file can be written there, before any long work:
+    ``DatasetError`` naming ``path`` otherwise. Returns ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot write the output here ({exc.strerror or exc}); "
+                           "expected a writable folder") from None
+    return path

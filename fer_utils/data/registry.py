@@ -5,6 +5,7 @@ import os
 from collections.abc import Callable
 
 from fer_utils.data.dataset import FaceData
+from fer_utils.data.errors import UnknownNameError
 from fer_utils.data.fer2013 import load_fer2013, load_fer2013_folders, load_ferplus
 from fer_utils.data.folders import load_class_folders
 from fer_utils.data.paths import data_root
@@ -35,7 +36,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
     if name == "prepared":
         return load_prepared_faces(root)
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {list_datasets()}")
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {list_datasets()}")
     if name == "folders":
         return load_class_folders(data_root(root), **kwargs)
     return DATASETS[name](root, **kwargs)

@@ -7,6 +7,7 @@ prepare-faces`` or pass ``preprocess=`` (a function from a uint8 grey frame to a
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pandas as pd
 
 from fer_utils.data.dataset import FaceData
 from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
-from fer_utils.data.images import is_image_file, read_image, to_grey
+from fer_utils.data.images import is_image_file, list_files, read_image, to_grey
 from fer_utils.data.paths import data_root
 from fer_utils.labels import CKPLUS_CODES, canonical_name, ordered_classes
 
@@ -91,7 +92,7 @@ def load_ckplus48(root: str | os.PathLike | None = None, errors: str = "raise") 
         except KeyError as exc:
             log.bad("unknown_class_folder", f"{folder}: folder name is not an emotion ({exc.args[0]})")
             continue
-        files = sorted(p for p in folder.iterdir() if p.is_file())
+        files = list_files(folder, log)
         if not files:
             log.bad("empty_class_folder", f"{folder}: class folder contains no images")
         for path in files:
@@ -136,7 +137,8 @@ def load_ckplus(
         code = _read_ckplus_code(label_file, log)
         if code is None:
             continue
-        frames = sorted(p for p in (images_dir / subject / seq).glob("*") if is_image_file(p))
+        frames_dir = images_dir / subject / seq
+        frames = [p for p in list_files(frames_dir, log) if is_image_file(p)] if frames_dir.is_dir() else []
         if not frames:
             log.bad("missing_frames", f"{label_file}: no frames in {images_dir / subject / seq}")
             continue
@@ -153,7 +155,7 @@ def _read_ckplus_code(path: Path, log: SkipLog) -> int | None:
     except ValueError:
         log.bad("bad_label_file", f"{path}: expected one number like '3.0000000e+00', got {text[:40]!r}")
         return None
-    if value != int(value) or int(value) not in CKPLUS_CODES or int(value) == 0:
+    if not math.isfinite(value) or value != int(value) or int(value) not in CKPLUS_CODES or int(value) == 0:
         log.bad("bad_label_file", f"{path}: emotion code {text!r} is not an integer 1-7")
         return None
     return int(value)
@@ -221,7 +223,7 @@ def _sequence_dir_records(
     except KeyError as exc:
         log.bad("unknown_class_folder", f"{frames_dir}: {emotion!r} is not an emotion ({exc.args[0]})")
         return []
-    frames = sorted(p for p in frames_dir.iterdir() if p.is_file() and is_image_file(p))
+    frames = [p for p in list_files(frames_dir, log) if is_image_file(p)]
     if not frames:
         log.bad("missing_frames", f"{frames_dir}: sequence folder has no image frames")
         return []

@@ -7,6 +7,7 @@ from sklearn.model_selection import (
 )
 
 from fer_utils.data.dataset import FaceData
+from fer_utils.data.errors import DatasetError
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -68,6 +69,6 @@ def subset_subjects(data: FaceData, n: int, seed: int = 0) -> FaceData:
     """The items of ``n`` randomly chosen subjects."""
     subjects = np.unique(data.subjects)
     if not 0 < n <= len(subjects):
-        raise ValueError(f"n (subjects) must be in 1..{len(subjects)}, got {n}")
+        raise DatasetError(f"number of subjects must be in 1..{len(subjects)}, got {n}")
     keep = np.random.default_rng(seed).choice(subjects, size=n, replace=False)
     return data.subset(np.isin(data.subjects, keep))

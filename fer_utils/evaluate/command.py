@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from fer_utils.devices import resolve_device
-from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.data.paths import check_writable
+from fer_utils.devices import resolve_device
+from fer_utils.files import atomic_write
+from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
@@ -46,31 +48,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item)")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (2 views) or tencrop (10 views)")
-    parser.add_argument("--subset", type=int, default=None, metavar="N", help="N random items (smoke runs)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help="N random items (smoke runs)")
+    parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    add_errors_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print a summary and the JSON path; exit status 2 on a class mismatch."""
-    data = load_dataset(args.data, args.data_dir)
+    """Evaluate, print a summary and the JSON path (``--out`` is checked writable first)."""
+    if args.out is not None:
+        check_writable(args.out)
+    data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
     subset = random_subset(data if split == "all" else data.split(split), args.subset)
-    try:
-        metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
-                                      device=args.device)
-    except CheckpointMismatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
+                                  device=args.device)
     metrics = {"data": args.data, "split": split, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
           f"ECE {metrics['calibration']['ece']:.4f}")
     text = json.dumps(metrics, indent=1)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        with atomic_write(args.out, "w") as handle:
+            handle.write(text)
         print(f"metrics written to {args.out}")
     else:
         print(text)

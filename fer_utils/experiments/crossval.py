@@ -191,6 +191,33 @@ def _evaluate_fold(
     return record, votes
 
 
+def _fold_path(fold_dir: str | os.PathLike, fold: int) -> Path:
+    return Path(fold_dir) / f"fold{fold}.json"
+
+
+def _save_fold(fold_dir: str | os.PathLike | None, fold: int, key: dict[str, Any], result: FoldResult,
+               record: pd.DataFrame, params: int) -> None:
+    """Store one finished fold (atomically) so that an interrupted run can resume after it."""
+    if fold_dir is None:
+        return
+    payload = {"key": key, "result": asdict(result), "record": record.to_dict(orient="list"), "params": params}
+    write_json(_fold_path(fold_dir, fold), payload)
+
+
+def _load_fold(fold_dir: str | os.PathLike | None, fold: int,
+               key: dict[str, Any]) -> tuple[FoldResult, pd.DataFrame, int] | None:
+    """A fold stored by :func:`_save_fold` with the same ``key``, or None (absent, other settings, unreadable)."""
+    if fold_dir is None or not _fold_path(fold_dir, fold).is_file():
+        return None
+    try:
+        payload = json.loads(_fold_path(fold_dir, fold).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if payload.get("key") != json.loads(json.dumps(key)):
+        return None
+    return FoldResult(**payload["result"]), pd.DataFrame(payload["record"]), int(payload["params"])
+
+
 def run_crossval(
     model_name: str,
     clips: FaceData,
@@ -204,6 +231,7 @@ def run_crossval(
     *,
     loso: bool = False,
     val_fraction: float = 0.15,
+    fold_dir: str | os.PathLike | None = None,
 ) -> CrossvalResult:
     """Subject-independent cross-validation of the clip model ``model_name`` on ``clips``.
 
@@ -211,7 +239,9 @@ def run_crossval(
     ``model_kwargs`` go to the model factory (``num_frames`` and ``img_size`` come from the
     clips). ``init_checkpoint``: a ``frame_cnn`` checkpoint whose trunk initialises every fold's
     model. ``val_fraction``: share of the training fold's subjects held out for early stopping
-    (used only when ``cfg.early_stopping_patience`` is set).
+    (used only when ``cfg.early_stopping_patience`` is set). ``fold_dir``: each finished fold is
+    stored there (``fold<i>.json``) and reused by a later call with the same settings and data,
+    so an interrupted run resumes at the first unfinished fold.
     """
     if model_entry(model_name).input_kind != "clip":
         raise ValueError(f"{model_name!r} is not a clip model; clip models: see list_models(input_kind='clip')")
@@ -225,7 +255,19 @@ def run_crossval(
     folds = make_folds(clips, k=k, seed=seed, loso=loso)
     sequences = clips.meta["sequence"].astype(str).to_numpy()
     fold_results, records, params = [], [], 0
+    fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.to_dict(), "k": k, "seed": seed, "loso": loso,
+                "val_fraction": val_fraction, "data": clips.fingerprint(),
+                "init": None if init_checkpoint is None else str(init_checkpoint)}
     for i, (train_idx, test_idx) in enumerate(folds):
+        stored = _load_fold(fold_dir, i, fold_key)
+        if stored is not None:
+            fold_result, record, params = stored
+            fold_results.append(fold_result)
+            records.append(record)
+            if progress:
+                print(f"{model_name} fold {i + 1}/{len(folds)}: done before, accuracy "
+                      f"{100 * fold_result.accuracy:.1f} %", flush=True)
+            continue
         started = time.perf_counter()
         train, test, val = clips.subset(train_idx), clips.subset(test_idx), None
         if cfg.early_stopping_patience is not None:
@@ -247,6 +289,7 @@ def run_crossval(
             n_val=0 if val is None else len(val), n_test=len(record), accuracy=accuracy, macro_f1=macro_f1,
             train_seconds=fitted.train_seconds, epochs=len(fitted.history), vote_accuracy=votes,
         ))
+        _save_fold(fold_dir, i, fold_key, fold_results[-1], record, params)
         if progress:
             print(f"{model_name} fold {i + 1}/{len(folds)}: accuracy {100 * accuracy:.1f} % "
                   f"({len(record)} test, {fitted.train_seconds:.1f} s training, "

@@ -62,13 +62,7 @@ class Splits:
 
 def fingerprint(data: FaceData | None) -> str | None:
     """SHA-1 of a dataset's images, labels and classes (identifies given data in configs)."""
-    if data is None:
-        return None
-    h = hashlib.sha1()
-    h.update(np.ascontiguousarray(data.images).tobytes())
-    h.update(np.ascontiguousarray(data.labels).tobytes())
-    h.update(json.dumps(list(data.classes)).encode())
-    return h.hexdigest()
+    return None if data is None else data.fingerprint()
 
 
 def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: FaceData | None = None) -> Splits:

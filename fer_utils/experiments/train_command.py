@@ -1,7 +1,9 @@
 """``python -m fer_utils train``: train one model into a run folder and test its best weights.
 
 The folder gets ``config.json``, ``history.csv``/``.json``, ``best.pt``, ``last.pt``,
-``predictions.npz`` and ``metrics.json`` (test metrics of the best checkpoint).
+``predictions.npz`` and ``metrics.json`` (test metrics of the best checkpoint). A non-empty
+folder is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace its run files);
+``OUT/.lock`` keeps a second process out while one trains.
 Validation: the ``PublicTest`` split, or ``--val-split holdout`` (stratified 10% of
 ``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it.
 """
@@ -11,10 +13,17 @@ import argparse
 import json
 from pathlib import Path
 
-from fer_utils.data import list_augments
+from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
+from fer_utils.data import DatasetError, list_augments
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
 from fer_utils.files import write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from fer_utils.train.engine import LOCK_NAME, run_lock
+
+#: Files a run folder gets (``--overwrite`` removes them, nothing else).
+RUN_FILES: tuple[str, ...] = ("config.json", "history.csv", "history.json", "best.pt", "last.pt",
+                              "predictions.npz", "metrics.json")
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``train`` command."""
@@ -27,9 +36,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-split", default="PublicTest",
                         help="validation split name, 'holdout' (10%% of Training) or 'none'")
     parser.add_argument("--test-split", default="PrivateTest", help="split to test on ('none' to skip)")
-    parser.add_argument("--subset", type=int, default=None, metavar="N", help="N random items per split (smoke runs)")
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help="N random items per split (smoke runs)")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    existing.add_argument("--overwrite", action="store_true", help="replace the run files already in OUT")
+    add_errors_argument(parser)
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_training_arguments(parser)
@@ -38,15 +50,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig = TrainConfig()) -> None:
     """The TrainConfig flags (shared by ``train`` and ``crossval``), defaulting to ``defaults``."""
     group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
-    group.add_argument("--epochs", type=int, default=defaults.epochs)
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    group.add_argument("--lr", type=float, default=defaults.lr, help="peak / base learning rate")
+    group.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    group.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    group.add_argument("--lr", type=positive_float, default=defaults.lr, help="peak / base learning rate")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    group.add_argument("--momentum", type=float, default=defaults.momentum)
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    group.add_argument("--momentum", type=non_negative_float, default=defaults.momentum)
+    group.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay)
     group.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
-    group.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs)
-    group.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    group.add_argument("--warmup-epochs", type=non_negative_float, default=defaults.warmup_epochs)
+    group.add_argument("--label-smoothing", type=non_negative_float, default=defaults.label_smoothing)
     group.add_argument("--class-weighting", action="store_true", help="inverse-frequency class weights")
     group.add_argument("--augment", choices=list_augments(), default=defaults.augment,
                        help="augmentation preset (clips: the same transform on every frame)")
@@ -54,13 +66,20 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
                        help="bf16 autocast on CUDA")
     group.add_argument("--channels-last", action="store_true")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
-    group.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
+    group.add_argument("--grad-clip", type=positive_float, default=None, help="max gradient norm")
+    group.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience (epochs)")
     group.add_argument("--seed", type=int, default=defaults.seed)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the parsed arguments describe."""
+    """The TrainConfig the parsed arguments describe (``DatasetError`` if inconsistent)."""
+    try:
+        return _config(args)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
@@ -75,13 +94,34 @@ def _split_arg(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` may be trained into (call with its lock held); ``--overwrite`` clears its run files."""
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise DatasetError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
+        return
+    present = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if present and not overwrite:
+        raise DatasetError(f"{out}: run folder is not empty ({', '.join(present[:5])}); "
+                           "pass --resume to continue that run or --overwrite to replace it")
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, test, write ``metrics.json``; prints the test summary."""
+    if args.out.exists() and not args.out.is_dir():
+        raise DatasetError(f"{args.out}: --out must be a run folder, found a file")
+    with run_lock(args.out):
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     spec = DataSpec(dataset=args.data, train=args.train_split, val=_split_arg(args.val_split),
-                    test=_split_arg(args.test_split), subset=args.subset)
-    if args.resume and not (args.out / "last.pt").is_file():
-        raise SystemExit(f"--resume: {args.out / 'last.pt'} does not exist")
+                    test=_split_arg(args.test_split), subset=args.subset,
+                    load_kwargs={"errors": args.errors})
+    prepare_run_dir(args.out, args.resume, args.overwrite)
     splits = load_splits(spec, args.data_dir)
     print(f"train {len(splits.train)}, val {0 if splits.val is None else len(splits.val)}, "
           f"test {0 if splits.test is None else len(splits.test)} ({splits.test_split}); model {args.model}")

@@ -8,6 +8,8 @@ A checkpoint is a plain dict of tensors and JSON-like values:
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from fer_utils.data.errors import DatasetError
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.files import atomic_write
 from fer_utils.models.registry import create_model
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the classes or input the caller expects."""
+
+class CheckpointMismatchError(DatasetError):
+    """A checkpoint is unreadable, or does not fit the classes or input the caller expects."""
 
 
 def save_checkpoint(
@@ -34,9 +38,7 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
     **state: Any,
 ) -> Path:
-    """Write a checkpoint atomically (temp file + rename) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint atomically (unique temp file + rename) and return its path."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     payload = {
         "model_name": model_name,
@@ -53,13 +55,29 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint dict with ``weights_only=True``; clear error if missing or not one."""
+    """Read a checkpoint dict with ``weights_only=True``.
+
+    ``FileNotFoundError`` if missing; ``CheckpointMismatchError`` naming ``path`` if it is
+    empty, truncated, holds arbitrary pickled objects, is no fer_utils checkpoint or has
+    non-finite weights (a diverged run).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        reason = "empty file" if path.stat().st_size == 0 else type(exc).__name__
+        raise CheckpointMismatchError(
+            f"{path}: not a readable fer_utils checkpoint ({reason}); expected a best.pt/last.pt "
+            "written by fer_utils (truncated copies and pickled objects are refused)") from exc
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "model_name" not in ckpt:
         raise CheckpointMismatchError(f"{path} is not a fer_utils checkpoint (no model_state/model_name)")
+    bad = [k for k, v in ckpt["model_state"].items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointMismatchError(f"{path}: non-finite (NaN/inf) weights in {bad[:3]}"
+                                      f"{' ...' if len(bad) > 3 else ''}; the run that wrote it diverged")
     return ckpt
 
 

@@ -6,10 +6,13 @@ so that importing anything from the package fills the registry.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+from fer_utils.data.errors import DatasetError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,23 @@ def register_model(name: str | None = None, *, input_kind: str = "image") -> Cal
 def model_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; ``KeyError`` lists the known names."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known models: {list_models()}")
+        raise UnknownNameError(f"unknown model {name!r}; known models: {list_models()}")
     return _REGISTRY[name]
 
 
 def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
-    """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given."""
-    return model_entry(name).factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given.
+
+    Arguments the factory does not accept raise ``DatasetError`` naming them and the accepted ones.
+    """
+    factory = model_entry(name).factory
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as exc:
+        accepted = [p for p in signature.parameters if p not in ("num_classes", "in_chans", "kwargs")]
+        raise DatasetError(f"model {name!r}: bad model arguments {kwargs} ({exc}); accepted: {accepted}") from None
+    return factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:

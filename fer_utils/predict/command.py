@@ -13,7 +13,7 @@ from pathlib import Path
 from fer_utils.data.images import IMAGE_EXTENSIONS
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.predict.outputs import (
-    RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video,
+    RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video, real_path,
 )
 from fer_utils.predict.predictor import DEFAULT_CHECKPOINT, FacePredictor, default_checkpoint
 from fer_utils.predict.video import SMOOTHING_METHODS, VIDEO_EXTENSIONS
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every input; exit status 1 only when no input could be processed (2: usage)."""
     out_dir = Path(args.out)
     inputs = expand_inputs(args.paths, exclude=out_dir)
-    if out_dir.resolve() in {p.resolve() for p in inputs} or out_dir.is_file():
+    if real_path(out_dir) in {real_path(p) for p in inputs} or out_dir.is_file():
         print(f"predict: --out {out_dir} is a file (or one of the inputs); it must be a folder")
         return 2
     if args.detect_every < 1 or args.window < 1:
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         kind = input_kind(path)
         try:
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
+                link = " (broken or looping symbolic link)" if path.is_symlink() else ""
+                raise FileNotFoundError(f"{path}: no such file{link}")
             if kind is None:
                 raise ValueError(
                     f"{path}: unsupported format {path.suffix or '(no extension)'}; photos: "

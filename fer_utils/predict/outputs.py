@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,20 @@ def input_kind(path: Path) -> str | None:
     return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
 
 
+def real_path(path: Path) -> Path:
+    """The absolute path with symlinks resolved; unlike ``Path.resolve`` never raises on a symlink loop."""
+    return Path(os.path.realpath(path))
+
+
 def expand_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
-    """Files as given; folders replaced by the images and videos inside them (sorted),
-    leaving out those under ``exclude`` (the output folder)."""
-    skip = Path(exclude).resolve() if exclude is not None else None
+    """Files as given; folders replaced by the images and videos inside them (sorted; broken
+    symlinks kept, to be reported), leaving out those under ``exclude`` (the output folder)."""
+    skip = real_path(Path(exclude)) if exclude is not None else None
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and input_kind(f)
-                              and (skip is None or skip not in f.resolve().parents)))
+            out.extend(sorted(f for f in p.rglob("*") if (f.is_file() or f.is_symlink()) and input_kind(f)
+                              and (skip is None or skip not in real_path(f).parents)))
         else:
             out.append(p)
     return out
@@ -65,7 +70,7 @@ class OutputNamer:
 
     def __init__(self, out_dir: Path, inputs: Sequence[Path]) -> None:
         self.out_dir = out_dir
-        self.inputs = {p.resolve() for p in inputs}
+        self.inputs = {real_path(p) for p in inputs}
         self.used = {Path(RUN_SUMMARY).stem}
 
     def stem(self, path: Path) -> str:
@@ -77,7 +82,7 @@ class OutputNamer:
 
     def path(self, name: str) -> Path:
         target = self.out_dir / name
-        if target.resolve() in self.inputs:
+        if real_path(target) in self.inputs:
             raise ValueError(f"refusing to overwrite input file {target}")
         return target
 
@@ -227,13 +232,19 @@ def process_video(
     outputs = [str(video_out), str(results_out), str(summary_out)]
     n_faces = sum(len(fr.faces) for fr in frames)
     if primary is None:
-        return Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
-                       0, outputs)
-    track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
-    plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
-                  np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
-                  title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
-    outputs.append(str(timeline_out))
-    message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
-               f"dominant emotion {summary['dominant_emotion']}")
-    return Outcome(str(path), "video", "ok", message, n_faces, outputs)
+        outcome = Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
+                          0, outputs)
+    else:
+        track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
+        plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
+                      np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
+                      title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
+        outputs.append(str(timeline_out))
+        message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
+                   f"dominant emotion {summary['dominant_emotion']}")
+        outcome = Outcome(str(path), "video", "ok", message, n_faces, outputs)
+    if len(frames) < info.frame_count:  # the header promises more frames than could be decoded
+        outcome = replace(outcome, status="error", message=(
+            f"{path}: truncated or damaged video: frame {len(frames)} of the {info.frame_count} in its header "
+            f"cannot be decoded; results cover frames 0-{len(frames) - 1} only"))
+    return outcome

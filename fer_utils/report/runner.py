@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from fer_utils.data import MissingDatasetError, load_dataset
+from fer_utils.data import DatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import repo_root
@@ -29,15 +29,15 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def check_datasets() -> list[str]:
-    """Problems that stop the report (missing FER2013 / CK+48), each with how to fix it."""
+    """Problems that stop the report (missing or bad FER2013 / CK+48), each with how to fix it."""
     problems = []
     try:
         find_fer2013_file()  # raises FileNotFoundError itself when $FER_DATA_DIR is unset
-    except (FileNotFoundError, MissingDatasetError) as exc:
+    except (FileNotFoundError, DatasetError) as exc:
         problems.append(str(exc))
     try:
         load_dataset("ckplus48")
-    except (FileNotFoundError, MissingDatasetError) as exc:
+    except (FileNotFoundError, DatasetError) as exc:
         problems.append(str(exc))
     return problems
 

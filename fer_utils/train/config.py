@@ -1,6 +1,7 @@
 """`TrainConfig`: every training hyper-parameter in one plain, JSON-serialisable dataclass."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -55,7 +56,10 @@ class TrainConfig:
             (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be >= 1"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
             (self.early_stopping_patience is None or self.early_stopping_patience >= 1,

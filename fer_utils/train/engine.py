@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,69 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fer_utils.data import BatchIterator, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from fer_utils.data import BatchIterator, FaceData, create_augment
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.optim import create_optimizer, create_scheduler
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+#: Held by the process training into a run folder (it contains that process's id).
+LOCK_NAME = ".lock"
+
+
+class TrainingDivergedError(DatasetError):
+    """The loss or the weights became NaN/inf: the run stops, ``last.pt`` keeps the last good epoch."""
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while training into ``run_dir``: ``DatasetError`` if another live
+    process holds it; a lock left by a dead process is taken over; re-entrant in one process."""
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK_NAME
+    mine = str(os.getpid())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    owner = None
+    while owner != os.getpid():
+        tmp = run_dir / f"{LOCK_NAME}.{mine}"
+        tmp.write_text(mine)
+        try:  # link() of a file already holding our pid: atomic, and the lock is never empty
+            os.link(tmp, lock)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise DatasetError(f"{run_dir}: another training process (pid {owner}) is writing this "
+                                   f"run folder; wait for it or remove {lock} if it is gone") from None
+            if owner != os.getpid():
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+        finally:
+            tmp.unlink(missing_ok=True)
+    if owner == os.getpid():  # already held by this process (nested use)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 @dataclass
@@ -157,6 +215,28 @@ def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], pat
         raise CheckpointMismatchError(f"{path}: classes {ckpt['classes']} differ from the data's {list(classes)}")
 
 
+def _check_same_data(ckpt: dict, data_fingerprint: dict[str, str | None], path: Path) -> None:
+    saved = ckpt.get("data_fingerprint")
+    if saved is not None and saved != data_fingerprint:
+        differ = [k for k in data_fingerprint if saved.get(k) != data_fingerprint[k]]
+        raise DatasetError(f"{path}: cannot resume, the {' and '.join(differ)} data differ from the interrupted "
+                           "run's (other dataset, split, --subset or files); use the same data or a new run folder")
+
+
+def _check_finite(model: nn.Module, epoch: int, train_loss: float, val_loss: float | None,
+                  run_dir: Path | None) -> None:
+    """``TrainingDivergedError`` when the training loss, the validation loss (None: no
+    validation) or any weight is not finite."""
+    weights_ok = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    if math.isfinite(train_loss) and (val_loss is None or math.isfinite(val_loss)) and weights_ok:
+        return
+    where = f"{run_dir}: " if run_dir is not None else ""
+    raise TrainingDivergedError(
+        f"{where}training diverged in epoch {epoch} (train loss {train_loss:.4g}, val loss {val_loss}, "
+        f"{'finite' if weights_ok else 'non-finite'} weights); lower --lr or set --grad-clip"
+        + ("; last.pt keeps the last good epoch" if run_dir is not None else ""))
+
+
 @dataclass
 class _RunState:
     """Loop state stored in ``last.pt`` (besides weights, optimizer, schedule, scaler, RNG)."""
@@ -216,7 +296,8 @@ def fit(
         on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
 
     Without ``val`` the last epoch counts as best and early stopping is off; ``plateau`` then
-    monitors the training loss.
+    monitors the training loss. ``run_dir`` is locked (:func:`run_lock`) while training; resuming
+    checks the data's fingerprint; a NaN/inf loss or weight raises ``TrainingDivergedError``.
     """
     device = resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -227,6 +308,7 @@ def fit(
     meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
                 classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
 
+    data_fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
     seed_everything(cfg.seed)
     model.to(device)
     if cfg.channels_last:
@@ -247,50 +329,52 @@ def fit(
     step = TrainStep(torch.compile(model) if cfg.compile else model, optimizer,
                      make_criterion(cfg, train, device), cfg, device)
 
-    state, best_weights = _RunState(), None
-    if resume:
-        last_path = run_dir / "last.pt"
-        ckpt = load_checkpoint(last_path)
-        _check_resumable(ckpt, cfg, train.classes, last_path)
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        schedule.load_state_dict(ckpt["scheduler_state"])
-        step.scaler.load_state_dict(ckpt["scaler_state"])
-        state = _RunState(**{f.name: ckpt[f.name] for f in fields(_RunState)})
-        if (run_dir / "best.pt").is_file():
-            best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
-        _set_rng_state(ckpt["rng_state"])
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(run_dir, meta, train, val, run_info)
-
-    for epoch in range(len(state.history) + 1, cfg.epochs + 1):
-        if state.finished:
-            break
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training diverged in epoch {epoch} (loss {train_loss}); lower the lr")
-        val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
-        schedule.step_epoch(-train_loss if val_batches is None else val_acc)
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                   lr=lr, seconds=time.perf_counter() - t0)
-        if state.record(row, val_batches is not None, cfg):
-            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if run_dir is not None:
-                save_checkpoint(run_dir / "best.pt", model, **meta, epoch=epoch, val_acc=_json_value(val_acc))
+    lock = run_lock(run_dir) if run_dir is not None else nullcontext()
+    with lock:
+        state, best_weights = _RunState(), None
+        if resume:
+            last_path = run_dir / "last.pt"
+            ckpt = load_checkpoint(last_path)
+            _check_resumable(ckpt, cfg, train.classes, last_path)
+            _check_same_data(ckpt, data_fingerprint, last_path)
+            model.load_state_dict(ckpt["model_state"])
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+            schedule.load_state_dict(ckpt["scheduler_state"])
+            step.scaler.load_state_dict(ckpt["scaler_state"])
+            state = _RunState(**{f.name: ckpt[f.name] for f in fields(_RunState)})
+            if (run_dir / "best.pt").is_file():
+                best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
+            _set_rng_state(ckpt["rng_state"])
         if run_dir is not None:
-            save_checkpoint(
-                run_dir / "last.pt", model, **meta, epoch=epoch, optimizer_state=optimizer.state_dict(),
-                scheduler_state=schedule.state_dict(), scaler_state=step.scaler.state_dict(),
-                rng_state=_rng_state(), **asdict(state),
-            )
-            write_history(state.history, run_dir)
-        if progress:
-            tqdm.write(_summary(row, state.best_epoch))
-        if on_epoch_end is not None:
-            on_epoch_end(dict(row))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(run_dir, meta, train, val, run_info)
+
+        for epoch in range(len(state.history) + 1, cfg.epochs + 1):
+            if state.finished:
+                break
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = _train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
+            val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
+            _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
+            schedule.step_epoch(-train_loss if val_batches is None else val_acc)
+            row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                       lr=lr, seconds=time.perf_counter() - t0)
+            if state.record(row, val_batches is not None, cfg):
+                best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if run_dir is not None:
+                    save_checkpoint(run_dir / "best.pt", model, **meta, epoch=epoch, val_acc=_json_value(val_acc))
+            if run_dir is not None:
+                save_checkpoint(
+                    run_dir / "last.pt", model, **meta, epoch=epoch, optimizer_state=optimizer.state_dict(),
+                    scheduler_state=schedule.state_dict(), scaler_state=step.scaler.state_dict(),
+                    rng_state=_rng_state(), data_fingerprint=data_fingerprint, **asdict(state),
+                )
+                write_history(state.history, run_dir)
+            if progress:
+                tqdm.write(_summary(row, state.best_epoch))
+            if on_epoch_end is not None:
+                on_epoch_end(dict(row))
 
     if best_weights is not None:
         model.load_state_dict(best_weights)
