@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -169,6 +170,15 @@ def test_evaluate_cli_refuses_mismatched_checkpoint(tmp_path, data_dir, capsys):
                  "--split", "PublicTest", "--out", str(tmp_path / "m.json")])
     assert code == 2 and "differ" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.realdata
+def test_evaluate_cli_drops_test_faces_with_a_training_twin(tmp_path, data_dir):
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", str(Path(__file__).parents[1] / "results" / "best_model.pt"), "--data-dir", str(data_dir), "--split",
+                 "PublicTest", "--drop-twins-of", "Training", "--subset", "600", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["twins_dropped"] > 20 and metrics["n"] + metrics["twins_dropped"] == 600
 
 
 def test_paired_comparison_counts_discordant_items_and_mcnemar():

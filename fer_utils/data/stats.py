@@ -47,6 +47,12 @@ def duplicates(data: FaceData) -> pd.DataFrame:
     return dup.reset_index(drop=True)
 
 
+def seen_in(reference: FaceData, data: FaceData) -> np.ndarray:
+    """Boolean mask over ``data``: items byte-identical to some item of ``reference`` (e.g. test
+    faces with a twin in Training, which a memorising model gets right for free)."""
+    return np.isin(image_hashes(data), image_hashes(reference))
+
+
 def duplicate_summary(data: FaceData) -> dict[str, int]:
     """Counts: duplicate groups, groups spanning several splits, groups with conflicting labels."""
     dup = duplicates(data)

@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.data.paths import check_writable
+from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
@@ -48,6 +51,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item)")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (2 views) or tencrop (10 views)")
+    parser.add_argument("--drop-twins-of", default=None, metavar="SPLIT",
+                        help="leave out items byte-identical to an item of SPLIT (e.g. Training: FER2013 "
+                             "PublicTest holds 280 such twins, which a memorising model gets right for free)")
     parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help="N random items (smoke runs)")
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
@@ -62,9 +68,13 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
     subset = random_subset(data if split == "all" else data.split(split), args.subset)
+    dropped = {}
+    if args.drop_twins_of is not None:
+        twins = seen_in(data.split(args.drop_twins_of), subset)
+        subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
                                   device=args.device)
-    metrics = {"data": args.data, "split": split, **metrics}
+    metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
           f"ECE {metrics['calibration']['ece']:.4f}")
