@@ -131,8 +131,14 @@ def test_run_crossval_single_frame_reports_votes(tmp_path):
     for fold in result.folds:
         assert set(fold.vote_accuracy) == {"majority", "sum"}
         assert fold.n_train + fold.n_test == len(clips) and fold.train_seconds > 0 and fold.epochs == 2
+    p = result.predictions
+    for fold in result.folds:  # each fold's scores, counted by hand from its saved predictions
+        rows = p[p["fold"] == fold.fold]
+        assert fold.n_test == len(rows) and fold.accuracy == (rows["y_pred"] == rows["y_true"]).mean()
+        assert fold.vote_accuracy["sum"] == (rows["vote_sum"] == rows["y_true"]).mean()
     summary = result.summary()
-    assert 0 <= summary["accuracy_mean"] <= 1 and "majority_vote_accuracy_mean" in summary
+    assert summary["accuracy_mean"] == pytest.approx(np.mean([f.accuracy for f in result.folds]))
+    assert summary["pooled_accuracy"] == (p["y_pred"] == p["y_true"]).mean()
     path = result.to_json(tmp_path / "single_frame.json")
     loaded = CrossvalResult.from_json(path)
     assert loaded.summary() == pytest.approx(summary)
