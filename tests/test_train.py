@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+from fer_utils.models.autoencoder import conv_autoencoder
 from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
-from fer_utils.data import FaceData, random_subset
+from fer_utils.data import FaceData, random_subset, to_model_input
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
+from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import class_weights
 from fer_utils.train.lr_finder import suggest_lr
 
@@ -201,6 +203,20 @@ def test_lr_find_suggests_a_working_lr_stops_on_divergence_and_restores_the_mode
     assert result.lrs == pytest.approx(1e-5 * (1e8 ** (1 / 59)) ** np.arange(len(result.lrs)))
     assert len(result.raw_losses) == len(result.losses)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+
+
+def test_pretrain_autoencoder_reconstructs_with_the_engine():
+    faces = squares(64)
+    cfg = replace(PRETRAIN_CONFIG, epochs=4, batch_size=16, lr=3e-3)
+    torch.manual_seed(0)
+    ae = conv_autoencoder(img_size=24)
+    losses = pretrain_autoencoder(ae, faces, cfg)
+    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0] and not ae.training
+    x = to_model_input(faces.images[:8])
+    with torch.no_grad():
+        assert nn.functional.mse_loss(ae(x), x).item() < losses[0]
+    torch.manual_seed(0)
+    assert pretrain_autoencoder(conv_autoencoder(img_size=24), faces, cfg) == losses  # seeded batches
 
 
 def test_experiment_cache(tmp_path):
