@@ -15,7 +15,8 @@ from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
 from fer_utils.data import FaceData, random_subset, to_model_input
 from fer_utils.evaluate import classification_metrics, predict_proba
-from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment
+from fer_utils.experiments.cache import config_hash
+from fer_utils.experiments.runs import DataSpec, Splits, load_splits, run_experiment
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import class_weights
