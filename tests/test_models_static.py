@@ -146,7 +146,16 @@ def imagenet_resnet18(tmp_path_factory):
     return path, state
 
 
-def test_pretrained_file_sums_rgb_kernels(imagenet_resnet18):
+@pytest.fixture
+def no_downloads(monkeypatch):
+    """timm's download paths fail the test: weights must come from the local file."""
+    import timm.models._builder as builder
+
+    for name in ("download_cached_file", "load_state_dict_from_url", "load_state_dict_from_hf"):
+        monkeypatch.setattr(builder, name, lambda *a, **k: pytest.fail("timm tried to download weights"))
+
+
+def test_pretrained_file_sums_rgb_kernels(imagenet_resnet18, no_downloads):
     path, state = imagenet_resnet18
     model = create_model("resnet18", pretrained_file=str(path), stem="imagenet")
     assert torch.allclose(model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
@@ -154,7 +163,7 @@ def test_pretrained_file_sums_rgb_kernels(imagenet_resnet18):
     assert model.fc.weight.shape == (7, 512)
 
 
-def test_pretrained_small_stem_and_env_dir(imagenet_resnet18, tmp_path, monkeypatch):
+def test_pretrained_small_stem_and_env_dir(imagenet_resnet18, tmp_path, monkeypatch, no_downloads):
     from safetensors.torch import save_file
 
     _, state = imagenet_resnet18
@@ -166,7 +175,7 @@ def test_pretrained_small_stem_and_env_dir(imagenet_resnet18, tmp_path, monkeypa
     assert torch.equal(model.bn1.running_var, state["bn1.running_var"])
 
 
-def test_pretrained_missing_file_is_clear(tmp_path, monkeypatch):
+def test_pretrained_missing_file_is_clear(tmp_path, monkeypatch, no_downloads):
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match=r"nope\.pth.*nothing is downloaded"):
         create_model("resnet18", pretrained_file=str(missing))
