@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from fer_utils.cli import main
-from fer_utils.experiments.crossval import CrossvalResult, comparison_table, make_folds, run_crossval
+from fer_utils.experiments.cache import config_hash
+from fer_utils.experiments.crossval import CrossvalResult, cached_crossval, comparison_table, make_folds, run_crossval
 from fer_utils.data import FaceData, make_clips, subject_holdout
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.voting import majority_vote, sum_vote, window_vote
@@ -131,8 +132,14 @@ def test_run_crossval_single_frame_reports_votes(tmp_path):
     for fold in result.folds:
         assert set(fold.vote_accuracy) == {"majority", "sum"}
         assert fold.n_train + fold.n_test == len(clips) and fold.train_seconds > 0 and fold.epochs == 2
+    p = result.predictions
+    for fold in result.folds:  # each fold's scores, counted by hand from its saved predictions
+        rows = p[p["fold"] == fold.fold]
+        assert fold.n_test == len(rows) and fold.accuracy == (rows["y_pred"] == rows["y_true"]).mean()
+        assert fold.vote_accuracy["sum"] == (rows["vote_sum"] == rows["y_true"]).mean()
     summary = result.summary()
-    assert 0 <= summary["accuracy_mean"] <= 1 and "majority_vote_accuracy_mean" in summary
+    assert summary["accuracy_mean"] == pytest.approx(np.mean([f.accuracy for f in result.folds]))
+    assert summary["pooled_accuracy"] == (p["y_pred"] == p["y_true"]).mean()
     path = result.to_json(tmp_path / "single_frame.json")
     loaded = CrossvalResult.from_json(path)
     assert loaded.summary() == pytest.approx(summary)
@@ -200,3 +207,18 @@ def test_crossval_command_smoke(data_dir, tmp_path):
     assert list(table["model"]) == ["early_fusion", "single_frame"]
     assert (out / "early_fusion.json").is_file() and (out / "single_frame.json").is_file()
     assert CrossvalResult.from_json(out / "single_frame.json").protocol == "3-fold"
+
+
+def test_cached_crossval_stores_by_config_hash_and_reuses(tmp_path, monkeypatch):
+    import fer_utils.experiments.crossval as crossval
+
+    clips = make_clips(synthetic_frames(subjects=4), length=3)
+    cfg = TrainConfig(**{**FAST.to_dict(), "epochs": 1})
+    args = dict(k=2, model_kwargs={"width": 4}, device="cpu", progress=False)
+    first, hit = cached_crossval("cv", "early_fusion", clips, cfg, tmp_path, **args)
+    config = {"model": "early_fusion", "kwargs": {"width": 4}, "train": cfg.to_dict(), "k": 2, "seed": 0,
+              "loso": False, "data": clips.fingerprint(), "init": None}
+    assert not hit and [p.name for p in tmp_path.iterdir()] == [f"cv-{config_hash(config)[:8]}.json"]
+    monkeypatch.setattr(crossval, "run_crossval", lambda *a, **k: pytest.fail("retrained a stored result"))
+    again, hit = cached_crossval("cv", "early_fusion", clips, cfg, tmp_path, **args)
+    assert hit and again.summary() == pytest.approx(first.summary())

@@ -1,4 +1,4 @@
-"""Every figure writes a non-empty PNG and returns its Figure; Grad-CAM and activation hooks."""
+"""Every figure writes a PNG and returns a Figure showing what it should; Grad-CAM and activation hooks."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +21,14 @@ def assert_png(fig, path) -> None:
     assert isinstance(fig, Figure)
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 2000
+
+
+def texts(labels) -> list[str]:
+    return [t.get_text() for t in labels]
+
+
+def image_count(fig: Figure) -> int:
+    return sum(len(ax.get_images()) for ax in fig.axes)
 
 
 @pytest.fixture(scope="module")
@@ -47,29 +55,76 @@ def test_history_plot(tmp_path):
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.9, 1.5, 1.2], "train_acc": [0.3, 0.45, 0.55],
                             "val_loss": [1.7, 1.5, 1.6], "val_acc": [0.35, 0.48, 0.47], "lr": [0.01, 0.005, 0.001],
                             "seconds": [1, 1, 1]})
-    assert_png(plots.plot_history(history, tmp_path / "h.png", title="run"), tmp_path / "h.png")
-    history.to_csv(tmp_path / "history.csv", index=False)
-    assert_png(plots.plot_history(tmp_path / "history.csv", tmp_path / "h2.png"), tmp_path / "h2.png")
+    fig = plots.plot_history(history, tmp_path / "h.png", title="run")
+    assert_png(fig, tmp_path / "h.png")
+    loss, acc, lr = fig.axes
+    assert fig._suptitle.get_text() == "run" and texts(loss.get_legend().get_texts()) == ["train", "validation"]
+    train, val, best = loss.get_lines()
+    assert list(train.get_ydata()) == [1.9, 1.5, 1.2] and list(val.get_ydata()) == [1.7, 1.5, 1.6]
+    assert list(best.get_xdata()) == [2, 2]  # best validation accuracy: epoch 2
+    assert acc.get_title() == "Accuracy (best validation 0.480, epoch 2)" and acc.get_ylabel() == "accuracy"
+    assert lr.get_yscale() == "log" and list(lr.get_lines()[0].get_ydata()) == [0.01, 0.005, 0.001]
+    history.drop(columns=["val_loss", "val_acc"]).to_csv(tmp_path / "history.csv", index=False)
+    fig = plots.plot_history(tmp_path / "history.csv", tmp_path / "h2.png")
+    assert_png(fig, tmp_path / "h2.png")
+    assert fig._suptitle.get_text() == "Training history" and len(fig.axes[0].get_lines()) == 1  # train only
 
 
 def test_lr_find_plot(tmp_path):
     lrs = np.geomspace(1e-6, 1, 50)
     losses = 2 - np.tanh(np.log10(lrs) + 3) + np.where(lrs > 0.1, 20 * lrs, 0)
     result = LRFindResult(lrs.tolist(), losses.tolist(), losses.tolist(), 1e-3, 1e-2)
-    assert_png(plots.plot_lr_find(result, tmp_path / "lr.png"), tmp_path / "lr.png")
+    fig = plots.plot_lr_find(result, tmp_path / "lr.png")
+    assert_png(fig, tmp_path / "lr.png")
+    (ax,) = fig.axes
+    raw, smoothed, marker = ax.get_lines()
+    assert ax.get_xscale() == "log" and list(marker.get_xdata()) == [1e-3, 1e-3]
+    np.testing.assert_allclose(smoothed.get_ydata(), losses)
+    assert texts(ax.get_legend().get_texts()) == ["raw loss", "smoothed loss", "suggested lr 1.00e-03"]
+    assert ax.get_ylim()[1] < 2 * losses[0]  # the divergent tail is cut off
 
 
 def test_metric_plots(tmp_path, metrics):
-    for show in ("both", "counts", "normalized"):
+    counts = np.array(metrics["confusion"]["counts"])
+    for show, titles in (("both", ["Counts", "Row-normalised (recall on diagonal)"]), ("counts", ["Counts"]),
+                         ("normalized", ["Row-normalised (recall on diagonal)"])):
         fig = plots.plot_confusion_matrix(metrics["confusion"], path=tmp_path / f"cm_{show}.png", show=show)
         assert_png(fig, tmp_path / f"cm_{show}.png")
-    fig = plots.plot_confusion_matrix(np.array(metrics["confusion"]["counts"]), CLASSES, tmp_path / "cm.png")
-    assert_png(fig, tmp_path / "cm.png")
-    assert_png(plots.plot_reliability(metrics["calibration"], tmp_path / "rel.png"), tmp_path / "rel.png")
-    assert_png(plots.plot_per_class(metrics, tmp_path / "pc.png"), tmp_path / "pc.png")
+        assert [ax.get_title() for ax in fig.axes] == titles
+    counts_ax, recall_ax = plots.plot_confusion_matrix(counts, CLASSES, tmp_path / "cm.png").axes
+    assert texts(counts_ax.get_xticklabels()) == texts(counts_ax.get_yticklabels()) == list(CLASSES)
+    assert (counts_ax.get_xlabel(), counts_ax.get_ylabel()) == ("predicted class", "true class")
+    assert texts(counts_ax.texts) == [str(c) for c in counts.ravel()]  # row-major: rows are true classes
+    assert texts(recall_ax.texts)[0] == f"{counts[0, 0] / counts[0].sum():.2f}"
+    assert recall_ax.collections[0].get_clim() == (0, 1)
+
+    calibration = metrics["calibration"]
+    fig = plots.plot_reliability(calibration, tmp_path / "rel.png")
+    assert_png(fig, tmp_path / "rel.png")
+    ax, ax_count = fig.axes
+    used = np.array(calibration["count"]) > 0
+    bars = ax.containers[0]
+    np.testing.assert_allclose([b.get_height() for b in bars], np.array(calibration["accuracy"])[used])
+    assert [b.get_height() for b in ax_count.patches] == list(calibration["count"])
+    assert ax.get_title() == f"Reliability diagram (ECE {calibration['ece']:.3f})"
+
+    fig = plots.plot_per_class(metrics, tmp_path / "pc.png")
+    assert_png(fig, tmp_path / "pc.png")
+    (ax,) = fig.axes
+    support = [metrics["per_class"][c]["support"] for c in CLASSES]
+    assert texts(ax.get_xticklabels()) == [f"{c}\n(n={n})" for c, n in zip(CLASSES, support)]
+    assert [len(c) for c in ax.containers] == [7, 7, 7]  # one bar per class and score
+    recall = [b.get_height() for b in ax.containers[1]]
+    assert recall == pytest.approx([metrics["per_class"][c]["recall"] for c in CLASSES])
+
     table = pd.DataFrame({"name": ["simple_cnn", "vgg", "resnet18"], "accuracy": [0.55, 0.68, 0.71],
                           "dataset": ["fer2013"] * 3})
-    assert_png(plots.plot_comparison(table, "accuracy", path=tmp_path / "cmp.png"), tmp_path / "cmp.png")
+    fig = plots.plot_comparison(table, "accuracy", path=tmp_path / "cmp.png")
+    assert_png(fig, tmp_path / "cmp.png")
+    (ax,) = fig.axes
+    assert texts(ax.get_yticklabels()) == ["resnet18", "vgg", "simple_cnn"]
+    assert [b.get_width() for b in ax.patches] == [0.71, 0.68, 0.55]
+    assert texts(ax.texts) == ["0.710", "0.680", "0.550"] and ax.get_xlim()[1] <= 1
     with pytest.raises(ValueError, match="lacks"):
         plots.plot_comparison(table, "macro_f1")
 
@@ -81,21 +136,34 @@ def test_prediction_grid(tmp_path, batch):
     probs = np.full((6, 7), 1 / 7)
     fig = plots.plot_prediction_grid(images, y, pred, CLASSES, tmp_path / "grid.png", probs=probs, per_group=4)
     assert_png(fig, tmp_path / "grid.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert len(titles) == 6 and sum("\n-> " in t for t in titles) == 3  # 3 right, 3 wrong: 3 columns
+    assert all(t.endswith(" 0.14") for t in titles)  # the confidence of the predicted class
+    wrong = {f"{CLASSES[y[i]]}\n-> {CLASSES[pred[i]]} 0.14" for i in range(3)}
+    assert set(titles[3:]) == wrong
     fig = plots.plot_prediction_grid(images, y, y, CLASSES, tmp_path / "all_right.png")  # no wrong ones
     assert_png(fig, tmp_path / "all_right.png")
+    assert image_count(fig) == 6 and len(fig.axes) == 12
 
 
 def test_kernels_and_activations(tmp_path, model, batch):
     images, _ = batch
     kernels = first_layer_kernels(model)
     assert kernels.shape == (32, 1, 3, 3)
-    assert_png(plots.plot_kernels(kernels, tmp_path / "k.png"), tmp_path / "k.png")
+    fig = plots.plot_kernels(kernels, tmp_path / "k.png")
+    assert_png(fig, tmp_path / "k.png")
+    assert len(fig.axes) == 36 and image_count(fig) == 32  # a 6x6 grid
+    np.testing.assert_array_equal(fig.axes[5].get_images()[0].get_array(), kernels[5, 0])
     layers = conv_layer_names(model)[:2]
     acts = activation_maps(model, images, layers)
     assert acts[layers[0]].shape == (6, 32, 48, 48) and acts[layers[1]].shape == (6, 64, 24, 24)
     assert all(not m._forward_hooks for m in model.modules())  # hooks removed
     fig = plots.plot_activations(images[2], acts, tmp_path / "act.png", index=2, max_channels=6)
     assert_png(fig, tmp_path / "act.png")
+    assert len(fig.axes) == image_count(fig) == 14  # per layer: the face and 6 channels
+    assert [fig.axes[r * 7].get_ylabel() for r in range(2)] == layers
+    np.testing.assert_array_equal(fig.axes[7].get_images()[0].get_array(), images[2])
+    np.testing.assert_array_equal(fig.axes[9].get_images()[0].get_array(), acts[layers[1]][2, 1])
 
 
 def test_grad_cam(tmp_path, model, batch):
@@ -111,6 +179,8 @@ def test_grad_cam(tmp_path, model, batch):
         grad_cam(model, images, "no.such.layer")
     fig = plots.plot_gradcam(images, cams, tmp_path / "cam.png", labels=[CLASSES[i] for i in y])
     assert_png(fig, tmp_path / "cam.png")
+    assert image_count(fig) == 12 and [ax.get_title() for ax in fig.axes[:6]] == [CLASSES[i] for i in y]
+    np.testing.assert_allclose(fig.axes[6].get_images()[0].get_array(), plots.overlay_heatmap(images[0], cams[0]))
     overlay = plots.overlay_heatmap(images[0], cams[0])
     assert overlay.shape == (48, 48, 3) and 0 <= overlay.min() and overlay.max() <= 1
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,13 +10,17 @@ import pytest
 import torch
 from torch import nn
 
+from fer_utils.models.autoencoder import conv_autoencoder
 from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
-from fer_utils.data import FaceData
+from fer_utils.data import FaceData, random_subset, to_model_input
 from fer_utils.evaluate import classification_metrics, predict_proba
-from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment
+from fer_utils.experiments.cache import config_hash
+from fer_utils.experiments.runs import DataSpec, Splits, load_splits, run_experiment
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
+from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import class_weights
+from fer_utils.train.lr_finder import suggest_lr
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -176,14 +179,45 @@ def test_optimizer_groups_and_nesterov():
     assert isinstance(create_optimizer(model, "adamw", lr=1e-3), torch.optim.AdamW)
 
 
-def test_lr_find_in_range_and_restores_weights():
-    model = tiny_cnn()
+def test_suggest_lr_on_a_known_curve():
+    lrs = np.geomspace(1e-6, 1, 61)  # 10 points per decade
+    losses = 2 - np.tanh(np.log10(lrs) + 3) + np.where(lrs > 0.1, 20 * (lrs - 0.1), 0)
+    assert suggest_lr(lrs, losses) == pytest.approx(1e-3)  # steepest fall: the tanh's centre
+    assert suggest_lr(lrs, losses, "min_div10") == pytest.approx(1e-2)  # minimum at 0.1
+    early_min = np.r_[1.0, 0.5, np.linspace(0.6, 3, 59)]
+    assert suggest_lr(lrs, early_min) == pytest.approx(lrs[1] / 10)  # no slope before the minimum to use
+    with pytest.raises(KeyError, match="known"):
+        suggest_lr(lrs, losses, "valley")
+
+
+def test_lr_find_suggests_a_working_lr_stops_on_divergence_and_restores_the_model():
+    torch.manual_seed(0)
+    model = tiny_cnn().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(batch_size=32, augment="none")
-    result = lr_find(model, squares(128, size=16), cfg, start_lr=1e-5, end_lr=10, num_iter=40)
-    assert 1e-5 <= result.suggested_lr <= 10 and math.isfinite(result.suggested_lr)
-    assert 2 <= len(result.lrs) <= 40 and len(result.losses) == len(result.lrs)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    cfg = TrainConfig(batch_size=32, augment="none")  # SGD: squares learn at lr 0.05 (test_fit_learns...)
+    result = lr_find(model, squares(128, size=16), cfg, start_lr=1e-5, end_lr=1e3, num_iter=60)
+    assert 0.01 <= result.suggested_lr <= 0.5
+    assert result.suggested_lr == suggest_lr(np.array(result.lrs), np.array(result.losses))
+    assert result.min_loss_lr == result.lrs[int(np.argmin(result.losses))]
+    assert len(result.lrs) < 60 and result.lrs[-1] < 10  # SGD diverges far below end_lr: the sweep stops there
+    assert result.losses[-1] > 4 * min(result.losses) >= max(result.losses[:-1])  # the first point past 4 x min
+    assert result.lrs == pytest.approx(1e-5 * (1e8 ** (1 / 59)) ** np.arange(len(result.lrs)))
+    assert len(result.raw_losses) == len(result.losses)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+
+
+def test_pretrain_autoencoder_reconstructs_with_the_engine():
+    faces = squares(64)
+    cfg = replace(PRETRAIN_CONFIG, epochs=4, batch_size=16, lr=3e-3)
+    torch.manual_seed(0)
+    ae = conv_autoencoder(img_size=24)
+    losses = pretrain_autoencoder(ae, faces, cfg)
+    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0] and not ae.training
+    x = to_model_input(faces.images[:8])
+    with torch.no_grad():
+        assert nn.functional.mse_loss(ae(x), x).item() < losses[0]
+    torch.manual_seed(0)
+    assert pretrain_autoencoder(conv_autoencoder(img_size=24), faces, cfg) == losses  # seeded batches
 
 
 def test_experiment_cache(tmp_path):
@@ -242,7 +276,7 @@ def test_learns_real_fer2013_subset(fer2013):
 
 
 @pytest.mark.realdata
-def test_train_and_evaluate_cli(tmp_path, data_dir):
+def test_train_and_evaluate_cli(tmp_path, data_dir, fer2013):
     out = tmp_path / "run"
     code = main(["train", "--model", "simple_cnn", "--data", "fer2013", "--data-dir", str(data_dir),
                  "--epochs", "1", "--batch-size", "32", "--subset", "128", "--lr", "0.01",
@@ -261,4 +295,8 @@ def test_train_and_evaluate_cli(tmp_path, data_dir):
     assert code == 0
     result = json.loads(report.read_text())
     assert result["split"] == "PublicTest" and result["n"] == 200 and result["tta"] == "flip"
-    assert 0 <= result["accuracy"] <= 1 and len(result["confusion"]["counts"]) == 7
+    faces = random_subset(fer2013.split("PublicTest"), 200)  # the items the command drew
+    probs = predict_proba(model, faces, tta="flip")
+    hits = int((probs.argmax(1) == faces.labels).sum())  # counted by hand, not by classification_metrics
+    assert result["accuracy"] == pytest.approx(hits / 200)
+    assert np.trace(result["confusion"]["counts"]) == hits and np.sum(result["confusion"]["counts"]) == 200

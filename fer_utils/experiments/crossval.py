@@ -30,6 +30,7 @@ from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, sub
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
+from fer_utils.experiments.cache import cached
 from fer_utils.models import count_parameters, create_model, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import TrainConfig, fit
@@ -323,17 +324,20 @@ def cached_crossval(
     initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``.
     Returns ``(result, cached)``.
     """
-    from fer_utils.experiments.runs import config_hash, fingerprint
-
     init_digest = None
     if init_checkpoint is not None:
         init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
     config = {"model": model_name, "kwargs": dict(model_kwargs or {}), "train": cfg.to_dict(), "k": k,
-              "seed": seed, "loso": loso, "data": fingerprint(clips), "init": init_digest}
-    path = Path(results_root) / f"{name}-{config_hash(config)[:8]}.json"
-    if path.is_file():
-        return CrossvalResult.from_json(path), True
-    result = run_crossval(model_name, clips, cfg, k=k, seed=seed, model_kwargs=model_kwargs,
-                          init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso)
-    result.to_json(path)
-    return result, False
+              "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": init_digest}
+
+    def load(path: Path, _digest: str) -> CrossvalResult | None:
+        return CrossvalResult.from_json(path) if path.is_file() else None
+
+    def compute(path: Path, _digest: str) -> CrossvalResult:
+        result = run_crossval(model_name, clips, cfg, k=k, seed=seed, model_kwargs=model_kwargs,
+                              init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso)
+        result.to_json(path)
+        return result
+
+    entry = cached(results_root, name, config, load, compute, suffix=".json")
+    return entry.value, entry.hit

@@ -1,14 +1,13 @@
 """Experiments as named configs, cached by content under ``results/<name>-<hash8>/``.
 
 A config is the model (name, kwargs), the data (a :class:`DataSpec`, or a fingerprint of
-given :class:`Splits`) and the :class:`~fer_utils.train.TrainConfig`. Its SHA-256 over JSON
-with sorted keys names the folder; when ``metrics.json`` there is complete the run is not
-repeated. A run folder holds ``config.json``, ``history.csv``/``.json``, ``metrics.json``,
+given :class:`Splits`) and the :class:`~fer_utils.train.TrainConfig`. Its hash names the
+folder (:func:`fer_utils.experiments.cache.cached`); when ``metrics.json`` there is complete the
+run is not repeated. A run folder holds ``config.json``, ``history.csv``/``.json``, ``metrics.json``,
 ``predictions.npz`` (test labels and probabilities) and, when asked, ``best.pt``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fer_utils.experiments.cache import cached
 from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
@@ -92,11 +92,6 @@ def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data
                     "test_split": data.test_split}
     return {"version": CACHE_VERSION, "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
             "data": data_cfg, "train": cfg.to_dict()}
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of ``config`` as JSON with sorted keys."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def train_and_evaluate(
@@ -179,20 +174,20 @@ def run_experiment(
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     config = experiment_config(model_name, model_kwargs, data, cfg)
-    digest = config_hash(config)
-    run_dir = Path(results_root) / f"{name}-{digest[:8]}"
-    stored = _load_complete(run_dir, digest)
-    if stored is not None:
-        return {**stored, "cached": True, "paths": _paths(run_dir)}
-    splits = data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary = train_and_evaluate(
-        model_name, model_kwargs, splits, cfg, run_dir, device=device, progress=progress,
-        resume=(run_dir / "last.pt").is_file(), run_info={"experiment": name, "hash": digest, "config": config},
-    )
-    (run_dir / "last.pt").unlink()
-    if not keep_checkpoint:
-        (run_dir / "best.pt").unlink(missing_ok=True)
-    stored = {"complete": True, "name": name, "hash": digest, "config": config, **summary}
-    write_json(run_dir / "metrics.json", stored)
-    return {**stored, "cached": False, "paths": _paths(run_dir)}
+
+    def train(run_dir: Path, digest: str) -> dict[str, Any]:
+        splits = data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        summary = train_and_evaluate(
+            model_name, model_kwargs, splits, cfg, run_dir, device=device, progress=progress,
+            resume=(run_dir / "last.pt").is_file(), run_info={"experiment": name, "hash": digest, "config": config},
+        )
+        (run_dir / "last.pt").unlink()
+        if not keep_checkpoint:
+            (run_dir / "best.pt").unlink(missing_ok=True)
+        stored = {"complete": True, "name": name, "hash": digest, "config": config, **summary}
+        write_json(run_dir / "metrics.json", stored)
+        return stored
+
+    result = cached(results_root, name, config, _load_complete, train)
+    return {**result.value, "cached": result.hit, "paths": _paths(result.path)}

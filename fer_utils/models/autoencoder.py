@@ -1,6 +1,7 @@
 """Convolutional autoencoder for unsupervised pre-training, and a classifier on its encoder.
 
-Workflow: train :class:`ConvAutoencoder` to reconstruct faces (:func:`train_autoencoder`),
+Workflow: train :class:`ConvAutoencoder` to reconstruct faces
+(:func:`fer_utils.train.autoencoder.pretrain_autoencoder`),
 save ``encoder_state(ae)`` with ``torch.save``, then build
 ``create_model("cae_classifier", encoder_weights=path, freeze_encoder=True)`` and later
 unfreeze with :func:`set_encoder_trainable` for fine-tuning.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fer_utils.models.registry import register_model
@@ -104,38 +104,6 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
     its BatchNorm statistics while the model trains (see :meth:`CAEClassifier.train`)."""
     for p in model.encoder.parameters():
         p.requires_grad_(trainable)
-
-
-def train_autoencoder(
-    ae: ConvAutoencoder,
-    images: torch.Tensor,
-    *,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-) -> list[float]:
-    """Train ``ae`` with MSE on float images (N, C, H, W) in [0, 1] (on the model's device).
-    Returns the mean loss of each epoch."""
-    if images.ndim != 4 or images.dtype != torch.float32:
-        raise ValueError(f"images must be float32 (N, C, H, W) in [0, 1], got {images.dtype} {tuple(images.shape)}")
-    device = next(ae.parameters()).device
-    images = images.to(device)
-    opt = torch.optim.Adam(ae.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    ae.train()
-    for _ in range(epochs):
-        total = 0.0
-        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
-            batch = images[idx.to(device)]
-            loss = F.mse_loss(ae(batch), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(images))
-    return losses
 
 
 @register_model("cae_classifier")

@@ -1,8 +1,10 @@
-"""Loading weights from local files only: ImageNet weights for timm models and
-backbones of earlier fer_utils checkpoints (e.g. FER2013 -> CK+ fine-tuning).
+"""Weights from local files only: where a timm model's ImageNet file is, and backbones of
+earlier fer_utils checkpoints (e.g. FER2013 -> CK+ fine-tuning).
 
-Nothing is ever downloaded. Every loader returns a :class:`LoadReport` naming the
-keys that were skipped or adapted, and logs it.
+Nothing is ever downloaded. The ImageNet file itself is loaded by timm
+(``pretrained_cfg_overlay=dict(file=...)``, see :mod:`fer_utils.models.timm_models`);
+:func:`load_backbone_weights` returns a :class:`LoadReport` naming the keys that were
+skipped, and logs it.
 """
 from __future__ import annotations
 
@@ -161,15 +163,3 @@ def find_pretrained_file(timm_name: str, pretrained_file: str | os.PathLike | No
         f"pretrained weights for {timm_name!r} not found; searched {[str(p) for p in candidates]}; "
         "nothing is downloaded"
     )
-
-
-def adapt_first_conv(state: dict[str, torch.Tensor], key: str, in_chans: int) -> bool:
-    """Make the RGB first-conv weight ``state[key]`` take ``in_chans`` channels (1: sum of the
-    RGB kernels), in place, with timm's ``adapt_input_conv``. Returns whether it changed."""
-    from timm.models import adapt_input_conv
-
-    weight = state.get(key)
-    if weight is None or weight.shape[1] == in_chans:
-        return False
-    state[key] = adapt_input_conv(in_chans, weight)
-    return True

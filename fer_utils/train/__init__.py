@@ -1,4 +1,5 @@
-"""Training: config, optimizer/schedule factories, the fit loop with exact resume, LR range test."""
+"""Training: config, optimizer/schedule factories, the fit loop with exact resume, LR range test;
+autoencoder pre-training in :mod:`fer_utils.train.autoencoder`."""
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.engine import FitResult, fit
 from fer_utils.train.lr_finder import LRFindResult, lr_find, suggest_lr

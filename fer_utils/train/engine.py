@@ -28,7 +28,7 @@ from fer_utils.data import BatchIterator, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
-from fer_utils.train.optim import create_optimizer, create_scheduler
+from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 #: Held by the process training into a run folder (it contains that process's id).
@@ -107,6 +107,27 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def training_batches(train: FaceData, cfg: TrainConfig, device: torch.device) -> BatchIterator:
+    """Shuffled, augmented training batches seeded by ``cfg.seed`` (a ragged last batch dropped)."""
+    return BatchIterator(
+        train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
+        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
+    )
+
+
+def create_optimization(model: nn.Module, cfg: TrainConfig,
+                        steps_per_epoch: int) -> tuple[torch.optim.Optimizer, LRSchedule]:
+    """``cfg``'s optimizer over ``model`` and its learning-rate schedule."""
+    optimizer = create_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 momentum=cfg.momentum)
+    schedule = create_scheduler(
+        optimizer, cfg.scheduler, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+        warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, step_size=cfg.step_size, gamma=cfg.gamma,
+        plateau_patience=cfg.plateau_patience,
+    )
+    return optimizer, schedule
 
 
 def make_criterion(cfg: TrainConfig, train: FaceData, device: torch.device) -> nn.Module:
@@ -313,19 +334,10 @@ def fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    train_batches = BatchIterator(
-        train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
-        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
-    )
+    train_batches = training_batches(train, cfg, device)
     val_batches = None if val is None else BatchIterator(
         val.images, val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
-    optimizer = create_optimizer(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 momentum=cfg.momentum)
-    schedule = create_scheduler(
-        optimizer, cfg.scheduler, epochs=cfg.epochs, steps_per_epoch=len(train_batches),
-        warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, step_size=cfg.step_size, gamma=cfg.gamma,
-        plateau_patience=cfg.plateau_patience,
-    )
+    optimizer, schedule = create_optimization(model, cfg, len(train_batches))
     step = TrainStep(torch.compile(model) if cfg.compile else model, optimizer,
                      make_criterion(cfg, train, device), cfg, device)
 
@@ -354,7 +366,7 @@ def fit(
                 break
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = _train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
+            train_loss, train_acc = train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
             val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
             _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
             schedule.step_epoch(-train_loss if val_batches is None else val_acc)
@@ -387,9 +399,12 @@ def fit(
     )
 
 
-def _train_epoch(step: TrainStep, schedule, batches: BatchIterator, epoch: int, epochs: int,
-                 progress: bool) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training set; returns mean loss and accuracy."""
+def train_epoch(step: TrainStep, schedule: LRSchedule, batches: BatchIterator, epoch: int, epochs: int,
+                progress: bool, *, reconstruct: bool = False) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training set; returns mean loss and accuracy.
+
+    ``reconstruct``: the target is the input batch itself (autoencoders); accuracy is then NaN.
+    """
     step.model.train()
     batches.set_epoch(epoch)
     loss_sum = torch.zeros((), device=batches.device)
@@ -397,14 +412,16 @@ def _train_epoch(step: TrainStep, schedule, batches: BatchIterator, epoch: int, 
     seen = 0
     bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False, unit="batch")
     for i, (x, y) in enumerate(bar):
-        loss, logits = step(x, y)
+        loss, output = step(x, x if reconstruct else y)
         schedule.step_batch()
         loss_sum += loss * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        if not reconstruct:
+            correct += (output.argmax(1) == y).sum()
         seen += len(y)
         if progress and (i % 20 == 0 or i == len(batches) - 1):
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
-    return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+    accuracy = math.nan if reconstruct else correct.item() / max(seen, 1)
+    return loss_sum.item() / max(seen, 1), accuracy
 
 
 def _summary(row: dict[str, Any], best_epoch: int) -> str:

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_utils.data import BatchIterator, FaceData, create_augment
+from fer_utils.data import BatchIterator, FaceData
 from fer_utils.train.config import TrainConfig
 from fer_utils.devices import resolve_device
-from fer_utils.train.engine import TrainStep, make_criterion
+from fer_utils.train.engine import TrainStep, make_criterion, training_batches
 from fer_utils.train.optim import create_optimizer
 
 SUGGESTIONS: tuple[str, ...] = ("steepest", "min_div10")
@@ -78,10 +78,7 @@ def lr_find(
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     was_training = model.training
     model.to(device).train()
-    batches = BatchIterator(
-        train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
-        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
-    )
+    batches = training_batches(train, cfg, device)
     optimizer = create_optimizer(model, cfg.optimizer, lr=start_lr, weight_decay=cfg.weight_decay,
                                  momentum=cfg.momentum)
     step = TrainStep(model, optimizer, make_criterion(cfg, train, device), cfg, device)
