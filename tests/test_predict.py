@@ -10,7 +10,9 @@ import pytest
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
-from fer_utils.faces import Detection, paste_faces
+from fer_utils.faces import Detection, draw_faces, paste_faces
+from fer_utils.faces.detectors import clip_box
+from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict
 from fer_utils.predict.predictor import FacePredictor
@@ -121,6 +123,7 @@ def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, check
     assert rc == 0
     result = json.loads((out / "clip_frames.json").read_text())
     assert len(result["frames"]) == 12 and result["classes"] == list(FER2013_CLASSES)
+    assert result["box_format"].startswith("x1, y1, x2, y2: pixels")
     for record in result["frames"]:
         (face,) = record["faces"]
         assert face["detected"] == (record["frame"] % 3 == 0)
@@ -166,6 +169,7 @@ def test_predict_photos_with_bad_inputs(tmp_path, faces, checkpoint, capsys):
     assert "empty.mp4" in printed and "unsupported format .txt" in printed
     assert "8 input(s): 3 processed" in printed
     run = json.loads((out / "predict_run.json").read_text())
+    assert "clipped to the image" in run["box_format"]
     assert [r["status"] for r in run["results"]] == ["ok"] * 3 + ["no_face"] + ["error"] * 4
     for stem, suffix in (("rgb", ".jpg"), ("rgba", ".png"), ("grey16", ".png")):
         annotated = cv2.imread(str(out / f"{stem}_annotated{suffix}"))
@@ -211,3 +215,32 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
                                checkpoint=checkpoint, detector_kw={"min_face_size": 40})
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def _disjoint(rects):
+    return all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+               for i, a in enumerate(rects) for b in rects[i + 1:])
+
+
+def test_labels_stay_inside_the_image_and_apart():
+    width, height = 320, 240
+    edges = [(-30, -20, 60, 70), (280, -5, 360, 90), (-10, 180, 70, 260), (260, 170, 330, 250), (0, 0, 320, 240)]
+    for box in edges:
+        (rect,) = place_labels([box], [(120, 20)], width, height)
+        assert 0 <= rect[0] < rect[2] <= width and 0 <= rect[1] < rect[3] <= height, (box, rect)
+    adjacent = [(100, 60, 160, 120), (162, 62, 222, 122), (130, 30, 190, 90)]
+    rects = place_labels(adjacent, [(90, 18)] * 3, width, height)
+    assert _disjoint(rects) and all(0 <= r[0] and r[2] <= width and 0 <= r[1] and r[3] <= height for r in rects)
+    drawn = draw_faces(np.zeros((height, width, 3), np.uint8),
+                       [(b, "happy", 0.9) for b in [*edges, *adjacent]], ids=list(range(8)))
+    assert drawn.shape == (height, width, 3) and drawn.any()
+
+
+def test_boxes_are_clipped_to_the_image():
+    assert clip_box((-12.5, -3, 50, 400), 320, 240) == (0.0, 0.0, 50.0, 240.0)
+    det = Detection((-20, 10, 100, 260), 0.9, np.zeros((5, 2)))
+    assert det.clipped(320, 240).box == (0.0, 10.0, 100.0, 240.0)
+    assert det.clipped(320, 240).landmarks is not None

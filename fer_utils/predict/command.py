@@ -13,7 +13,7 @@ from pathlib import Path
 from fer_utils.data.images import IMAGE_EXTENSIONS
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.predict.outputs import (
-    RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video, real_path,
+    BOX_FORMAT, RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video, real_path,
 )
 from fer_utils.predict.predictor import DEFAULT_CHECKPOINT, FacePredictor, default_checkpoint
 from fer_utils.predict.video import SMOOTHING_METHODS, VIDEO_EXTENSIONS
@@ -25,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="photos (jpg/png/bmp/webp/tif...), videos (mp4/avi/mov/mkv...) or folders of them")
     parser.add_argument("--out", default="predictions", help="output folder (default predictions/)")
     parser.add_argument("--checkpoint", help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format")
+    parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format; boxes are x1, y1, x2, y2 in pixels, clipped to the image")
     add_detector_arguments(parser)
     parser.add_argument("--margin", type=float,
                         help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     ok = [o for o in outcomes if o.status == "ok"]
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
-        "device": str(predictor.device), "inputs": len(outcomes), "processed": len(ok),
+        "device": str(predictor.device), "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
         "faces": sum(o.faces for o in outcomes),

@@ -25,6 +25,8 @@ from fer_utils.predict.video import (
 
 #: Name of the per-run summary written into the output folder.
 RUN_SUMMARY = "predict_run.json"
+#: Meaning of every face box (JSON ``box``, CSV ``x1, y1, x2, y2``), stated in the JSON outputs.
+BOX_FORMAT = "x1, y1, x2, y2: pixels from the image's top-left corner (x right, y down), clipped to the image"
 
 
 @dataclass
@@ -128,7 +130,7 @@ def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt:
     _save_rgb(annotated, _annotate(image, faces))
     if fmt == "json":
         payload = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
-                   "classes": list(classes), "faces": [f.to_dict(classes) for f in faces]}
+                   "box_format": BOX_FORMAT, "classes": list(classes), "faces": [f.to_dict(classes) for f in faces]}
         results.write_text(json.dumps(payload, indent=2))
     else:
         rows = [_csv_row(f, classes, input=str(path), face=i) for i, f in enumerate(faces)]
@@ -213,7 +215,8 @@ def process_video(
 
     if fmt == "json":
         payload = {"input": str(path), "kind": "video", "fps": info.fps, "width": info.width,
-                   "height": info.height, "classes": list(classes), "detect_every": detect_every,
+                   "height": info.height, "box_format": BOX_FORMAT, "classes": list(classes),
+                   "detect_every": detect_every,
                    "smoothing": {"method": smooth, "window": window},
                    "frames": [{"frame": fr.index, "time": round(fr.time, 4),
                                "faces": [f.to_dict(classes) for f in fr.faces]} for fr in frames]}

@@ -239,8 +239,10 @@ def _video_results(
                 for tid in set(smoothers) - tracker.active:
                     del smoothers[tid]
             faces = []
+            height, width = image.shape[:2]
             for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
                 shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
-                faces.append(FaceResult(det, shown, classes[lab], float(shown[lab]), probs, tid, k in found))
+                faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs, tid,
+                                        k in found))
             yield FrameResult(index, index / info.fps, image, faces)
             index += 1
