@@ -10,13 +10,14 @@ import pytest
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
-from fer_utils.faces import Detection, draw_faces, paste_faces
-from fer_utils.faces.detectors import clip_box
+from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
+from fer_utils.faces.detectors import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict
 from fer_utils.predict.predictor import FacePredictor
-from fer_utils.predict.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
+from fer_utils.predict.tracking import FaceTracker
+from fer_utils.predict.video import TemporalSmoother, label_changes, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -77,17 +78,67 @@ def test_vote_smoother_and_validation():
         TemporalSmoother("ma", 0)
 
 
-def test_iou_tracker_keeps_ids_across_moves():
-    tracker = IoUTracker(max_missing=1)
+def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():
+    image = np.zeros((60, 300, 3), np.uint8)
+    tracker = FaceTracker(max_missing=1)
     a, b = Detection((0, 0, 50, 50), 1.0), Detection((200, 0, 250, 50), 1.0)
-    assert [t for t, _ in tracker.update([a, b])] == [0, 1]
+    assert [t for t, _ in tracker.update(image, [a, b], 0)] == [0, 1]
     moved = [Detection((205, 2, 255, 52), 1.0), Detection((5, 0, 55, 50), 1.0)]
-    assert [t for t, _ in tracker.update(moved)] == [1, 0]
-    assert [t for t, _ in tracker.update([moved[0]])] == [1]  # track 0 missed once: kept
+    assert [t for t, _ in tracker.update(image, moved, 1)] == [1, 0]
+    assert [t for t, _ in tracker.update(image, [moved[0]], 2)] == [1]  # track 0 missed once: kept
     assert tracker.active == {0, 1}
-    tracker.update([moved[0]])  # missed twice: dropped
+    tracker.update(image, [moved[0]], 3)  # missed twice: dropped
     assert tracker.active == {1}
-    assert [t for t, _ in tracker.update([Detection((5, 0, 55, 50), 1.0)])] == [2]
+    assert [t for t, _ in tracker.update(image, [Detection((5, 0, 55, 50), 1.0)], 4)] == [2]
+
+
+def _crossing_clip(faces, frames=30):
+    """Two real faces crossing (the second passes in front); boxes per frame."""
+    return list(moving_faces(faces[:2], [(10, 70), (230, 80)], [(230, 80), (10, 70)], frames, 80, SMALL))
+
+
+@pytest.mark.realdata
+def test_tracker_follows_two_crossing_faces_through_missed_detections(faces):
+    rng = np.random.default_rng(0)
+    tracker = FaceTracker()
+    seen: list[set[int]] = [set(), set()]
+    occluded = 0
+    for t, (frame, boxes) in enumerate(_crossing_clip(faces)):
+        visible = [0, 1]
+        if iou(boxes[0], boxes[1]) > 0.2:  # the face behind is not found
+            visible, occluded = [1], occluded + 1
+        if t in (4, 5):  # missed detections
+            visible = [v for v in visible if v != t - 4]
+        dets = [Detection(np.add(boxes[v], rng.normal(0, 2, 4)).clip(0).tolist(), 1.0) for v in visible]
+        for v, (tid, _) in zip(visible, tracker.update(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), dets, t)):
+            seen[v].add(tid)
+    assert occluded >= 3
+    assert len(seen[0]) == len(seen[1]) == 1 and seen[0] != seen[1], seen
+
+
+@pytest.mark.realdata
+def test_predict_video_keeps_one_track_per_crossing_face(tmp_path, faces, checkpoint):
+    clip = _crossing_clip(faces)
+    video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in clip])
+    out = tmp_path / "pred"
+    assert main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+                 "--min-face-size", "40", "--no-progress"]) == 0
+    result = json.loads((out / "cross_frames.json").read_text())
+    owner: dict[int, set[int]] = {}  # track id -> faces (0 moves right, 1 left) whose box it had
+    occluded = 0
+    for record, (_, boxes) in zip(result["frames"], clip):
+        occluded += len(record["faces"]) < 2
+        if iou(*boxes) > 0:  # overlapping faces: which one a box belongs to is ambiguous
+            continue
+        for face in record["faces"]:
+            nearest = int(np.argmin([abs(face["box"][0] - b[0]) + abs(face["box"][2] - b[2]) for b in boxes]))
+            owner.setdefault(face["track"], set()).add(nearest)
+    assert occluded >= 2  # detections really were missed while the faces overlapped
+    assert sorted(owner) == [0, 1] and owner[0] != owner[1] and all(len(v) == 1 for v in owner.values()), owner
+    summary = json.loads((out / "cross_summary.json").read_text())
+    assert set(summary["tracks"]) == {"0", "1"}
+    timeline = cv2.imread(str(out / "cross_timeline.png"))
+    assert timeline is not None and timeline.shape[0] > 500  # one row per track
 
 
 # ----------------------------------------------------------------------------- predictor

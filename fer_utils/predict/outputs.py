@@ -113,7 +113,24 @@ def _save_rgb(path: Path, image: np.ndarray) -> None:
 
 
 def _annotate(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
-    return draw_faces(image, [(f.detection.box, f.label, f.probability) for f in faces])
+    return draw_faces(image, [(f.detection.box, f.label, f.probability) for f in faces], [f.track for f in faces])
+
+
+def track_series(
+    frames: Sequence[FrameResult], classes: Sequence[str],
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{track id: (times, (T, C) shown probabilities, (T,) label indices)}`` of the faces in ``frames``."""
+    return {tid: (np.array([fr.time for fr, _ in track]), np.stack([f.probabilities for _, f in track]),
+                  np.array([classes.index(f.label) for _, f in track])) for tid, track in group_tracks(frames).items()}
+
+
+def group_tracks(frames: Sequence[FrameResult]) -> dict[int, list[tuple[FrameResult, FaceResult]]]:
+    """The (frame, face) pairs of each track id, in frame order."""
+    tracks: dict[int, list[tuple[FrameResult, FaceResult]]] = {}
+    for fr in frames:
+        for f in fr.faces:
+            tracks.setdefault(f.track, []).append((fr, f))
+    return tracks
 
 
 def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt: str = "json") -> Outcome:
@@ -148,10 +165,7 @@ def video_summary(
     counts = {c: 0 for c in classes}
     for f in face_frames:
         counts[f.label] += 1
-    tracks: dict[int, list[tuple[int, FaceResult]]] = {}
-    for fr in frames:
-        for f in fr.faces:
-            tracks.setdefault(f.track, []).append((fr.index, f))
+    tracks = group_tracks(frames)
     primary = max(tracks, key=lambda t: len(tracks[t])) if tracks else None
     summary: dict[str, Any] = {
         "frames": len(frames), "fps": round(info.fps, 3), "duration_s": round(len(frames) / info.fps, 3),
@@ -171,10 +185,10 @@ def video_summary(
         raw = [int(f.raw_probabilities.argmax()) for _, f in items]
         track_counts = np.bincount(labels, minlength=len(classes))
         summary["tracks"][str(tid)] = {
-            "frames": len(items), "first_frame": items[0][0], "last_frame": items[-1][0],
+            "frames": len(items), "first_frame": items[0][0].index, "last_frame": items[-1][0].index,
             "dominant_emotion": classes[int(track_counts.argmax())],
             "label_changes": label_changes(labels), "raw_label_changes": label_changes(raw),
-            "segments": label_segments(labels, [i for i, _ in items], info.fps, classes),
+            "segments": label_segments(labels, [fr.index for fr, _ in items], info.fps, classes),
         }
     return summary, primary
 
@@ -238,10 +252,8 @@ def process_video(
         outcome = Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
                           0, outputs)
     else:
-        track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
-        plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
-                      np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
-                      title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
+        plot_timeline(track_series(frames, classes), classes, timeline_out,
+                      title=f"{path.name}: emotions per face track ({smooth} smoothing, window {window})")
         outputs.append(str(timeline_out))
         message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
                    f"dominant emotion {summary['dominant_emotion']}")

@@ -1,4 +1,4 @@
-"""Videos for prediction: frame reading/writing, IoU face tracking, temporal smoothing, and
+"""Videos for prediction: frame reading/writing, temporal smoothing, and
 :func:`analyse_video`, the lazy stream of per-frame results of a :class:`FacePredictor`."""
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import Detection, iou
+from fer_utils.faces.detectors import Detection
 from fer_utils.predict.predictor import FacePredictor, FaceResult
+from fer_utils.predict.tracking import FaceTracker
 
 #: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -80,54 +81,6 @@ def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) ->
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer
-
-
-class IoUTracker:
-    """Gives each face a track id kept across detections by greedy IoU matching.
-
-    A track unmatched for more than ``max_missing`` consecutive updates is dropped.
-    """
-
-    def __init__(self, iou_threshold: float = 0.3, max_missing: int = 2) -> None:
-        self.iou_threshold = iou_threshold
-        self.max_missing = max_missing
-        self._tracks: dict[int, tuple[Detection, int]] = {}  # id -> (last detection, misses)
-        self._next_id = 0
-
-    @property
-    def active(self) -> set[int]:
-        """Ids of the tracks still kept."""
-        return set(self._tracks)
-
-    def update(self, detections: Sequence[Detection]) -> list[tuple[int, Detection]]:
-        """Track id for each detection (same order as ``detections``)."""
-        pairs = sorted(
-            ((iou(det.box, prev.box), tid, j)
-             for tid, (prev, _) in self._tracks.items() for j, det in enumerate(detections)),
-            reverse=True,
-        )
-        ids: dict[int, int] = {}
-        used: set[int] = set()
-        for overlap, tid, j in pairs:
-            if overlap < self.iou_threshold:
-                break
-            if tid not in used and j not in ids:
-                ids[j] = tid
-                used.add(tid)
-        for tid, (prev, misses) in list(self._tracks.items()):
-            if tid not in used:
-                if misses + 1 > self.max_missing:
-                    del self._tracks[tid]
-                else:
-                    self._tracks[tid] = (prev, misses + 1)
-        result = []
-        for j, det in enumerate(detections):
-            if j not in ids:
-                ids[j] = self._next_id
-                self._next_id += 1
-            self._tracks[ids[j]] = (det, 0)
-            result.append((ids[j], det))
-        return result
 
 
 class TemporalSmoother:
@@ -210,8 +163,8 @@ def analyse_video(
     """Open a video and return its info and a lazy stream of per-frame results.
 
     Faces are detected on every ``detect_every``-th frame (in batches of up to
-    ``batch_frames`` frames) and matched to tracks by IoU; frames in between reuse the last
-    boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
+    appearance); frames in between reuse the last boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -224,7 +177,7 @@ def _video_results(
     capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
     smooth: str, window: int, batch_frames: int, limit: int | None,
 ) -> Iterator[FrameResult]:
-    tracker = IoUTracker()
+    tracker = FaceTracker()
     smoothers: dict[int, TemporalSmoother] = {}
     current: list[tuple[int, Detection]] = []
     classes = predictor.classes
@@ -235,7 +188,7 @@ def _video_results(
         found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
         for k, image in enumerate(batch):
             if k in found:
-                current = tracker.update(found[k])
+                current = tracker.update(image, found[k], index + k)
                 for tid in set(smoothers) - tracker.active:
                     del smoothers[tid]
             faces = []
