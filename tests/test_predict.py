@@ -262,10 +262,25 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
     every = benchmark_predict(frames=5, detect_every=1, device="cpu", detector="haar", checkpoint=checkpoint)
     assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
     assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
+    assert every["faces_detected"] >= 8 and every["tracks"] == 2  # two faces, apart in the first frames
     video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
                                checkpoint=checkpoint, detector_kw={"min_face_size": 40})
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
+    assert sparse["faces_detected"] == 2 and sparse["tracks"] == 1  # detections on frames 0 and 3
+
+
+@pytest.mark.realdata
+def test_bench_predict_on_a_given_video(tmp_path, faces, checkpoint, capsys):
+    video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
+    args = ["bench", "predict", "--detector", "haar", "--device", "cpu", "--checkpoint", str(checkpoint)]
+    assert main([*args, "--video", str(video), "--json", str(tmp_path / "b.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "frames/s over 8 frames" in printed and "faces detected" in printed
+    (result,) = json.loads((tmp_path / "b.json").read_text())
+    assert result["video"] == str(video) and result["fps"] > 0 and result["faces_detected"] >= 8
+    assert main([*args, "--video", str(tmp_path / "absent.mp4")]) == 2
+    assert "absent.mp4: no such file" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- annotations
