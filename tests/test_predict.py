@@ -141,6 +141,27 @@ def test_predict_video_keeps_one_track_per_crossing_face(tmp_path, faces, checkp
     assert timeline is not None and timeline.shape[0] > 500  # one row per track
 
 
+@pytest.mark.realdata
+def test_predict_stream_handles_a_video_file_live(tmp_path, faces, checkpoint, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    video = _write_video(tmp_path / "live.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
+    out = tmp_path / "pred"
+    args = ["--checkpoint", str(checkpoint), "--out", str(out), "--detector", "haar", "--no-progress"]
+    assert main(["predict", "--stream", str(video), *args]) == 0
+    result = json.loads((out / "live_frames.json").read_text())
+    assert result["input"] == str(video) and [r["frame"] for r in result["frames"]] == list(range(8))
+    assert {f["track"] for r in result["frames"] for f in r["faces"]} == {0, 1}
+    capture = cv2.VideoCapture(str(out / "live_annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    capture.release()
+    assert (out / "live_summary.json").is_file() and (out / "live_timeline.png").is_file()
+    assert main(["predict", str(video), "--stream", str(video), *args]) == 2
+    assert "not both" in capsys.readouterr().out
+    assert main(["predict", "--camera", "97", *args]) == 1
+    assert "97: cannot open as a camera" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- predictor
 
 

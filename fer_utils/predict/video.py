@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -42,15 +44,26 @@ class VideoInfo:
     height: int
 
 
-def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """Open a video; ``VideoReadError`` naming ``path`` when OpenCV cannot read it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    capture = cv2.VideoCapture(str(path))
+#: What OpenCV can read frames from: a video file, a camera index or a stream URL.
+VideoSource = Union[str, os.PathLike, int]
+
+
+def source_name(source: VideoSource) -> str:
+    """Short name of ``source`` for output files: the file (or URL path) stem, or ``cameraN``."""
+    if isinstance(source, int):
+        return f"camera{source}"
+    return Path(urlparse(str(source)).path if "://" in str(source) else source).stem or "stream"
+
+
+def open_video(source: VideoSource) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video file, camera index or stream URL; ``VideoReadError`` naming it when OpenCV cannot."""
+    if not isinstance(source, int) and "://" not in str(source) and not Path(source).is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     if not capture.isOpened():
         capture.release()
-        raise VideoReadError(f"{path}: cannot open as a video (unsupported container/codec, or not a video)")
+        what = "camera" if isinstance(source, int) else "video (unsupported container/codec, or not a video)"
+        raise VideoReadError(f"{source}: cannot open as a {what}")
     fps = capture.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(
         fps=fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_FPS,
@@ -81,6 +94,24 @@ def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) ->
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer
+
+
+def display_available() -> bool:
+    """Whether OpenCV can open a window here (a GUI build and, on Linux, a display)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("fer_utils")
+        cv2.destroyWindow("fer_utils")
+    except cv2.error:
+        return False
+    return True
+
+
+def show_frame(title: str, bgr: np.ndarray) -> bool:
+    """Show ``bgr`` in the window ``title``; ``False`` once the user presses q or Esc."""
+    cv2.imshow(title, bgr)
+    return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
 
 
 class TemporalSmoother:
@@ -151,7 +182,7 @@ class FrameResult:
 
 
 def analyse_video(
-    path: str | os.PathLike,
+    source: VideoSource,
     predictor: FacePredictor,
     *,
     detect_every: int = 1,
@@ -160,7 +191,8 @@ def analyse_video(
     batch_frames: int = 8,
     limit: int | None = None,
 ) -> tuple[VideoInfo, Iterator[FrameResult]]:
-    """Open a video and return its info and a lazy stream of per-frame results.
+    """Open a video (file, camera or URL: see :func:`open_video`) and return its info and a lazy
+    stream of per-frame results; ``batch_frames=1`` handles each frame as soon as it is read.
 
     Faces are detected on every ``detect_every``-th frame (in batches of up to
     ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
@@ -169,7 +201,7 @@ def analyse_video(
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     TemporalSmoother(smooth, window)  # validate before opening the video
-    capture, info = open_video(path)
+    capture, info = open_video(source)
     return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
 
 
