@@ -5,13 +5,13 @@ with augmentation on the CPU and, when present, CUDA (real FER2013 Training when
 ``$FER_DATA_DIR`` holds it, else random faces of the same size). ``train`` measures training
 images/s of a model fed by that pipeline against the same steps on one pre-made float batch
 (the ratio shows whether the data pipeline limits training). ``predict`` measures frames/s of
-face detection + classification on a 640x480 video.
+face detection + classification + tracking on ``--video`` or on a synthetic 640x480 video of two
+moving FER2013 faces, and counts the faces found.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 import time
@@ -27,9 +27,9 @@ from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.devices import resolve_device
 from fer_utils.faces.detectors import Detection, create_detector
-from fer_utils.faces.synthetic import paste_faces, textured_background
+from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
-from fer_utils.predict.video import analyse_video, open_writer
+from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer
 
 
 def benchmark_iterator(
@@ -113,11 +113,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
     parser.add_argument("--model", default="vgg_fer", help="model to train (train)")
     parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
-    parser.add_argument("--device", default=None, help="device for train (default: cuda if available)")
+    parser.add_argument("--device", default=None, help="device for train/predict (default: cuda if available)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (data), 128 (train)")
     parser.add_argument("--augment", default="standard", help="augmentation preset (data)")
     parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs (data)")
-    parser.add_argument("--frames", type=positive_int, default=60, help="video frames (predict)")
+    parser.add_argument("--frames", type=positive_int, default=None,
+                        help="video frames (predict; default: all of --video, 60 of the synthetic video)")
+    parser.add_argument("--video", help="video to benchmark (predict; default: a synthetic video of FER2013 faces)")
+    parser.add_argument("--checkpoint", help="classifier (predict; default: the shipped model, else untrained)")
     parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -143,9 +146,17 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
         print(json.dumps(result))
     else:
-        result = benchmark_predict(frames=args.frames, detector=args.detector, detect_every=args.detect_every)
+        try:
+            result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
+                                       detector=args.detector, checkpoint=args.checkpoint)
+        except (OSError, ValueError) as err:
+            print(f"bench: {err}")
+            return 2
         results.append(result)
         print(json.dumps(result))
+        print(f"bench predict: {result['fps']} frames/s over {result['frames']} frames of {result['video']}; "
+              f"{result['faces_detected']} faces detected in {result['frames_with_face']} frames, "
+              f"{result['tracks']} track(s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -179,17 +190,14 @@ def write_synthetic_video(
     path: str | os.PathLike, faces: Sequence[np.ndarray], frames: int = 100,
     size: tuple[int, int] = (640, 480), fps: float = 25.0, face_size: int = 160,
 ) -> Path:
-    """An mp4v video of ``faces`` (uint8 greyscale) upscaled and drifting over a textured
-    background, switching face every second."""
+    """An mp4v video of two of ``faces`` (uint8 greyscale, reused when only one) upscaled and
+    crossing each other over a textured background."""
     width, height = size
-    background = textured_background(height, width)
+    pair = [faces[0], faces[1 % len(faces)]]
+    starts = [(width // 32, height // 6), (width - face_size - width // 32, height - face_size - height // 6)]
     writer = open_writer(path, fps, width, height)
     try:
-        for t in range(frames):
-            x = int((width - face_size) / 2 + (width - face_size) / 3 * math.sin(2 * math.pi * t / 75))
-            y = int((height - face_size) / 2 + (height - face_size) / 4 * math.cos(2 * math.pi * t / 60))
-            frame = paste_faces([faces[int(t // fps) % len(faces)]], [(x, y, x + face_size, y + face_size)],
-                                background=background)
+        for frame, _ in moving_faces(pair, starts, starts[::-1], frames, face_size, (height, width)):
             writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     finally:
         writer.release()
@@ -198,7 +206,7 @@ def write_synthetic_video(
 
 def benchmark_predict(
     video_path: str | os.PathLike | None = None,
-    frames: int = 100,
+    frames: int | None = None,
     detect_every: int = 1,
     device: str | None = None,
     *,
@@ -207,11 +215,13 @@ def benchmark_predict(
     model: str = "simple_cnn",
     detector_kw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Frames/s of the video pipeline (decode, detect, align, classify, smooth; no writing).
+    """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
+    over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
 
-    Without ``video_path`` a synthetic 640x480 video of FER2013 faces is made. The classifier
-    is ``checkpoint``, else the shipped model when present, else an untrained ``model``
-    (speed does not depend on the weights).
+    Without ``video_path`` a synthetic 640x480 video of two FER2013 faces crossing is made
+    (``frames`` long, default 60). The classifier is ``checkpoint``, else the shipped model when
+    present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
+    on the video's first frame.
     """
     dev = resolve_device(device)
     det = create_detector(detector, device=dev, **(detector_kw or {}))
@@ -231,22 +241,28 @@ def benchmark_predict(
         source = str(video_path) if video_path else ""
         if not video_path:
             faces, origin = _benchmark_faces()
+            frames = frames or 60
             video_path = write_synthetic_video(Path(tmp) / "synthetic.mp4", faces, frames)
-            source = f"synthetic 640x480, {origin}"
+            source = f"synthetic 640x480, two moving faces, {origin}"
+        capture, _ = open_video(video_path)
+        for first in iter_frames(capture, limit=1):
+            predictor.classify(first, predictor.detector.detect(first) or [Detection((0, 0, 48, 48), 1.0)])
         info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames)
-        warmup = np.zeros((info.height or 480, info.width or 640, 3), np.uint8)
-        predictor.classify(warmup, predictor.detector.detect(warmup) or [Detection((0, 0, 48, 48), 1.0)])
         start = time.perf_counter()
-        n = with_face = 0
+        n = with_face = faces_found = 0
+        tracks: set[int] = set()
         for fr in stream:
             n += 1
             with_face += bool(fr.faces)
+            faces_found += sum(f.detected for f in fr.faces)
+            tracks.update(f.track for f in fr.faces)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     return {
         "video": source, "width": info.width, "height": info.height, "frames": n,
-        "frames_with_face": with_face, "detector": det.name, "detect_every": detect_every,
+        "frames_with_face": with_face, "faces_detected": faces_found, "tracks": len(tracks),
+        "detector": det.name, "detect_every": detect_every,
         "classifier": classifier, "device": str(dev), "threads": torch.get_num_threads(),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }

@@ -10,11 +10,14 @@ import pytest
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
-from fer_utils.faces import Detection, paste_faces
+from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
+from fer_utils.faces.detectors import clip_box, iou
+from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict
 from fer_utils.predict.predictor import FacePredictor
-from fer_utils.predict.video import IoUTracker, TemporalSmoother, label_changes, smooth_probabilities
+from fer_utils.predict.tracking import FaceTracker
+from fer_utils.predict.video import TemporalSmoother, label_changes, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -75,17 +78,88 @@ def test_vote_smoother_and_validation():
         TemporalSmoother("ma", 0)
 
 
-def test_iou_tracker_keeps_ids_across_moves():
-    tracker = IoUTracker(max_missing=1)
+def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():
+    image = np.zeros((60, 300, 3), np.uint8)
+    tracker = FaceTracker(max_missing=1)
     a, b = Detection((0, 0, 50, 50), 1.0), Detection((200, 0, 250, 50), 1.0)
-    assert [t for t, _ in tracker.update([a, b])] == [0, 1]
+    assert [t for t, _ in tracker.update(image, [a, b], 0)] == [0, 1]
     moved = [Detection((205, 2, 255, 52), 1.0), Detection((5, 0, 55, 50), 1.0)]
-    assert [t for t, _ in tracker.update(moved)] == [1, 0]
-    assert [t for t, _ in tracker.update([moved[0]])] == [1]  # track 0 missed once: kept
+    assert [t for t, _ in tracker.update(image, moved, 1)] == [1, 0]
+    assert [t for t, _ in tracker.update(image, [moved[0]], 2)] == [1]  # track 0 missed once: kept
     assert tracker.active == {0, 1}
-    tracker.update([moved[0]])  # missed twice: dropped
+    tracker.update(image, [moved[0]], 3)  # missed twice: dropped
     assert tracker.active == {1}
-    assert [t for t, _ in tracker.update([Detection((5, 0, 55, 50), 1.0)])] == [2]
+    assert [t for t, _ in tracker.update(image, [Detection((5, 0, 55, 50), 1.0)], 4)] == [2]
+
+
+def _crossing_clip(faces, frames=30):
+    """Two real faces crossing (the second passes in front); boxes per frame."""
+    return list(moving_faces(faces[:2], [(10, 70), (230, 80)], [(230, 80), (10, 70)], frames, 80, SMALL))
+
+
+@pytest.mark.realdata
+def test_tracker_follows_two_crossing_faces_through_missed_detections(faces):
+    rng = np.random.default_rng(0)
+    tracker = FaceTracker()
+    seen: list[set[int]] = [set(), set()]
+    occluded = 0
+    for t, (frame, boxes) in enumerate(_crossing_clip(faces)):
+        visible = [0, 1]
+        if iou(boxes[0], boxes[1]) > 0.2:  # the face behind is not found
+            visible, occluded = [1], occluded + 1
+        if t in (4, 5):  # missed detections
+            visible = [v for v in visible if v != t - 4]
+        dets = [Detection(np.add(boxes[v], rng.normal(0, 2, 4)).clip(0).tolist(), 1.0) for v in visible]
+        for v, (tid, _) in zip(visible, tracker.update(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), dets, t)):
+            seen[v].add(tid)
+    assert occluded >= 3
+    assert len(seen[0]) == len(seen[1]) == 1 and seen[0] != seen[1], seen
+
+
+@pytest.mark.realdata
+def test_predict_video_keeps_one_track_per_crossing_face(tmp_path, faces, checkpoint):
+    clip = _crossing_clip(faces)
+    video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in clip])
+    out = tmp_path / "pred"
+    assert main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+                 "--min-face-size", "40", "--no-progress"]) == 0
+    result = json.loads((out / "cross_frames.json").read_text())
+    owner: dict[int, set[int]] = {}  # track id -> faces (0 moves right, 1 left) whose box it had
+    occluded = 0
+    for record, (_, boxes) in zip(result["frames"], clip):
+        occluded += len(record["faces"]) < 2
+        if iou(*boxes) > 0:  # overlapping faces: which one a box belongs to is ambiguous
+            continue
+        for face in record["faces"]:
+            nearest = int(np.argmin([abs(face["box"][0] - b[0]) + abs(face["box"][2] - b[2]) for b in boxes]))
+            owner.setdefault(face["track"], set()).add(nearest)
+    assert occluded >= 2  # detections really were missed while the faces overlapped
+    assert sorted(owner) == [0, 1] and owner[0] != owner[1] and all(len(v) == 1 for v in owner.values()), owner
+    summary = json.loads((out / "cross_summary.json").read_text())
+    assert set(summary["tracks"]) == {"0", "1"}
+    timeline = cv2.imread(str(out / "cross_timeline.png"))
+    assert timeline is not None and timeline.shape[0] > 500  # one row per track
+
+
+@pytest.mark.realdata
+def test_predict_stream_handles_a_video_file_live(tmp_path, faces, checkpoint, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    video = _write_video(tmp_path / "live.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
+    out = tmp_path / "pred"
+    args = ["--checkpoint", str(checkpoint), "--out", str(out), "--detector", "haar", "--no-progress"]
+    assert main(["predict", "--stream", str(video), *args]) == 0
+    result = json.loads((out / "live_frames.json").read_text())
+    assert result["input"] == str(video) and [r["frame"] for r in result["frames"]] == list(range(8))
+    assert {f["track"] for r in result["frames"] for f in r["faces"]} == {0, 1}
+    capture = cv2.VideoCapture(str(out / "live_annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    capture.release()
+    assert (out / "live_summary.json").is_file() and (out / "live_timeline.png").is_file()
+    assert main(["predict", str(video), "--stream", str(video), *args]) == 2
+    assert "not both" in capsys.readouterr().out
+    assert main(["predict", "--camera", "97", *args]) == 1
+    assert "97: cannot open as a camera" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -121,6 +195,7 @@ def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, check
     assert rc == 0
     result = json.loads((out / "clip_frames.json").read_text())
     assert len(result["frames"]) == 12 and result["classes"] == list(FER2013_CLASSES)
+    assert result["box_format"].startswith("x1, y1, x2, y2: pixels")
     for record in result["frames"]:
         (face,) = record["faces"]
         assert face["detected"] == (record["frame"] % 3 == 0)
@@ -166,6 +241,7 @@ def test_predict_photos_with_bad_inputs(tmp_path, faces, checkpoint, capsys):
     assert "empty.mp4" in printed and "unsupported format .txt" in printed
     assert "8 input(s): 3 processed" in printed
     run = json.loads((out / "predict_run.json").read_text())
+    assert "clipped to the image" in run["box_format"]
     assert [r["status"] for r in run["results"]] == ["ok"] * 3 + ["no_face"] + ["error"] * 4
     for stem, suffix in (("rgb", ".jpg"), ("rgba", ".png"), ("grey16", ".png")):
         annotated = cv2.imread(str(out / f"{stem}_annotated{suffix}"))
@@ -207,7 +283,51 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
     every = benchmark_predict(frames=5, detect_every=1, device="cpu", detector="haar", checkpoint=checkpoint)
     assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
     assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
+    assert every["faces_detected"] >= 8 and every["tracks"] == 2  # two faces, apart in the first frames
     video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
                                checkpoint=checkpoint, detector_kw={"min_face_size": 40})
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
+    assert sparse["faces_detected"] == 2 and sparse["tracks"] == 1  # detections on frames 0 and 3
+
+
+@pytest.mark.realdata
+def test_bench_predict_on_a_given_video(tmp_path, faces, checkpoint, capsys):
+    video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
+    args = ["bench", "predict", "--detector", "haar", "--device", "cpu", "--checkpoint", str(checkpoint)]
+    assert main([*args, "--video", str(video), "--json", str(tmp_path / "b.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "frames/s over 8 frames" in printed and "faces detected" in printed
+    (result,) = json.loads((tmp_path / "b.json").read_text())
+    assert result["video"] == str(video) and result["fps"] > 0 and result["faces_detected"] >= 8
+    assert main([*args, "--video", str(tmp_path / "absent.mp4")]) == 2
+    assert "absent.mp4: no such file" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def _disjoint(rects):
+    return all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+               for i, a in enumerate(rects) for b in rects[i + 1:])
+
+
+def test_labels_stay_inside_the_image_and_apart():
+    width, height = 320, 240
+    edges = [(-30, -20, 60, 70), (280, -5, 360, 90), (-10, 180, 70, 260), (260, 170, 330, 250), (0, 0, 320, 240)]
+    for box in edges:
+        (rect,) = place_labels([box], [(120, 20)], width, height)
+        assert 0 <= rect[0] < rect[2] <= width and 0 <= rect[1] < rect[3] <= height, (box, rect)
+    adjacent = [(100, 60, 160, 120), (162, 62, 222, 122), (130, 30, 190, 90)]
+    rects = place_labels(adjacent, [(90, 18)] * 3, width, height)
+    assert _disjoint(rects) and all(0 <= r[0] and r[2] <= width and 0 <= r[1] and r[3] <= height for r in rects)
+    drawn = draw_faces(np.zeros((height, width, 3), np.uint8),
+                       [(b, "happy", 0.9) for b in [*edges, *adjacent]], ids=list(range(8)))
+    assert drawn.shape == (height, width, 3) and drawn.any()
+
+
+def test_boxes_are_clipped_to_the_image():
+    assert clip_box((-12.5, -3, 50, 400), 320, 240) == (0.0, 0.0, 50.0, 240.0)
+    det = Detection((-20, 10, 100, 260), 0.9, np.zeros((5, 2)))
+    assert det.clipped(320, 240).box == (0.0, 10.0, 100.0, 240.0)
+    assert det.clipped(320, 240).landmarks is not None

@@ -14,14 +14,14 @@ from fer_utils.faces.prepare import find_images, folder_labels, prepare_faces
 from fer_utils.faces.reference_face import (
     HeadPose, ReferenceFace, build_reference_face, mirror_map, similarity_transform,
 )
-from fer_utils.faces.synthetic import paste_faces, textured_background
+from fer_utils.faces.synthetic import moving_faces, paste_faces, textured_background
 
 __all__ = [
     "IMAGE_EXTENSIONS", "POSE_COLUMNS", "CascadeDetector", "Detection", "FaceDetector",
     "FaceMeshLandmarker", "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector",
     "ReferenceFace", "align_face", "build_reference_face", "create_detector", "draw_faces",
     "face_transform", "find_images", "folder_labels", "frontalize_dataset", "frontalize_images",
-    "list_detectors", "mirror_map", "paste_faces", "prepare_faces", "read_image",
+    "list_detectors", "mirror_map", "moving_faces", "paste_faces", "prepare_faces", "read_image",
     "similarity_transform",
     "textured_background", "to_grey", "to_rgb8",
 ]

@@ -62,6 +62,10 @@ class Detection:
         points = None if self.landmarks is None else self.landmarks * factor
         return Detection(tuple(v * factor for v in self.box), self.score, points)
 
+    def clipped(self, width: int, height: int) -> "Detection":
+        """The same detection with its box clipped to a ``width`` x ``height`` image."""
+        return Detection(clip_box(self.box, width, height), self.score, self.landmarks)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: box rounded to 0.1 px, score, landmarks (or None)."""
         return {
@@ -69,6 +73,12 @@ class Detection:
             "score": round(self.score, 4),
             "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
         }
+
+
+def clip_box(box: Sequence[float], width: float, height: float) -> tuple[float, float, float, float]:
+    """``(x1, y1, x2, y2)`` pixel box clipped to a ``width`` x ``height`` image."""
+    x1, y1, x2, y2 = (min(max(float(v), 0.0), limit) for v, limit in zip(box, (width, height) * 2))
+    return x1, y1, x2, y2
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

@@ -1,7 +1,7 @@
 """Synthetic scenes made of real face crops: known face boxes for tests and benchmarks."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -26,3 +26,22 @@ def paste_faces(
     for face, (x1, y1, x2, y2) in zip(faces, boxes):
         scene[y1:y2, x1:x2] = cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
     return scene
+
+
+def moving_faces(
+    faces: Sequence[np.ndarray],
+    starts: Sequence[tuple[int, int]],
+    ends: Sequence[tuple[int, int]],
+    frames: int,
+    face_size: int,
+    size: tuple[int, int] = (480, 640),
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, list[tuple[int, int, int, int]]]]:
+    """``frames`` scenes of ``faces`` moving in straight lines from the top-left corners ``starts``
+    to ``ends`` over one background (later faces in front); yields (uint8 frame, face boxes)."""
+    background = textured_background(*size, seed=seed)
+    for t in range(frames):
+        f = t / max(1, frames - 1)
+        corners = [(round(x0 + (x1 - x0) * f), round(y0 + (y1 - y0) * f)) for (x0, y0), (x1, y1) in zip(starts, ends)]
+        boxes = [(x, y, x + face_size, y + face_size) for x, y in corners]
+        yield paste_faces(faces, boxes, size, background=background), boxes

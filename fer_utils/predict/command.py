@@ -1,8 +1,10 @@
 """``python -m fer_utils predict PATH [PATH ...]``: emotions of the faces in photos and videos.
 
 For every photo: an annotated copy and a JSON/CSV of the faces (box, per-class
-probabilities, label). For every video: per-frame results with temporal smoothing, an
-annotated mp4, a summary JSON and a timeline PNG.
+probabilities, label). For every video: per-frame results with face tracks and temporal
+smoothing, an annotated mp4, a summary JSON and a timeline PNG (one row per track).
+``--camera N`` / ``--stream URL_OR_FILE`` process one live source frame by frame, writing the
+annotated mp4 as frames arrive and showing it when a display exists.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from fer_utils.data.images import IMAGE_EXTENSIONS
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.predict.outputs import (
-    RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video, real_path,
+    BOX_FORMAT, RUN_SUMMARY, Outcome, OutputNamer, expand_inputs, input_kind, process_image, process_video, real_path,
 )
 from fer_utils.predict.predictor import DEFAULT_CHECKPOINT, FacePredictor, default_checkpoint
 from fer_utils.predict.video import SMOOTHING_METHODS, VIDEO_EXTENSIONS
@@ -21,11 +23,16 @@ from fer_utils.predict.video import SMOOTHING_METHODS, VIDEO_EXTENSIONS
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``predict``."""
-    parser.add_argument("paths", nargs="+", metavar="PATH",
+    parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="photos (jpg/png/bmp/webp/tif...), videos (mp4/avi/mov/mkv...) or folders of them")
+    live = parser.add_mutually_exclusive_group()
+    live.add_argument("--camera", type=int, metavar="N",
+                      help="instead of PATHs: OpenCV camera index N, processed live until q/Esc or Ctrl-C")
+    live.add_argument("--stream", metavar="URL_OR_FILE",
+                      help="instead of PATHs: a stream URL (rtsp://, http://...) or video file, processed live")
     parser.add_argument("--out", default="predictions", help="output folder (default predictions/)")
     parser.add_argument("--checkpoint", help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format")
+    parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format; boxes are x1, y1, x2, y2 in pixels, clipped to the image")
     add_detector_arguments(parser)
     parser.add_argument("--margin", type=float,
                         help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
@@ -39,8 +46,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict every input; exit status 1 only when no input could be processed (2: usage)."""
+    """Predict every input (or the live ``--camera``/``--stream``); exit status 1 only when no input
+    could be processed (2: usage)."""
     out_dir = Path(args.out)
+    live = args.camera if args.camera is not None else args.stream
+    if (live is None) == (not args.paths):
+        print("predict: give PATHs or one of --camera/--stream, not both")
+        return 2
     inputs = expand_inputs(args.paths, exclude=out_dir)
     if real_path(out_dir) in {real_path(p) for p in inputs} or out_dir.is_file():
         print(f"predict: --out {out_dir} is a file (or one of the inputs); it must be a folder")
@@ -58,34 +70,37 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir, inputs)
+    video_options = dict(detect_every=args.detect_every, smooth=args.smooth, window=args.window,
+                         progress=not args.no_progress)
     outcomes = []
-    for path in inputs:
-        kind = input_kind(path)
+    for source in inputs if live is None else [live]:
+        kind = "video" if live is not None else input_kind(source)
         try:
-            if not path.is_file():
-                link = " (broken or looping symbolic link)" if path.is_symlink() else ""
-                raise FileNotFoundError(f"{path}: no such file{link}")
-            if kind is None:
+            if live is not None:
+                outcome = process_video(live, predictor, namer, args.format, live=True, **video_options)
+            elif not source.is_file():
+                link = " (broken or looping symbolic link)" if source.is_symlink() else ""
+                raise FileNotFoundError(f"{source}: no such file{link}")
+            elif kind is None:
                 raise ValueError(
-                    f"{path}: unsupported format {path.suffix or '(no extension)'}; photos: "
+                    f"{source}: unsupported format {source.suffix or '(no extension)'}; photos: "
                     f"{' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)}"
                 )
-            if kind == "image":
-                outcome = process_image(path, predictor, namer, args.format)
+            elif kind == "image":
+                outcome = process_image(source, predictor, namer, args.format)
             else:
-                outcome = process_video(path, predictor, namer, args.format, detect_every=args.detect_every,
-                                        smooth=args.smooth, window=args.window, progress=not args.no_progress)
+                outcome = process_video(source, predictor, namer, args.format, **video_options)
         except (OSError, ValueError) as err:
-            outcome = Outcome(str(path), kind or "unknown", "error", str(err))
+            outcome = Outcome(str(source), kind or "unknown", "error", str(err))
         except Exception as err:  # one bad input never stops the batch
-            outcome = Outcome(str(path), kind or "unknown", "error", f"{path}: {type(err).__name__}: {err}")
+            outcome = Outcome(str(source), kind or "unknown", "error", f"{source}: {type(err).__name__}: {err}")
         outcomes.append(outcome)
         print(f"{outcome.status.replace('_', ' ')}: {outcome.message}")
 
     ok = [o for o in outcomes if o.status == "ok"]
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
-        "device": str(predictor.device), "inputs": len(outcomes), "processed": len(ok),
+        "device": str(predictor.device), "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
         "faces": sum(o.faces for o in outcomes),

@@ -19,12 +19,14 @@ from fer_utils.faces.draw import draw_faces
 from fer_utils.plots.timeline import plot_timeline
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.video import (
-    VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, analyse_video, label_changes, label_segments,
-    open_writer,
+    VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, VideoSource, analyse_video, display_available,
+    label_changes, label_segments, open_writer, show_frame, source_name,
 )
 
 #: Name of the per-run summary written into the output folder.
 RUN_SUMMARY = "predict_run.json"
+#: Meaning of every face box (JSON ``box``, CSV ``x1, y1, x2, y2``), stated in the JSON outputs.
+BOX_FORMAT = "x1, y1, x2, y2: pixels from the image's top-left corner (x right, y down), clipped to the image"
 
 
 @dataclass
@@ -73,10 +75,10 @@ class OutputNamer:
         self.inputs = {real_path(p) for p in inputs}
         self.used = {Path(RUN_SUMMARY).stem}
 
-    def stem(self, path: Path) -> str:
-        stem, n = path.stem, 1
+    def stem(self, name: str) -> str:
+        stem, n = name, 1
         while stem in self.used:
-            stem, n = f"{path.stem}_{n}", n + 1
+            stem, n = f"{name}_{n}", n + 1
         self.used.add(stem)
         return stem
 
@@ -111,7 +113,24 @@ def _save_rgb(path: Path, image: np.ndarray) -> None:
 
 
 def _annotate(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
-    return draw_faces(image, [(f.detection.box, f.label, f.probability) for f in faces])
+    return draw_faces(image, [(f.detection.box, f.label, f.probability) for f in faces], [f.track for f in faces])
+
+
+def track_series(
+    frames: Sequence[FrameResult], classes: Sequence[str],
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{track id: (times, (T, C) shown probabilities, (T,) label indices)}`` of the faces in ``frames``."""
+    return {tid: (np.array([fr.time for fr, _ in track]), np.stack([f.probabilities for _, f in track]),
+                  np.array([classes.index(f.label) for _, f in track])) for tid, track in group_tracks(frames).items()}
+
+
+def group_tracks(frames: Sequence[FrameResult]) -> dict[int, list[tuple[FrameResult, FaceResult]]]:
+    """The (frame, face) pairs of each track id, in frame order."""
+    tracks: dict[int, list[tuple[FrameResult, FaceResult]]] = {}
+    for fr in frames:
+        for f in fr.faces:
+            tracks.setdefault(f.track, []).append((fr, f))
+    return tracks
 
 
 def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt: str = "json") -> Outcome:
@@ -120,7 +139,7 @@ def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt:
     faces = predictor.predict_image(image)
     if not faces:
         return Outcome(str(path), "image", "no_face", f"{path}: no face found")
-    stem = namer.stem(path)
+    stem = namer.stem(path.stem)
     suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
     annotated = namer.path(f"{stem}_annotated{suffix}")
     results = namer.path(f"{stem}.{fmt}")
@@ -128,7 +147,7 @@ def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt:
     _save_rgb(annotated, _annotate(image, faces))
     if fmt == "json":
         payload = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
-                   "classes": list(classes), "faces": [f.to_dict(classes) for f in faces]}
+                   "box_format": BOX_FORMAT, "classes": list(classes), "faces": [f.to_dict(classes) for f in faces]}
         results.write_text(json.dumps(payload, indent=2))
     else:
         rows = [_csv_row(f, classes, input=str(path), face=i) for i, f in enumerate(faces)]
@@ -146,10 +165,7 @@ def video_summary(
     counts = {c: 0 for c in classes}
     for f in face_frames:
         counts[f.label] += 1
-    tracks: dict[int, list[tuple[int, FaceResult]]] = {}
-    for fr in frames:
-        for f in fr.faces:
-            tracks.setdefault(f.track, []).append((fr.index, f))
+    tracks = group_tracks(frames)
     primary = max(tracks, key=lambda t: len(tracks[t])) if tracks else None
     summary: dict[str, Any] = {
         "frames": len(frames), "fps": round(info.fps, 3), "duration_s": round(len(frames) / info.fps, 3),
@@ -169,16 +185,16 @@ def video_summary(
         raw = [int(f.raw_probabilities.argmax()) for _, f in items]
         track_counts = np.bincount(labels, minlength=len(classes))
         summary["tracks"][str(tid)] = {
-            "frames": len(items), "first_frame": items[0][0], "last_frame": items[-1][0],
+            "frames": len(items), "first_frame": items[0][0].index, "last_frame": items[-1][0].index,
             "dominant_emotion": classes[int(track_counts.argmax())],
             "label_changes": label_changes(labels), "raw_label_changes": label_changes(raw),
-            "segments": label_segments(labels, [i for i, _ in items], info.fps, classes),
+            "segments": label_segments(labels, [fr.index for fr, _ in items], info.fps, classes),
         }
     return summary, primary
 
 
 def process_video(
-    path: Path,
+    source: VideoSource,
     predictor: FacePredictor,
     namer: OutputNamer,
     fmt: str = "json",
@@ -187,10 +203,17 @@ def process_video(
     smooth: str = "ma",
     window: int = 5,
     progress: bool = True,
+    live: bool = False,
 ) -> Outcome:
-    """Predict every frame of a video; write annotated mp4, per-frame results, summary, timeline."""
-    info, stream = analyse_video(path, predictor, detect_every=detect_every, smooth=smooth, window=window)
-    stem = namer.stem(path)
+    """Predict every frame of a video; write annotated mp4, per-frame results, summary, timeline.
+
+    ``live`` (cameras, streams): each frame is handled as it arrives, written at once and shown
+    when a display exists; q/Esc in the window or Ctrl-C ends the stream and the results are written.
+    """
+    info, stream = analyse_video(source, predictor, detect_every=detect_every, smooth=smooth, window=window,
+                                 batch_frames=1 if live else 8)
+    name = source_name(source)
+    stem = namer.stem(name)
     video_out = namer.path(f"{stem}_annotated.mp4")
     results_out = namer.path(f"{stem}_frames.{fmt}")
     summary_out = namer.path(f"{stem}_summary.json")
@@ -198,22 +221,33 @@ def process_video(
     classes = predictor.classes
     frames: list[FrameResult] = []
     writer = None
+    show = live and display_available()
     try:
-        for fr in tqdm(stream, total=info.frame_count or None, desc=path.name, unit="frame",
+        for fr in tqdm(stream, total=None if live else info.frame_count or None, desc=name, unit="frame",
                        leave=False, disable=not progress):
             if writer is None:
                 writer = open_writer(video_out, info.fps, fr.image.shape[1], fr.image.shape[0])
-            writer.write(cv2.cvtColor(_annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR))
+            annotated = cv2.cvtColor(_annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR)
+            writer.write(annotated)
             frames.append(FrameResult(fr.index, fr.time, np.empty(0, np.uint8), fr.faces))
+            if show and not show_frame(f"predict: {source}", annotated):
+                break
+    except KeyboardInterrupt:
+        if not live:
+            raise
     finally:
+        stream.close()
         if writer is not None:
             writer.release()
+        if show:
+            cv2.destroyAllWindows()
     if not frames:
-        raise VideoReadError(f"{path}: no frame could be read (empty or damaged video)")
+        raise VideoReadError(f"{source}: no frame could be read (empty or damaged video)")
 
     if fmt == "json":
-        payload = {"input": str(path), "kind": "video", "fps": info.fps, "width": info.width,
-                   "height": info.height, "classes": list(classes), "detect_every": detect_every,
+        payload = {"input": str(source), "kind": "video", "fps": info.fps, "width": info.width,
+                   "height": info.height, "box_format": BOX_FORMAT, "classes": list(classes),
+                   "detect_every": detect_every,
                    "smoothing": {"method": smooth, "window": window},
                    "frames": [{"frame": fr.index, "time": round(fr.time, 4),
                                "faces": [f.to_dict(classes) for f in fr.faces]} for fr in frames]}
@@ -226,25 +260,23 @@ def process_video(
         _write_table(results_out, rows, columns)
 
     summary, primary = video_summary(frames, classes, info)
-    summary = {"input": str(path), "detect_every": detect_every,
+    summary = {"input": str(source), "detect_every": detect_every,
                "smoothing": {"method": smooth, "window": window}, **summary}
     summary_out.write_text(json.dumps(summary, indent=2))
     outputs = [str(video_out), str(results_out), str(summary_out)]
     n_faces = sum(len(fr.faces) for fr in frames)
     if primary is None:
-        outcome = Outcome(str(path), "video", "no_face", f"{path}: no face found in any of {len(frames)} frames",
+        outcome = Outcome(str(source), "video", "no_face", f"{source}: no face found in any of {len(frames)} frames",
                           0, outputs)
     else:
-        track = [(fr.time, f) for fr in frames for f in fr.faces if f.track == primary]
-        plot_timeline(np.array([t for t, _ in track]), np.stack([f.probabilities for _, f in track]),
-                      np.array([classes.index(f.label) for _, f in track]), classes, timeline_out,
-                      title=f"{path.name}: face track {primary} ({smooth} smoothing, window {window})")
+        plot_timeline(track_series(frames, classes), classes, timeline_out,
+                      title=f"{name}: emotions per face track ({smooth} smoothing, window {window})")
         outputs.append(str(timeline_out))
-        message = (f"{path}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
+        message = (f"{source}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
                    f"dominant emotion {summary['dominant_emotion']}")
-        outcome = Outcome(str(path), "video", "ok", message, n_faces, outputs)
-    if len(frames) < info.frame_count:  # the header promises more frames than could be decoded
+        outcome = Outcome(str(source), "video", "ok", message, n_faces, outputs)
+    if not live and len(frames) < info.frame_count:  # the header promises more frames than could be decoded
         outcome = replace(outcome, status="error", message=(
-            f"{path}: truncated or damaged video: frame {len(frames)} of the {info.frame_count} in its header "
+            f"{source}: truncated or damaged video: frame {len(frames)} of the {info.frame_count} in its header "
             f"cannot be decoded; results cover frames 0-{len(frames) - 1} only"))
     return outcome

@@ -36,7 +36,8 @@ def default_checkpoint() -> Path:
 
 @dataclass
 class FaceResult:
-    """One face: detection, shown probabilities (smoothed in videos), label and its probability."""
+    """One face: detection (box clipped to the image), shown probabilities (smoothed in videos), label
+    and its probability."""
 
     detection: Detection
     probabilities: np.ndarray
@@ -138,7 +139,8 @@ class FacePredictor:
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
         """All faces of an RGB image, most confident detection first."""
         detections = self.detector.detect(image)
+        height, width = image.shape[:2]
         return [
-            FaceResult(d, p, self.classes[int(p.argmax())], float(p.max()))
+            FaceResult(d.clipped(width, height), p, self.classes[int(p.argmax())], float(p.max()))
             for d, p in zip(detections, self.classify(image, detections))
         ]

@@ -1,21 +1,24 @@
-"""Videos for prediction: frame reading/writing, IoU face tracking, temporal smoothing, and
+"""Videos for prediction: frame reading/writing, temporal smoothing, and
 :func:`analyse_video`, the lazy stream of per-frame results of a :class:`FacePredictor`."""
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import Detection, iou
+from fer_utils.faces.detectors import Detection
 from fer_utils.predict.predictor import FacePredictor, FaceResult
+from fer_utils.predict.tracking import FaceTracker
 
 #: Video file extensions handled by prediction (anything OpenCV's FFmpeg backend reads).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -41,15 +44,26 @@ class VideoInfo:
     height: int
 
 
-def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """Open a video; ``VideoReadError`` naming ``path`` when OpenCV cannot read it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    capture = cv2.VideoCapture(str(path))
+#: What OpenCV can read frames from: a video file, a camera index or a stream URL.
+VideoSource = Union[str, os.PathLike, int]
+
+
+def source_name(source: VideoSource) -> str:
+    """Short name of ``source`` for output files: the file (or URL path) stem, or ``cameraN``."""
+    if isinstance(source, int):
+        return f"camera{source}"
+    return Path(urlparse(str(source)).path if "://" in str(source) else source).stem or "stream"
+
+
+def open_video(source: VideoSource) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video file, camera index or stream URL; ``VideoReadError`` naming it when OpenCV cannot."""
+    if not isinstance(source, int) and "://" not in str(source) and not Path(source).is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     if not capture.isOpened():
         capture.release()
-        raise VideoReadError(f"{path}: cannot open as a video (unsupported container/codec, or not a video)")
+        what = "camera" if isinstance(source, int) else "video (unsupported container/codec, or not a video)"
+        raise VideoReadError(f"{source}: cannot open as a {what}")
     fps = capture.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(
         fps=fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_FPS,
@@ -82,52 +96,22 @@ def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) ->
     return writer
 
 
-class IoUTracker:
-    """Gives each face a track id kept across detections by greedy IoU matching.
+def display_available() -> bool:
+    """Whether OpenCV can open a window here (a GUI build and, on Linux, a display)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("fer_utils")
+        cv2.destroyWindow("fer_utils")
+    except cv2.error:
+        return False
+    return True
 
-    A track unmatched for more than ``max_missing`` consecutive updates is dropped.
-    """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missing: int = 2) -> None:
-        self.iou_threshold = iou_threshold
-        self.max_missing = max_missing
-        self._tracks: dict[int, tuple[Detection, int]] = {}  # id -> (last detection, misses)
-        self._next_id = 0
-
-    @property
-    def active(self) -> set[int]:
-        """Ids of the tracks still kept."""
-        return set(self._tracks)
-
-    def update(self, detections: Sequence[Detection]) -> list[tuple[int, Detection]]:
-        """Track id for each detection (same order as ``detections``)."""
-        pairs = sorted(
-            ((iou(det.box, prev.box), tid, j)
-             for tid, (prev, _) in self._tracks.items() for j, det in enumerate(detections)),
-            reverse=True,
-        )
-        ids: dict[int, int] = {}
-        used: set[int] = set()
-        for overlap, tid, j in pairs:
-            if overlap < self.iou_threshold:
-                break
-            if tid not in used and j not in ids:
-                ids[j] = tid
-                used.add(tid)
-        for tid, (prev, misses) in list(self._tracks.items()):
-            if tid not in used:
-                if misses + 1 > self.max_missing:
-                    del self._tracks[tid]
-                else:
-                    self._tracks[tid] = (prev, misses + 1)
-        result = []
-        for j, det in enumerate(detections):
-            if j not in ids:
-                ids[j] = self._next_id
-                self._next_id += 1
-            self._tracks[ids[j]] = (det, 0)
-            result.append((ids[j], det))
-        return result
+def show_frame(title: str, bgr: np.ndarray) -> bool:
+    """Show ``bgr`` in the window ``title``; ``False`` once the user presses q or Esc."""
+    cv2.imshow(title, bgr)
+    return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
 
 
 class TemporalSmoother:
@@ -198,7 +182,7 @@ class FrameResult:
 
 
 def analyse_video(
-    path: str | os.PathLike,
+    source: VideoSource,
     predictor: FacePredictor,
     *,
     detect_every: int = 1,
@@ -207,16 +191,17 @@ def analyse_video(
     batch_frames: int = 8,
     limit: int | None = None,
 ) -> tuple[VideoInfo, Iterator[FrameResult]]:
-    """Open a video and return its info and a lazy stream of per-frame results.
+    """Open a video (file, camera or URL: see :func:`open_video`) and return its info and a lazy
+    stream of per-frame results; ``batch_frames=1`` handles each frame as soon as it is read.
 
     Faces are detected on every ``detect_every``-th frame (in batches of up to
-    ``batch_frames`` frames) and matched to tracks by IoU; frames in between reuse the last
-    boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
+    appearance); frames in between reuse the last boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     TemporalSmoother(smooth, window)  # validate before opening the video
-    capture, info = open_video(path)
+    capture, info = open_video(source)
     return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
 
 
@@ -224,7 +209,7 @@ def _video_results(
     capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
     smooth: str, window: int, batch_frames: int, limit: int | None,
 ) -> Iterator[FrameResult]:
-    tracker = IoUTracker()
+    tracker = FaceTracker()
     smoothers: dict[int, TemporalSmoother] = {}
     current: list[tuple[int, Detection]] = []
     classes = predictor.classes
@@ -235,12 +220,14 @@ def _video_results(
         found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
         for k, image in enumerate(batch):
             if k in found:
-                current = tracker.update(found[k])
+                current = tracker.update(image, found[k], index + k)
                 for tid in set(smoothers) - tracker.active:
                     del smoothers[tid]
             faces = []
+            height, width = image.shape[:2]
             for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
                 shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
-                faces.append(FaceResult(det, shown, classes[lab], float(shown[lab]), probs, tid, k in found))
+                faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs, tid,
+                                        k in found))
             yield FrameResult(index, index / info.fps, image, faces)
             index += 1
