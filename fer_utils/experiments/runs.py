@@ -132,7 +132,8 @@ def train_and_evaluate(
     return summary
 
 
-def _paths(run_dir: Path) -> dict[str, str | None]:
+def run_paths(run_dir: Path) -> dict[str, str | None]:
+    """Absolute paths of a run folder's files (None where absent) and ``run_dir`` itself."""
     names = {"config": "config.json", "history": "history.csv", "metrics": "metrics.json",
              "predictions": "predictions.npz", "checkpoint": "best.pt"}
     paths: dict[str, str | None] = {k: str(run_dir / v) if (run_dir / v).is_file() else None
@@ -183,7 +184,7 @@ def run_experiment(
     run_dir = Path(results_root) / f"{name}-{digest[:8]}"
     stored = _load_complete(run_dir, digest)
     if stored is not None:
-        return {**stored, "cached": True, "paths": _paths(run_dir)}
+        return {**stored, "cached": True, "paths": run_paths(run_dir)}
     splits = data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = train_and_evaluate(
@@ -195,4 +196,4 @@ def run_experiment(
         (run_dir / "best.pt").unlink(missing_ok=True)
     stored = {"complete": True, "name": name, "hash": digest, "config": config, **summary}
     write_json(run_dir / "metrics.json", stored)
-    return {**stored, "cached": False, "paths": _paths(run_dir)}
+    return {**stored, "cached": False, "paths": run_paths(run_dir)}
