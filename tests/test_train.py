@@ -15,7 +15,11 @@ from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import classification_metrics, predict_proba
-from fer_utils.experiments.runs import DataSpec, Splits, config_hash, load_splits, run_experiment
+from fer_utils.experiments.runs import DataSpec, Splits, config_hash, experiment_config, load_splits, run_experiment
+from fer_utils.experiments.study import results_table
+from fer_utils.models import count_parameters
+from fer_utils.models.autoencoder import conv_autoencoder, encoder_state
+from fer_utils.models.pretrained import file_sha256
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.engine import class_weights
 
@@ -206,6 +210,30 @@ def test_experiment_cache(tmp_path):
                              progress=False, keep_checkpoint=True)
     assert not changed["cached"] and changed["hash"] != first["hash"]
     assert changed["paths"]["checkpoint"] is not None
+
+
+def test_encoder_weights_are_identified_by_content_and_not_needed_to_load(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "encoder.pt"
+    torch.save(encoder_state(conv_autoencoder(img_size=24)), weights)
+    moved = tmp_path / "elsewhere" / "same_encoder.pt"
+    moved.parent.mkdir()
+    moved.write_bytes(weights.read_bytes())
+    splits = Splits(squares(64), squares(32, seed=1), None, test_split=None)
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none")
+    configs = [experiment_config("cae_classifier", {"img_size": 24, "encoder_weights": str(p)}, splits, cfg)
+               for p in (weights, moved)]
+    assert config_hash(configs[0]) == config_hash(configs[1])
+    assert configs[0]["model"]["kwargs"]["encoder_weights"] == f"sha256:{file_sha256(weights)}"
+
+    result = run_experiment("cae", "cae_classifier", {"img_size": 24, "encoder_weights": str(weights)}, splits, cfg,
+                            results_root=tmp_path, progress=False, keep_checkpoint=True)
+    weights.unlink()
+    moved.unlink()
+    model, ckpt = load_model(result["paths"]["checkpoint"])
+    assert ckpt["model_kwargs"] == {"img_size": 24}
+    assert all(torch.equal(v, ckpt["model_state"][k]) for k, v in model.state_dict().items())
+    assert results_table(tmp_path)["params"].tolist() == [count_parameters(model)]
 
 
 def test_load_splits_holdout_and_subset():

@@ -31,6 +31,7 @@ from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
 from fer_utils.models import count_parameters, create_model, model_entry
+from fer_utils.models.pretrained import identify_weight_files
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import TrainConfig, fit
 
@@ -328,8 +329,8 @@ def cached_crossval(
     init_digest = None
     if init_checkpoint is not None:
         init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
-    config = {"model": model_name, "kwargs": dict(model_kwargs or {}), "train": cfg.to_dict(), "k": k,
-              "seed": seed, "loso": loso, "data": fingerprint(clips), "init": init_digest}
+    config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.to_dict(),
+              "k": k, "seed": seed, "loso": loso, "data": fingerprint(clips), "init": init_digest}
     path = Path(results_root) / f"{name}-{config_hash(config)[:8]}.json"
     if path.is_file():
         return CrossvalResult.from_json(path), True

@@ -22,6 +22,7 @@ from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.models import create_model
+from fer_utils.models.pretrained import identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
 #: Bump when the meaning of a stored result changes, so old caches are not reused.
@@ -84,14 +85,14 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
 
 def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data: DataSpec | Splits,
                       cfg: TrainConfig) -> dict[str, Any]:
-    """The JSON-able dict whose hash identifies an experiment."""
+    """The JSON-able dict whose hash identifies an experiment (weights files by content, not path)."""
     if isinstance(data, DataSpec):
         data_cfg: dict[str, Any] = data.to_dict()
     else:
         data_cfg = {"fingerprints": {k: fingerprint(getattr(data, k)) for k in ("train", "val", "test")},
                     "test_split": data.test_split}
-    return {"version": CACHE_VERSION, "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
-            "data": data_cfg, "train": cfg.to_dict()}
+    model = {"name": model_name, "kwargs": identify_weight_files(model_kwargs or {})}
+    return {"version": CACHE_VERSION, "model": model, "data": data_cfg, "train": cfg.to_dict()}
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 from fer_utils.data import FaceData, load_dataset
 from fer_utils.experiments.runs import DataSpec, run_experiment, run_paths
 from fer_utils.models import count_parameters, create_model
+from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
@@ -57,9 +58,10 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
     """One table row of a :func:`fer_utils.experiments.run_experiment` or :func:`load_results` result."""
     model = result["config"]["model"]
     test = result.get("test") or {}
+    num_classes = len(test.get("classes", [None] * 7))
     return {
         "name": label or result["name"], "model": model["name"],
-        "params": count_parameters(create_model(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"])),
+        "params": count_parameters(create_model(model["name"], num_classes, **architecture_kwargs(model["kwargs"]))),
         "dataset": result["config"]["data"].get("dataset", "given"), "val_split": result["config"]["data"].get("val"),
         "test_split": result.get("test_split"),
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from fer_utils.data import BatchIterator, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.optim import create_optimizer, create_scheduler
@@ -291,7 +292,8 @@ def fit(
         resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
             uninterrupted run (bit-exact on CPU).
         model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
-            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name).
+            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name);
+            init-only ones (``encoder_weights``, ``pretrained``...) are left out: the weights are in the state.
         run_info: extra JSON-able facts written into ``config.json``.
         on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
 
@@ -305,8 +307,8 @@ def fit(
         raise ValueError("resume=True needs the run_dir of the interrupted run")
     if val is not None and tuple(val.classes) != tuple(train.classes):
         raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
-    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
-                classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
+    meta = dict(model_name=model_name or type(model).__name__,
+                model_kwargs=architecture_kwargs(model_kwargs or {}), classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
 
     data_fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
     seed_everything(cfg.seed)
