@@ -15,6 +15,7 @@ from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import classification_metrics, predict_proba
+from fer_utils.experiments import cached_lr_find
 from fer_utils.experiments.runs import DataSpec, Splits, config_hash, experiment_config, load_splits, run_experiment
 from fer_utils.experiments.study import results_table
 from fer_utils.models import count_parameters
@@ -91,6 +92,7 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
     last_full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     last_cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
+
 
 
 def test_run_dir_contents_and_weights_only_checkpoints(tmp_path):
@@ -189,6 +191,19 @@ def test_lr_find_in_range_and_restores_weights():
     assert 2 <= len(result.lrs) <= 40 and len(result.losses) == len(result.lrs)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
+
+
+def test_lr_find_is_cached_by_config(tmp_path, monkeypatch):
+    data, cfg = squares(128, size=24), TrainConfig(batch_size=32, augment="standard")
+    kwargs = dict(model_kwargs={"img_size": 24}, start_lr=1e-5, num_iter=20, device="cpu")
+    first = cached_lr_find("find", "simple_cnn", data, cfg, tmp_path, **kwargs)
+    [stored] = tmp_path.glob("find-*.json")
+    monkeypatch.setattr("fer_utils.experiments.lr_search.lr_find", lambda *a, **k: pytest.fail("not cached"))
+    assert cached_lr_find("find", "simple_cnn", data, cfg, tmp_path, **kwargs) == first
+    assert json.loads(stored.read_text())["result"]["suggested_lr"] == first.suggested_lr
+    monkeypatch.undo()
+    other = cached_lr_find("find", "simple_cnn", data, replace(cfg, seed=1), tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("find-*.json"))) == 2 and other.raw_losses != first.raw_losses
 
 def test_experiment_cache(tmp_path):
     splits = Splits(squares(96), squares(32, seed=1), squares(48, seed=2), test_split="synthetic")

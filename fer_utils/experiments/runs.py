@@ -83,16 +83,21 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
                   None if test is None else random_subset(test, spec.subset), test_split)
 
 
+def model_config(model_name: str, model_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The model part of a config: name and kwargs, weights files identified by content, not path."""
+    return {"name": model_name, "kwargs": identify_weight_files(model_kwargs or {})}
+
+
 def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data: DataSpec | Splits,
                       cfg: TrainConfig) -> dict[str, Any]:
-    """The JSON-able dict whose hash identifies an experiment (weights files by content, not path)."""
+    """The JSON-able dict whose hash identifies an experiment."""
     if isinstance(data, DataSpec):
         data_cfg: dict[str, Any] = data.to_dict()
     else:
         data_cfg = {"fingerprints": {k: fingerprint(getattr(data, k)) for k in ("train", "val", "test")},
                     "test_split": data.test_split}
-    model = {"name": model_name, "kwargs": identify_weight_files(model_kwargs or {})}
-    return {"version": CACHE_VERSION, "model": model, "data": data_cfg, "train": cfg.to_dict()}
+    return {"version": CACHE_VERSION, "model": model_config(model_name, model_kwargs), "data": data_cfg,
+            "train": cfg.to_dict()}
 
 
 def config_hash(config: dict[str, Any]) -> str:

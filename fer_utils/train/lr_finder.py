@@ -67,7 +67,8 @@ def lr_find(
 
     Uses ``cfg``'s optimizer, loss, augmentation, amp and batch size. The loss is smoothed
     with a bias-corrected exponential moving average; the sweep stops once the smoothed loss
-    exceeds ``diverge_factor`` x its minimum (or is not finite). The model's weights and
+    exceeds ``diverge_factor`` x its minimum (or is not finite). Batch order and augmentation
+    are drawn on the CPU, so CPU and CUDA sweeps see the same batches. The model's weights and
     train/eval mode are restored afterwards. Plot with :func:`fer_utils.plots.plot_lr_find`.
     """
     if not 0 < start_lr < end_lr:
@@ -80,7 +81,7 @@ def lr_find(
     model.to(device).train()
     batches = BatchIterator(
         train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
-        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
+        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size, cpu_rng=True,
     )
     optimizer = create_optimizer(model, cfg.optimizer, lr=start_lr, weight_decay=cfg.weight_decay,
                                  momentum=cfg.momentum)

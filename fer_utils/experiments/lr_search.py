@@ -1,0 +1,50 @@
+"""The learning-rate range test as a cached experiment: ``results/<name>-<hash8>.json``."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fer_utils.data import FaceData
+from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.experiments.runs import CACHE_VERSION, config_hash, model_config
+from fer_utils.files import write_json
+from fer_utils.models import create_model
+from fer_utils.train import LRFindResult, TrainConfig, lr_find
+
+
+def cached_lr_find(
+    name: str,
+    model_name: str,
+    train: FaceData,
+    cfg: TrainConfig,
+    results_root: str | os.PathLike = "results",
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iter: int = 100,
+    device: str | torch.device | None = None,
+) -> LRFindResult:
+    """:func:`~fer_utils.train.lr_find` on a fresh model seeded by ``cfg.seed``, or its stored result.
+
+    The file is named by the hash of the model, the data's fingerprint, ``cfg`` and the sweep
+    (device excluded): a CUDA run's result is what a later CPU render reads.
+    """
+    config = {"version": CACHE_VERSION, "kind": "lr_find", "model": model_config(model_name, model_kwargs),
+              "data": train.fingerprint(), "train": cfg.to_dict(),
+              "sweep": {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter}}
+    digest = config_hash(config)
+    path = Path(results_root) / f"{name}-{digest[:8]}.json"
+    if path.is_file():
+        return LRFindResult(**json.loads(path.read_text())["result"])
+    device = resolve_device(device)
+    seed_everything(cfg.seed)
+    model = create_model(model_name, num_classes=len(train.classes), in_chans=1, **(model_kwargs or {}))
+    result = lr_find(model, train, cfg, start_lr, end_lr, num_iter, device)
+    write_json(path, {"name": name, "hash": digest, "config": config, "device": str(device), "result": asdict(result)})
+    return result
