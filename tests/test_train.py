@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -94,6 +95,39 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
     assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
 
 
+
+def test_checkpoint_every_writes_last_pt_every_n_epochs_and_resumes_exactly(tmp_path):
+    train, val = squares(160, size=16), squares(64, size=16, seed=1)
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=0.01, augment="standard", checkpoint_every=2)
+    written = []
+
+    def watch(row):
+        last = tmp_path / "full" / "last.pt"
+        written.append(torch.load(last, weights_only=True)["epoch"] if last.is_file() else None)
+        if row["epoch"] == 3:  # what a kill during epoch 4 leaves behind
+            shutil.copytree(tmp_path / "full", tmp_path / "killed", ignore=shutil.ignore_patterns(".lock*"))
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(1)
+    full = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "full", progress=False, on_epoch_end=watch)
+    assert written == [None, 2, 2, 4, 5]
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "cut", progress=False, on_epoch_end=interrupt)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 3  # written on the way out
+    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    for folder, every in (("killed", 2), ("cut", None)):  # checkpoint_every may change on resume
+        torch.manual_seed(99)
+        resumed = fit(tiny_cnn(), train, val, replace(cfg, checkpoint_every=every), run_dir=tmp_path / folder,
+                      progress=False, resume=True)
+        assert _weights_equal(full.model, resumed.model) and resumed.best_epoch == full.best_epoch
+        pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    splits = Splits(train, val)
+    assert config_hash(experiment_config("m", None, splits, cfg)) == config_hash(
+        experiment_config("m", None, splits, replace(cfg, checkpoint_every=None)))
 
 def test_run_dir_contents_and_weights_only_checkpoints(tmp_path):
     train, val = squares(96, size=16), squares(32, size=16, seed=1)

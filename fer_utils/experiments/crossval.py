@@ -256,7 +256,7 @@ def run_crossval(
     folds = make_folds(clips, k=k, seed=seed, loso=loso)
     sequences = clips.meta["sequence"].astype(str).to_numpy()
     fold_results, records, params = [], [], 0
-    fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.to_dict(), "k": k, "seed": seed, "loso": loso,
+    fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.identity(), "k": k, "seed": seed, "loso": loso,
                 "val_fraction": val_fraction, "data": clips.fingerprint(),
                 "init": None if init_checkpoint is None else str(init_checkpoint)}
     for i, (train_idx, test_idx) in enumerate(folds):
@@ -329,7 +329,7 @@ def cached_crossval(
     init_digest = None
     if init_checkpoint is not None:
         init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
-    config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.to_dict(),
+    config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.identity(),
               "k": k, "seed": seed, "loso": loso, "data": fingerprint(clips), "init": init_digest}
     path = Path(results_root) / f"{name}-{config_hash(config)[:8]}.json"
     if path.is_file():

@@ -36,7 +36,7 @@ def cached_lr_find(
     (device excluded): a CUDA run's result is what a later CPU render reads.
     """
     config = {"version": CACHE_VERSION, "kind": "lr_find", "model": model_config(model_name, model_kwargs),
-              "data": train.fingerprint(), "train": cfg.to_dict(),
+              "data": train.fingerprint(), "train": cfg.identity(),
               "sweep": {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter}}
     digest = config_hash(config)
     path = Path(results_root) / f"{name}-{digest[:8]}.json"

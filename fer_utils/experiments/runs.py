@@ -97,7 +97,7 @@ def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data
         data_cfg = {"fingerprints": {k: fingerprint(getattr(data, k)) for k in ("train", "val", "test")},
                     "test_split": data.test_split}
     return {"version": CACHE_VERSION, "model": model_config(model_name, model_kwargs), "data": data_cfg,
-            "train": cfg.to_dict()}
+            "train": cfg.identity()}
 
 
 def config_hash(config: dict[str, Any]) -> str:
