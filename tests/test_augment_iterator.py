@@ -46,6 +46,17 @@ def test_flip_only_mirrors():
     torch.testing.assert_close(out, to_model_input(IMAGES[:4]).flip(-1), atol=1e-5, rtol=0)
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to compare with the CPU")
+def test_cpu_rng_gives_the_same_batches_on_cuda():
+    labels = np.arange(50) % 7
+    batches = {device: list(BatchIterator(IMAGES, labels, batch_size=16, device=device, seed=1, cpu_rng=True,
+                                          augment=create_augment("strong")))
+               for device in ("cpu", "cuda")}
+    for (x_cpu, y_cpu), (x_gpu, y_gpu) in zip(batches["cpu"], batches["cuda"]):
+        assert torch.equal(y_cpu, y_gpu.cpu())
+        torch.testing.assert_close(x_cpu, x_gpu.cpu(), atol=1e-4, rtol=0)
+
 def test_iterator_covers_epoch_and_is_reproducible():
     labels = np.arange(50) % 7
     it = BatchIterator(IMAGES, labels, batch_size=16, device="cpu", augment=create_augment("standard"), seed=1)

@@ -216,7 +216,7 @@ def test_cached_crossval_stores_by_config_hash_and_reuses(tmp_path, monkeypatch)
     cfg = TrainConfig(**{**FAST.to_dict(), "epochs": 1})
     args = dict(k=2, model_kwargs={"width": 4}, device="cpu", progress=False)
     first, hit = cached_crossval("cv", "early_fusion", clips, cfg, tmp_path, **args)
-    config = {"model": "early_fusion", "kwargs": {"width": 4}, "train": cfg.to_dict(), "k": 2, "seed": 0,
+    config = {"model": "early_fusion", "kwargs": {"width": 4}, "train": cfg.identity(), "k": 2, "seed": 0,
               "loso": False, "data": clips.fingerprint(), "init": None}
     assert not hit and [p.name for p in tmp_path.iterdir()] == [f"cv-{config_hash(config)[:8]}.json"]
     monkeypatch.setattr(crossval, "run_crossval", lambda *a, **k: pytest.fail("retrained a stored result"))

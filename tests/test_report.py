@@ -63,3 +63,21 @@ def test_notebooks_run_without_ipython_imports():
     for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         sources = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
         assert "IPython" not in sources, f"{nb.name} imports IPython: use fer_utils.report.notebook.display"
+
+
+def test_committed_notebooks_carry_no_injected_parameters():
+    """A papermill ``injected-parameters`` cell (``smoke = False``) would make nbval run a notebook in full mode."""
+    for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        tags = [tag for c in json.loads(nb.read_text())["cells"] for tag in c.get("metadata", {}).get("tags", [])]
+        assert report.INJECTED_TAG not in tags, f"{nb.name}: remove its {report.INJECTED_TAG} cell"
+
+
+def test_strip_injected_parameters_keeps_every_other_cell(tmp_path):
+    nb = _notebook(tmp_path / "03_demo.ipynb", "smoke = None", "x = 1", tags=["parameters"])
+    cells = json.loads(nb.read_text())["cells"]
+    injected = {**cells[1], "id": "inj", "metadata": {"tags": [report.INJECTED_TAG]}, "source": "smoke = False"}
+    cells = [{**c, "id": f"c{i}"} for i, c in enumerate(cells)]
+    nb.write_text(json.dumps({"cells": [cells[0], injected, cells[1]], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert report.strip_injected_parameters(nb) == 1
+    assert ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"]] == ["smoke = None", "x = 1"]
+    assert report.strip_injected_parameters(nb) == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -10,13 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from fer_utils.models.autoencoder import conv_autoencoder
+from fer_utils.models.autoencoder import conv_autoencoder, encoder_state
 from fer_utils.models.checkpoints import load_model
 from fer_utils.cli import main
 from fer_utils.data import FaceData, random_subset, to_model_input
 from fer_utils.evaluate import classification_metrics, predict_proba
+from fer_utils.experiments import cached_lr_find
 from fer_utils.experiments.cache import config_hash
-from fer_utils.experiments.runs import DataSpec, Splits, load_splits, run_experiment
+from fer_utils.experiments.runs import DataSpec, Splits, experiment_config, load_splits, run_experiment
+from fer_utils.experiments.study import results_table
+from fer_utils.models import count_parameters
+from fer_utils.models.pretrained import file_sha256
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import class_weights
@@ -91,6 +96,40 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
     last_cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
 
+
+
+def test_checkpoint_every_writes_last_pt_every_n_epochs_and_resumes_exactly(tmp_path):
+    train, val = squares(160, size=16), squares(64, size=16, seed=1)
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=0.01, augment="standard", checkpoint_every=2)
+    written = []
+
+    def watch(row):
+        last = tmp_path / "full" / "last.pt"
+        written.append(torch.load(last, weights_only=True)["epoch"] if last.is_file() else None)
+        if row["epoch"] == 3:  # what a kill during epoch 4 leaves behind
+            shutil.copytree(tmp_path / "full", tmp_path / "killed", ignore=shutil.ignore_patterns(".lock*"))
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(1)
+    full = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "full", progress=False, on_epoch_end=watch)
+    assert written == [None, 2, 2, 4, 5]
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "cut", progress=False, on_epoch_end=interrupt)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 3  # written on the way out
+    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    for folder, every in (("killed", 2), ("cut", None)):  # checkpoint_every may change on resume
+        torch.manual_seed(99)
+        resumed = fit(tiny_cnn(), train, val, replace(cfg, checkpoint_every=every), run_dir=tmp_path / folder,
+                      progress=False, resume=True)
+        assert _weights_equal(full.model, resumed.model) and resumed.best_epoch == full.best_epoch
+        pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    splits = Splits(train, val)
+    assert config_hash(experiment_config("m", None, splits, cfg)) == config_hash(
+        experiment_config("m", None, splits, replace(cfg, checkpoint_every=None)))
 
 def test_run_dir_contents_and_weights_only_checkpoints(tmp_path):
     train, val = squares(96, size=16), squares(32, size=16, seed=1)
@@ -220,6 +259,19 @@ def test_pretrain_autoencoder_reconstructs_with_the_engine():
     assert pretrain_autoencoder(conv_autoencoder(img_size=24), faces, cfg) == losses  # seeded batches
 
 
+
+def test_lr_find_is_cached_by_config(tmp_path, monkeypatch):
+    data, cfg = squares(128, size=24), TrainConfig(batch_size=32, augment="standard")
+    kwargs = dict(model_kwargs={"img_size": 24}, start_lr=1e-5, num_iter=20, device="cpu")
+    first = cached_lr_find("find", "simple_cnn", data, cfg, tmp_path, **kwargs)
+    [stored] = tmp_path.glob("find-*.json")
+    monkeypatch.setattr("fer_utils.experiments.lr_search.lr_find", lambda *a, **k: pytest.fail("not cached"))
+    assert cached_lr_find("find", "simple_cnn", data, cfg, tmp_path, **kwargs) == first
+    assert json.loads(stored.read_text())["result"]["suggested_lr"] == first.suggested_lr
+    monkeypatch.undo()
+    other = cached_lr_find("find", "simple_cnn", data, replace(cfg, seed=1), tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("find-*.json"))) == 2 and other.raw_losses != first.raw_losses
+
 def test_experiment_cache(tmp_path):
     splits = Splits(squares(96), squares(32, seed=1), squares(48, seed=2), test_split="synthetic")
     cfg = TrainConfig(epochs=1, batch_size=32, augment="none")
@@ -240,6 +292,30 @@ def test_experiment_cache(tmp_path):
                              progress=False, keep_checkpoint=True)
     assert not changed["cached"] and changed["hash"] != first["hash"]
     assert changed["paths"]["checkpoint"] is not None
+
+
+def test_encoder_weights_are_identified_by_content_and_not_needed_to_load(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "encoder.pt"
+    torch.save(encoder_state(conv_autoencoder(img_size=24)), weights)
+    moved = tmp_path / "elsewhere" / "same_encoder.pt"
+    moved.parent.mkdir()
+    moved.write_bytes(weights.read_bytes())
+    splits = Splits(squares(64), squares(32, seed=1), None, test_split=None)
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none")
+    configs = [experiment_config("cae_classifier", {"img_size": 24, "encoder_weights": str(p)}, splits, cfg)
+               for p in (weights, moved)]
+    assert config_hash(configs[0]) == config_hash(configs[1])
+    assert configs[0]["model"]["kwargs"]["encoder_weights"] == f"sha256:{file_sha256(weights)}"
+
+    result = run_experiment("cae", "cae_classifier", {"img_size": 24, "encoder_weights": str(weights)}, splits, cfg,
+                            results_root=tmp_path, progress=False, keep_checkpoint=True)
+    weights.unlink()
+    moved.unlink()
+    model, ckpt = load_model(result["paths"]["checkpoint"])
+    assert ckpt["model_kwargs"] == {"img_size": 24}
+    assert all(torch.equal(v, ckpt["model_state"][k]) for k, v in model.state_dict().items())
+    assert results_table(tmp_path)["params"].tolist() == [count_parameters(model)]
 
 
 def test_load_splits_holdout_and_subset():

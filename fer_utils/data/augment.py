@@ -12,6 +12,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _uniform(shape: tuple[int, ...], x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) numbers on ``x``'s device, drawn on ``g``'s device (a CPU generator gives
+    the same numbers whatever device the batch is on)."""
+    return torch.rand(shape, generator=g, device=x.device if g is None else g.device).to(x.device)
+
+
 @dataclass(frozen=True)
 class BatchAugment:
     """Random augmentation parameters; all zero/one means plain conversion to float [0, 1].
@@ -58,13 +64,13 @@ class BatchAugment:
 
     def _rand(self, n: int, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         """``n`` uniform numbers in [-1, 1) on ``x``'s device."""
-        return torch.rand(n, generator=g, device=x.device).mul_(2).sub_(1)
+        return _uniform((n,), x, g).mul_(2).sub_(1)
 
     def _warp(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         b = x.shape[0]
         angle = self._rand(b, x, g) * math.radians(self.rotation)
         scale = 1.0 + self._rand(b, x, g) * self.zoom
-        flip = torch.where(torch.rand(b, generator=g, device=x.device) < self.flip, -1.0, 1.0)
+        flip = torch.where(_uniform((b,), x, g) < self.flip, -1.0, 1.0)
         tx, ty = self._rand(b, x, g) * 2 * self.shift, self._rand(b, x, g) * 2 * self.shift
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([
@@ -84,7 +90,7 @@ class BatchAugment:
     def _erase(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         b, _, h, w = x.shape
         lo, hi = self.erase_area
-        u = torch.rand(b, 6, generator=g, device=x.device)
+        u = _uniform((b, 6), x, g)
         area = lo + (hi - lo) * u[:, 0]
         aspect = torch.exp((u[:, 1] * 2 - 1) * math.log(2.0))  # aspect ratio in [1/2, 2]
         eh = (area * aspect).sqrt().clamp(max=1.0) * h

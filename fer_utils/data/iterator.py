@@ -17,6 +17,7 @@ class BatchIterator:
     The images are copied to the device once; each epoch draws a permutation and the
     augmentation's random numbers from a generator seeded by ``(seed, epoch)``, so epoch ``e``
     is reproducible on its own (:meth:`set_epoch` before iterating, e.g. after a resume).
+    ``cpu_rng`` draws them on the CPU instead of ``device``: the same batches on CPU and CUDA.
     Without :meth:`set_epoch`, each new iteration advances to the next epoch.
     Yields ``(x, y)``: float ``(B,1,H,W)`` or ``(B,T,1,H,W)`` in [0, 1] and int64 labels.
     """
@@ -32,6 +33,7 @@ class BatchIterator:
         augment: BatchAugment | None = None,
         seed: int = 0,
         drop_last: bool = False,
+        cpu_rng: bool = False,
     ) -> None:
         if isinstance(images, FaceData):
             images, labels = images.images, images.labels if labels is None else labels
@@ -49,6 +51,7 @@ class BatchIterator:
             raise ValueError("batch_size must be >= 1")
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.rng_device = torch.device("cpu") if cpu_rng else self.device
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -59,7 +62,7 @@ class BatchIterator:
         self.epoch = epoch
 
     def _generator(self) -> torch.Generator:
-        gen = torch.Generator(device=self.device)
+        gen = torch.Generator(device=self.rng_device)
         gen.manual_seed(self.seed * 1_000_003 + self.epoch)
         return gen
 
@@ -67,7 +70,7 @@ class BatchIterator:
         gen = self._generator()
         self.epoch += 1
         n = len(self.labels)
-        order = torch.randperm(n, generator=gen, device=self.device) if self.shuffle \
+        order = torch.randperm(n, generator=gen, device=self.rng_device).to(self.device) if self.shuffle \
             else torch.arange(n, device=self.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]

@@ -32,6 +32,7 @@ from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
 from fer_utils.experiments.cache import cached
 from fer_utils.models import count_parameters, create_model, model_entry
+from fer_utils.models.pretrained import identify_weight_files
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import TrainConfig, fit
 
@@ -256,7 +257,7 @@ def run_crossval(
     folds = make_folds(clips, k=k, seed=seed, loso=loso)
     sequences = clips.meta["sequence"].astype(str).to_numpy()
     fold_results, records, params = [], [], 0
-    fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.to_dict(), "k": k, "seed": seed, "loso": loso,
+    fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.identity(), "k": k, "seed": seed, "loso": loso,
                 "val_fraction": val_fraction, "data": clips.fingerprint(),
                 "init": None if init_checkpoint is None else str(init_checkpoint)}
     for i, (train_idx, test_idx) in enumerate(folds):
@@ -327,8 +328,8 @@ def cached_crossval(
     init_digest = None
     if init_checkpoint is not None:
         init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
-    config = {"model": model_name, "kwargs": dict(model_kwargs or {}), "train": cfg.to_dict(), "k": k,
-              "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": init_digest}
+    config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.identity(),
+              "k": k, "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": init_digest}
 
     def load(path: Path, _digest: str) -> CrossvalResult | None:
         return CrossvalResult.from_json(path) if path.is_file() else None

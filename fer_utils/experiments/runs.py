@@ -22,6 +22,7 @@ from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.models import create_model
+from fer_utils.models.pretrained import identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
 #: Bump when the meaning of a stored result changes, so old caches are not reused.
@@ -82,6 +83,11 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
                   None if test is None else random_subset(test, spec.subset), test_split)
 
 
+def model_config(model_name: str, model_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The model part of a config: name and kwargs, weights files identified by content, not path."""
+    return {"name": model_name, "kwargs": identify_weight_files(model_kwargs or {})}
+
+
 def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data: DataSpec | Splits,
                       cfg: TrainConfig) -> dict[str, Any]:
     """The JSON-able dict whose hash identifies an experiment."""
@@ -90,8 +96,8 @@ def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data
     else:
         data_cfg = {"fingerprints": {k: fingerprint(getattr(data, k)) for k in ("train", "val", "test")},
                     "test_split": data.test_split}
-    return {"version": CACHE_VERSION, "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
-            "data": data_cfg, "train": cfg.to_dict()}
+    return {"version": CACHE_VERSION, "model": model_config(model_name, model_kwargs), "data": data_cfg,
+            "train": cfg.identity()}
 
 
 def train_and_evaluate(
@@ -127,7 +133,8 @@ def train_and_evaluate(
     return summary
 
 
-def _paths(run_dir: Path) -> dict[str, str | None]:
+def run_paths(run_dir: Path) -> dict[str, str | None]:
+    """Absolute paths of a run folder's files (None where absent) and ``run_dir`` itself."""
     names = {"config": "config.json", "history": "history.csv", "metrics": "metrics.json",
              "predictions": "predictions.npz", "checkpoint": "best.pt"}
     paths: dict[str, str | None] = {k: str(run_dir / v) if (run_dir / v).is_file() else None
@@ -190,4 +197,4 @@ def run_experiment(
         return stored
 
     result = cached(results_root, name, config, _load_complete, train)
-    return {**result.value, "cached": result.hit, "paths": _paths(result.path)}
+    return {**result.value, "cached": result.hit, "paths": run_paths(result.path)}

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
-from fer_utils.experiments.runs import DataSpec, run_experiment
+from fer_utils.experiments.runs import DataSpec, run_experiment, run_paths
 from fer_utils.models import count_parameters, create_model
+from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
 __all__ = [
     "CKPLUS_RECIPE", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "experiment_row",
-    "load_results", "recipe", "results_table", "seed_spread",
+    "load_results", "rank_by_validation", "recipe", "results_table", "seed_spread",
 ]
 
 class RunContext(Protocol):
@@ -54,18 +55,30 @@ class FER2013Study:
 
 
 def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str, Any]:
-    """One table row of a :func:`fer_utils.experiments.run_experiment` result."""
+    """One table row of a :func:`fer_utils.experiments.run_experiment` or :func:`load_results` result."""
     model = result["config"]["model"]
     test = result.get("test") or {}
+    num_classes = len(test.get("classes", [None] * 7))
     return {
         "name": label or result["name"], "model": model["name"],
-        "params": count_parameters(create_model(model["name"], len(test.get("classes", [None] * 7)), **model["kwargs"])),
-        "dataset": result["config"]["data"].get("dataset", "given"), "test_split": result.get("test_split"),
+        "params": count_parameters(create_model(model["name"], num_classes, **architecture_kwargs(model["kwargs"]))),
+        "dataset": result["config"]["data"].get("dataset", "given"), "val_split": result["config"]["data"].get("val"),
+        "test_split": result.get("test_split"),
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
         "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
         "device": result.get("device", ""), "seed": result["config"]["train"]["seed"],
+        "run_dir": (result.get("paths") or {}).get("run_dir"),
     }
+
+
+def rank_by_validation(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a :func:`results_table` fit for model selection, best validation accuracy first.
+
+    A row qualifies when it validated on a split other than its test split: test accuracy never picks.
+    """
+    fair = table[table["val_split"].notna() & (table["val_split"] != table["test_split"])]
+    return fair.sort_values("best_val_acc", ascending=False)
 
 
 def seed_spread(results: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, float]:
@@ -76,13 +89,27 @@ def seed_spread(results: list[dict[str, Any]], metric: str = "accuracy") -> dict
 
 
 def load_results(results_root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every complete experiment (``*/metrics.json`` with ``complete: true``) under ``results_root``."""
+    """Every complete run (``*/metrics.json`` with ``complete: true``) under ``results_root``, with ``paths``.
+
+    Runs of notebooks (:func:`run_experiment`) and of the ``train`` command mix freely: a
+    command's ``metrics.json`` has no ``name`` nor ``config``, so the folder name and the
+    ``config.json`` beside it give them.
+    """
     found = []
     for path in sorted(Path(results_root).glob("*/metrics.json")):
         data = json.loads(path.read_text())
         if data.get("complete") is True:
-            found.append(data)
+            run_dir = path.parent
+            config = data["config"] if "config" in data else _command_config(run_dir)
+            found.append({"name": run_dir.name, **data, "config": config, "paths": run_paths(run_dir)})
     return found
+
+
+def _command_config(run_dir: Path) -> dict[str, Any]:
+    """The experiment config (model, data, train) of a ``train`` command's run folder, from its ``config.json``."""
+    stored = json.loads((run_dir / "config.json").read_text())
+    return {"model": {"name": stored["model_name"], "kwargs": stored["model_kwargs"]},
+            "data": stored.get("data", {}), "train": stored["train"]}
 
 
 def results_table(results_root: str | os.PathLike) -> pd.DataFrame:

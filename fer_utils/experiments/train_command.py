@@ -69,6 +69,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     group.add_argument("--grad-clip", type=positive_float, default=None, help="max gradient norm")
     group.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience (epochs)")
     group.add_argument("--seed", type=int, default=defaults.seed)
+    group.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, metavar="N",
+                       help="write last.pt every N epochs (and at the end or on interruption); "
+                            "default: every epoch, every 5 for models over 50 MB")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -86,7 +89,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         class_weighting=args.class_weighting, augment=args.augment, amp=args.amp,
         channels_last=args.channels_last, compile=args.compile, grad_clip=args.grad_clip,
-        early_stopping_patience=args.patience, seed=args.seed,
+        early_stopping_patience=args.patience, seed=args.seed, checkpoint_every=args.checkpoint_every,
     )
 
 

@@ -29,7 +29,7 @@ class CheckpointMismatchError(DatasetError):
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: nn.Module,
+    model: nn.Module | dict[str, torch.Tensor],
     *,
     model_name: str,
     classes: Sequence[str],
@@ -38,15 +38,16 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
     **state: Any,
 ) -> Path:
-    """Write a checkpoint atomically (unique temp file + rename) and return its path."""
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    """Write a checkpoint of ``model`` (a module or its state dict) atomically (unique temp file +
+    rename) and return its path."""
+    weights = model if isinstance(model, dict) else getattr(model, "_orig_mod", model).state_dict()  # unwrap compile
     payload = {
         "model_name": model_name,
         "model_kwargs": dict(model_kwargs or {}),
         "classes": list(classes),
         "preprocessing": Preprocessing.from_dict(preprocessing).to_dict(),
         "config": dict(config or {}),
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": {k: v.detach().cpu() for k, v in weights.items()},
         **state,
     }
     with atomic_write(path) as handle:

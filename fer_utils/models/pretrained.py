@@ -8,11 +8,13 @@ skipped, and logs it.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +26,29 @@ PRETRAINED_DIR_ENV = "FER_PRETRAINED_DIR"
 #: Factory kwargs that only choose initial weights; drop them from checkpoint ``model_kwargs``
 #: so a checkpoint rebuilds without needing those files.
 INIT_ONLY_KWARGS = ("pretrained", "pretrained_file", "encoder_weights")
+#: Init-only kwargs naming a weights file: a config identifies that file by content, not path.
+WEIGHT_FILE_KWARGS = ("pretrained_file", "encoder_weights")
+
+
+def architecture_kwargs(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``model_kwargs`` without :data:`INIT_ONLY_KWARGS`: what rebuilds the model before its state dict loads."""
+    return {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def identify_weight_files(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``model_kwargs`` with each :data:`WEIGHT_FILE_KWARGS` path replaced by ``sha256:<digest>`` of
+    its file, so that a config hashes the same wherever the weights file lies."""
+    return {k: f"sha256:{file_sha256(v)}" if k in WEIGHT_FILE_KWARGS and v is not None else v
+            for k, v in model_kwargs.items()}
 
 
 @dataclass

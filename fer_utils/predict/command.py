@@ -35,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="json", choices=["json", "csv"], help="results file format; boxes are x1, y1, x2, y2 in pixels, clipped to the image")
     add_detector_arguments(parser)
     parser.add_argument("--margin", type=float,
-                        help=f"fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
+                        help="fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
     parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
                         help="video smoothing: moving average of probabilities, windowed vote, or none")

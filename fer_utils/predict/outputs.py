@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path

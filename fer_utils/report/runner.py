@@ -26,6 +26,7 @@ from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import repo_root
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+INJECTED_TAG = "injected-parameters"
 
 
 def check_datasets() -> list[str]:
@@ -82,11 +83,29 @@ def run_as_script(notebook: Path, parameters: dict[str, object]) -> None:
         os.chdir(previous)
 
 
+def strip_injected_parameters(notebook: Path) -> int:
+    """Remove papermill's ``injected-parameters`` cells from ``notebook`` in place; returns how many.
+
+    A committed notebook carrying one (``smoke = False``) would run in full mode under nbval.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    kept = [cell for cell in nb.cells if INJECTED_TAG not in cell.metadata.get("tags", [])]
+    removed = len(nb.cells) - len(kept)
+    if removed:
+        nb.cells = kept
+        nbformat.write(nb, notebook)
+    return removed
+
+
 def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object]) -> None:
+    """Execute ``notebook`` into ``out`` with papermill, then drop the parameters cell it injected."""
     import papermill
 
     papermill.execute_notebook(str(notebook), str(out), cwd=str(notebook.parent), kernel_name="python3",
                                parameters=parameters, progress_bar=False)
+    strip_injected_parameters(out)
 
 
 def main(argv: list[str] | None = None) -> int:

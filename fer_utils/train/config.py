@@ -8,6 +8,8 @@ from typing import Any
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULERS: tuple[str, ...] = ("onecycle", "cosine", "step", "plateau", "none")
 AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
+#: Fields that decide how a run is written, not what it computes: left out of :meth:`TrainConfig.identity`.
+BOOKKEEPING_FIELDS: tuple[str, ...] = ("checkpoint_every",)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class TrainConfig:
     ``float16`` adds a gradient scaler). grad_clip: max global gradient norm.
     early_stopping_patience: stop after this many epochs without validation-accuracy gain.
     eval_batch_size: batch size for validation (no gradients, so larger).
+    checkpoint_every: write ``last.pt`` every this many epochs, at the end, and when the run
+    is interrupted or diverges; ``None`` chooses by model size (see ``fer_utils.train.engine``).
     """
 
     epochs: int = 30
@@ -48,6 +52,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     eval_batch_size: int = 512
     seed: int = 0
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -64,6 +69,8 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
             (self.early_stopping_patience is None or self.early_stopping_patience >= 1,
              f"early_stopping_patience must be >= 1 or None, got {self.early_stopping_patience}"),
+            (self.checkpoint_every is None or self.checkpoint_every >= 1,
+             f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -72,6 +79,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON and ``torch.load(weights_only=True)`` safe)."""
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without :data:`BOOKKEEPING_FIELDS`: what config hashes and resume checks compare."""
+        return {k: v for k, v in self.to_dict().items() if k not in BOOKKEEPING_FIELDS}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -1,9 +1,10 @@
-"""The training loop: device-resident batches, checkpoints every epoch, exact resume.
+"""The training loop: device-resident batches, checkpoints every few epochs, exact resume.
 
 ``fit`` trains a model on a :class:`~fer_utils.data.FaceData`, validates after every epoch
 without augmentation, keeps the best weights (validation accuracy) and, given a ``run_dir``,
 writes ``config.json``, ``history.csv``/``history.json``, ``best.pt`` (weights + metadata) and
-``last.pt`` (everything needed to resume: optimizer, schedule, scaler, RNG states, history).
+``last.pt`` (everything needed to resume: optimizer, schedule, scaler, RNG states, history),
+both every ``checkpoint_every`` epochs, at the end, and when the run stops on an error.
 """
 from __future__ import annotations
 
@@ -26,13 +27,18 @@ from tqdm import tqdm
 
 from fer_utils.data import BatchIterator, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.devices import resolve_device, seed_everything
-from fer_utils.train.config import TrainConfig
+from fer_utils.train.config import BOOKKEEPING_FIELDS, TrainConfig
 from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 #: Held by the process training into a run folder (it contains that process's id).
 LOCK_NAME = ".lock"
+#: ``checkpoint_every=None``: ``last.pt`` every epoch for weights under this many bytes, else every
+#: ``LARGE_MODEL_EVERY`` epochs (vgg_fer's ``last.pt`` is 323 MB).
+LARGE_MODEL_BYTES = 50_000_000
+LARGE_MODEL_EVERY = 5
 
 
 class TrainingDivergedError(DatasetError):
@@ -109,11 +115,12 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def training_batches(train: FaceData, cfg: TrainConfig, device: torch.device) -> BatchIterator:
-    """Shuffled, augmented training batches seeded by ``cfg.seed`` (a ragged last batch dropped)."""
+def training_batches(train: FaceData, cfg: TrainConfig, device: torch.device, cpu_rng: bool = False) -> BatchIterator:
+    """Shuffled, augmented training batches seeded by ``cfg.seed`` (a ragged last batch dropped);
+    ``cpu_rng``: order and augmentation drawn on the CPU, so every device sees the same batches."""
     return BatchIterator(
         train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
-        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
+        augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size, cpu_rng=cpu_rng,
     )
 
 
@@ -225,7 +232,8 @@ def write_history(history: list[dict[str, Any]], run_dir: Path) -> None:
 
 
 def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], path: Path) -> None:
-    saved, now = ckpt.get("config", {}), cfg.to_dict()
+    saved = {k: v for k, v in ckpt.get("config", {}).items() if k not in BOOKKEEPING_FIELDS}
+    now = cfg.identity()
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
         raise ValueError(
@@ -282,6 +290,26 @@ class _RunState:
         return improved
 
 
+def checkpoint_interval(cfg: TrainConfig, model: nn.Module) -> int:
+    """Epochs between ``last.pt`` writes: ``cfg.checkpoint_every``, or when ``None`` every epoch for
+    weights under :data:`LARGE_MODEL_BYTES` and every :data:`LARGE_MODEL_EVERY` epochs above."""
+    if cfg.checkpoint_every is not None:
+        return cfg.checkpoint_every
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 1 if size < LARGE_MODEL_BYTES else LARGE_MODEL_EVERY
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A CPU copy of the tensors nested in dicts, lists and tuples: a snapshot that later steps leave alone."""
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
 def _write_config(run_dir: Path, meta: dict[str, Any], train: FaceData, val: FaceData | None,
                   run_info: dict[str, Any] | None) -> None:
     info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing")},
@@ -312,13 +340,16 @@ def fit(
         resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
             uninterrupted run (bit-exact on CPU).
         model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
-            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name).
+            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name);
+            init-only ones (``encoder_weights``, ``pretrained``...) are left out: the weights are in the state.
         run_info: extra JSON-able facts written into ``config.json``.
-        on_epoch_end: called with each epoch's history row after ``last.pt`` is written.
+        on_epoch_end: called with each epoch's history row once the epoch is recorded.
 
     Without ``val`` the last epoch counts as best and early stopping is off; ``plateau`` then
     monitors the training loss. ``run_dir`` is locked (:func:`run_lock`) while training; resuming
     checks the data's fingerprint; a NaN/inf loss or weight raises ``TrainingDivergedError``.
+    ``best.pt`` and ``last.pt`` are written together every :func:`checkpoint_interval` epochs, at
+    the end, and, for the last finished epoch, when anything (an interrupt, a divergence) stops the loop.
     """
     device = resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -326,7 +357,7 @@ def fit(
         raise ValueError("resume=True needs the run_dir of the interrupted run")
     if val is not None and tuple(val.classes) != tuple(train.classes):
         raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
-    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=dict(model_kwargs or {}),
+    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=architecture_kwargs(model_kwargs or {}),
                 classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
 
     data_fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
@@ -361,32 +392,40 @@ def fit(
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_config(run_dir, meta, train, val, run_info)
 
-        for epoch in range(len(state.history) + 1, cfg.epochs + 1):
-            if state.finished:
-                break
-            t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
-            val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
-            _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
-            schedule.step_epoch(-train_loss if val_batches is None else val_acc)
-            row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                       lr=lr, seconds=time.perf_counter() - t0)
-            if state.record(row, val_batches is not None, cfg):
-                best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        every = checkpoint_interval(cfg, model)
+        pending: tuple[dict[str, Any], dict[str, Any]] | None = None  # last.pt not written yet: weights, rest
+        best_info: dict[str, Any] | None = None  # best.pt not written yet
+        try:
+            for epoch in range(len(state.history) + 1, cfg.epochs + 1):
+                if state.finished:
+                    break
+                t0 = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"]
+                train_loss, train_acc = train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
+                val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
+                _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
+                schedule.step_epoch(-train_loss if val_batches is None else val_acc)
+                row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                           val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
+                if state.record(row, val_batches is not None, cfg):
+                    best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    best_info = dict(epoch=epoch, val_acc=_json_value(val_acc))
                 if run_dir is not None:
-                    save_checkpoint(run_dir / "best.pt", model, **meta, epoch=epoch, val_acc=_json_value(val_acc))
-            if run_dir is not None:
-                save_checkpoint(
-                    run_dir / "last.pt", model, **meta, epoch=epoch, optimizer_state=optimizer.state_dict(),
-                    scheduler_state=schedule.state_dict(), scaler_state=step.scaler.state_dict(),
-                    rng_state=_rng_state(), data_fingerprint=data_fingerprint, **asdict(state),
-                )
-                write_history(state.history, run_dir)
-            if progress:
-                tqdm.write(_summary(row, state.best_epoch))
-            if on_epoch_end is not None:
-                on_epoch_end(dict(row))
+                    pending = _cpu_copy(model.state_dict()), _cpu_copy(dict(
+                        epoch=epoch, optimizer_state=optimizer.state_dict(), scheduler_state=schedule.state_dict(),
+                        scaler_state=step.scaler.state_dict(), rng_state=_rng_state(),
+                        data_fingerprint=data_fingerprint, **asdict(state)))
+                    if epoch % every == 0 or state.finished:
+                        _write_checkpoints(run_dir, meta, pending, best_weights, best_info)
+                        pending = best_info = None
+                    write_history(state.history, run_dir)
+                if progress:
+                    tqdm.write(_summary(row, state.best_epoch))
+                if on_epoch_end is not None:
+                    on_epoch_end(dict(row))
+        finally:
+            if pending is not None:
+                _write_checkpoints(run_dir, meta, pending, best_weights, best_info)
 
     if best_weights is not None:
         model.load_state_dict(best_weights)
@@ -397,6 +436,15 @@ def fit(
         train_seconds=float(frame["seconds"].sum()),
         stopped_early=bool(state.finished and len(state.history) < cfg.epochs), run_dir=run_dir,
     )
+
+
+def _write_checkpoints(run_dir: Path, meta: dict[str, Any], last: tuple[dict[str, Any], dict[str, Any]],
+                       best_weights: dict[str, torch.Tensor] | None, best_info: dict[str, Any] | None) -> None:
+    """``best.pt`` (when a new best epoch is not written yet), then ``last.pt``."""
+    if best_info is not None and best_weights is not None:
+        save_checkpoint(run_dir / "best.pt", best_weights, **meta, **best_info)
+    weights, rest = last
+    save_checkpoint(run_dir / "last.pt", weights, **meta, **rest)
 
 
 def train_epoch(step: TrainStep, schedule: LRSchedule, batches: BatchIterator, epoch: int, epochs: int,

@@ -67,7 +67,8 @@ def lr_find(
 
     Uses ``cfg``'s optimizer, loss, augmentation, amp and batch size. The loss is smoothed
     with a bias-corrected exponential moving average; the sweep stops once the smoothed loss
-    exceeds ``diverge_factor`` x its minimum (or is not finite). The model's weights and
+    exceeds ``diverge_factor`` x its minimum (or is not finite). Batch order and augmentation
+    are drawn on the CPU, so CPU and CUDA sweeps see the same batches. The model's weights and
     train/eval mode are restored afterwards. Plot with :func:`fer_utils.plots.plot_lr_find`.
     """
     if not 0 < start_lr < end_lr:
@@ -78,7 +79,7 @@ def lr_find(
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     was_training = model.training
     model.to(device).train()
-    batches = training_batches(train, cfg, device)
+    batches = training_batches(train, cfg, device, cpu_rng=True)
     optimizer = create_optimizer(model, cfg.optimizer, lr=start_lr, weight_decay=cfg.weight_decay,
                                  momentum=cfg.momentum)
     step = TrainStep(model, optimizer, make_criterion(cfg, train, device), cfg, device)
