@@ -118,5 +118,7 @@ def plot_comparison(
         ax.bar_label(container, fmt="%.3f", padding=3, fontsize=9)
     if frame[metric].max() <= 1:  # a rate: leave room for the labels, stay within [0, 1]
         ax.set_xlim(0, min(1.0, frame[metric].max() * 1.15))
+    if hue is not None:  # beside the bars, never over them
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(xlabel=metric.replace("_", " "), ylabel="", title=title or f"Comparison: {metric.replace('_', ' ')}")
     return finish(fig, path)
