@@ -209,10 +209,11 @@ def _save_fold(fold_dir: str | os.PathLike | None, fold: int, key: dict[str, Any
 def _load_fold(fold_dir: str | os.PathLike | None, fold: int,
                key: dict[str, Any]) -> tuple[FoldResult, pd.DataFrame, int] | None:
     """A fold stored by :func:`_save_fold` with the same ``key``, or None (absent, other settings, unreadable)."""
-    if fold_dir is None or not _fold_path(fold_dir, fold).is_file():
+    path = None if fold_dir is None else _fold_path(fold_dir, fold)
+    if path is None or not path.is_file():
         return None
     try:
-        payload = json.loads(_fold_path(fold_dir, fold).read_text())
+        payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
     if payload.get("key") != json.loads(json.dumps(key)):

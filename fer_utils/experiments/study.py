@@ -21,6 +21,7 @@ __all__ = [
     "load_results", "rank_by_validation", "recipe", "results_table", "seed_spread",
 ]
 
+
 class RunContext(Protocol):
     """What a study needs from its caller (a notebook's ``NotebookContext`` has it)."""
 

@@ -407,11 +407,13 @@ def fit(
                 schedule.step_epoch(-train_loss if val_batches is None else val_acc)
                 row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                            val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
-                if state.record(row, val_batches is not None, cfg):
-                    best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    best_info = dict(epoch=epoch, val_acc=_json_value(val_acc))
+                improved = state.record(row, val_batches is not None, cfg)
+                # one CPU snapshot of the weights serves as best weights and as last.pt's weights
+                weights = _cpu_copy(model.state_dict()) if improved or run_dir is not None else None
+                if improved:
+                    best_weights, best_info = weights, dict(epoch=epoch, val_acc=_json_value(val_acc))
                 if run_dir is not None:
-                    pending = _cpu_copy(model.state_dict()), _cpu_copy(dict(
+                    pending = weights, _cpu_copy(dict(
                         epoch=epoch, optimizer_state=optimizer.state_dict(), scheduler_state=schedule.state_dict(),
                         scaler_state=step.scaler.state_dict(), rng_state=_rng_state(),
                         data_fingerprint=data_fingerprint, **asdict(state)))
