@@ -86,6 +86,11 @@ def test_resnet_stem_keeps_48x48():
     with torch.no_grad():
         imagenet.eval()(torch.rand(1, 1, 48, 48))
     assert seen["imagenet"] == (1, 64, 12, 12)
+    pooled = create_model("resnet18", stem="pooled").eval()
+    pooled.maxpool.register_forward_hook(record("pooled"))
+    with torch.no_grad():
+        pooled(torch.rand(1, 1, 48, 48))
+    assert seen["pooled"] == (1, 64, 24, 24) and pooled.conv1.kernel_size == (3, 3)
     dense = create_model("densenet121")
     conv0 = dense.features.conv0
     assert conv0.kernel_size == (3, 3) and conv0.stride == (1, 1)

@@ -203,3 +203,12 @@ def test_comparison_keeps_table_order_when_asked():
     assert labels == ["low", "mid", "high"]
     ranked = [t.get_text() for t in plots.plot_comparison(table, label="group").axes[0].get_yticklabels()]
     assert ranked == ["mid", "high", "low"]
+
+
+def test_comparison_averages_repeated_rows_with_std_error_bars():
+    folds = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "init": ["x"] * 6, "accuracy": [0.5, 0.6, 0.7, 0.9, 0.9, 0.9]})
+    ax = plots.plot_comparison(folds, label="model", hue="init", errorbar="sd").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]  # ranked by the mean
+    assert sorted(round(bar.get_width(), 6) for bar in ax.patches if bar.get_width()) == [0.6, 0.9]
+    spans = sorted(round(float(np.nanmax(line.get_xdata()) - np.nanmin(line.get_xdata())), 6) for line in ax.lines)
+    assert spans == [0.0, pytest.approx(0.2)]  # b has no spread; a: mean +/- one sample std (0.1)

@@ -81,3 +81,22 @@ def test_strip_injected_parameters_keeps_every_other_cell(tmp_path):
     assert report.strip_injected_parameters(nb) == 1
     assert ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"]] == ["smoke = None", "x = 1"]
     assert report.strip_injected_parameters(nb) == 0
+
+
+def test_profiles_pick_values_and_output_folders(monkeypatch):
+    from fer_utils.report.notebook import notebook_context, resolve_profile
+
+    monkeypatch.delenv("FER_PROFILE", raising=False)
+    monkeypatch.setenv("FER_SMOKE", "1")
+    assert resolve_profile() == "smoke" and resolve_profile("cpu") == "cpu"
+    monkeypatch.setenv("FER_PROFILE", "cpu")
+    assert resolve_profile() == "cpu"
+    with pytest.raises(ValueError, match="profile must be one of"):
+        resolve_profile("gpu")
+    root = report.repo_root()
+    for profile, results, figures, picked in (("full", "results", "figures", 60), ("cpu", "results/cpu", "figures", 8),
+                                              ("smoke", "scratch/smoke/results", "scratch/smoke/figures", 1)):
+        ctx = notebook_context(profile, "cpu")
+        assert (ctx.results_dir, ctx.figures_dir) == (root / results, root / figures)
+        assert ctx.pick(60, 1, cpu=8) == picked and ctx.pick(60, 1) == (1 if profile == "smoke" else 60)
+        assert ctx.smoke == (profile == "smoke")

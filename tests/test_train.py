@@ -327,6 +327,19 @@ def test_load_splits_holdout_and_subset():
     assert (len(small.train), len(small.val), small.test) == (20, 20, None)
 
 
+def test_train_subset_is_stratified_and_leaves_validation_and_test_whole():
+    data = squares(200)
+    data.meta["split"] = np.where(np.arange(200) < 150, "Training", "PublicTest")
+    whole = load_splits(DataSpec(val="holdout", test="PublicTest"), data=data)
+    cpu = load_splits(DataSpec(val="holdout", test="PublicTest", train_subset=45), data=data)
+    assert (len(cpu.train), len(cpu.val), len(cpu.test)) == (45, 15, 50)
+    assert np.array_equal(cpu.val.images, whole.val.images) and np.array_equal(cpu.test.images, whole.test.images)
+    assert set(cpu.train.meta.index) <= set(whole.train.meta.index)
+    share = np.bincount(cpu.train.labels, minlength=7) / 45
+    assert np.abs(share - np.bincount(whole.train.labels, minlength=7) / 135).max() < 0.05
+    assert "train_subset" not in DataSpec().to_dict()  # unset: experiment hashes of older results still match
+
+
 def _small_real_cnn() -> nn.Module:
     """About 1.6 M multiply-adds per 48x48 face: cheap enough for a few CPU epochs."""
     return nn.Sequential(

@@ -36,7 +36,9 @@ class DataSpec:
     val: a split name, ``"holdout"`` (stratified ``holdout_size`` of the training split,
     seed 0) or ``None``. test: a split name or ``None``; ``"PrivateTest"`` falls back to
     ``PublicTest`` with a warning when absent. subset: keep ``subset`` random items (seed 0)
-    of each split, for smoke runs. load_kwargs: passed to ``load_dataset``.
+    of each split, for smoke runs. train_subset: keep a stratified ``train_subset`` of the
+    training part only (seed 0; validation and test stay whole), for the CPU profile.
+    load_kwargs: passed to ``load_dataset``.
     """
 
     dataset: str = "fer2013"
@@ -46,9 +48,14 @@ class DataSpec:
     holdout_size: float = 0.1
     subset: int | None = None
     load_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_subset: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as a dict; ``train_subset`` only when set, so older experiment hashes still match."""
+        values = asdict(self)
+        if values["train_subset"] is None:
+            del values["train_subset"]
+        return values
 
 
 @dataclass
@@ -79,6 +86,8 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
     test_split = None if spec.test is None else (
         official_test_split(data) if spec.test == "PrivateTest" else spec.test)
     test = None if test_split is None else data.split(test_split)
+    if spec.train_subset is not None and spec.train_subset < len(train):
+        train = train.subset(stratified_holdout(train, test_size=spec.train_subset, seed=0)[1])
     return Splits(random_subset(train, spec.subset), None if val is None else random_subset(val, spec.subset),
                   None if test is None else random_subset(test, spec.subset), test_split)
 

@@ -1,8 +1,12 @@
 """ResNet-18/34/50/101 and DenseNet-121 from timm, with a stem for 48x48 faces.
 
-``stem="small"`` (default) replaces the 7x7 stride-2 conv + max-pool by a 3x3 stride-1
-conv and no pool, so the first stage sees the full 48x48 map instead of 12x12.
-``stem="imagenet"`` keeps timm's stem (for larger inputs or to use all ImageNet weights).
+The stem sets the cost, since it fixes the map size every later stage works on:
+
+- ``stem="small"`` (default) replaces the 7x7 stride-2 conv + max-pool by a 3x3 stride-1 conv
+  and no pool: the first stage sees the full 48x48 map (ResNet-18: 1.3 GFLOPs per face);
+- ``stem="pooled"`` keeps timm's stride-2 max-pool after that 3x3 conv: 24x24, a quarter of the
+  cost (the CPU profile of the report uses it);
+- ``stem="imagenet"`` keeps timm's stem, 12x12 (for larger inputs or to use all ImageNet weights).
 
 ImageNet weights come only from a local file (``pretrained_file=`` or
 ``$FER_PRETRAINED_DIR/<name>.pth|.safetensors``), loaded by timm itself
@@ -34,13 +38,14 @@ def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, name, module)
 
 
-def small_stem(model: nn.Module, conv_path: str, pool_path: str) -> None:
-    """Replace the stem conv by a 3x3 stride-1 conv (same channels) and the stem pool by identity."""
+def small_stem(model: nn.Module, conv_path: str, pool_path: str, keep_pool: bool = False) -> None:
+    """Replace the stem conv by a 3x3 stride-1 conv (same channels) and, unless ``keep_pool``, the stem pool by identity."""
     old = model.get_submodule(conv_path)
     conv = nn.Conv2d(old.in_channels, old.out_channels, 3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     _set_submodule(model, conv_path, conv)
-    _set_submodule(model, pool_path, nn.Identity())
+    if not keep_pool:
+        _set_submodule(model, pool_path, nn.Identity())
 
 
 def create_timm_fer(
@@ -56,16 +61,16 @@ def create_timm_fer(
     """``timm.create_model(timm_name, ...)`` with a FER stem and optional local ImageNet weights
     (``pretrained_file`` implies ``pretrained``; see :func:`find_pretrained_file`). Extra
     kwargs (``drop_rate``, ``drop_path_rate``...) go to timm."""
-    if stem not in ("small", "imagenet"):
-        raise ValueError(f"stem must be 'small' or 'imagenet', got {stem!r}")
+    if stem not in ("small", "pooled", "imagenet"):
+        raise ValueError(f"stem must be 'small', 'pooled' or 'imagenet', got {stem!r}")
     weights = find_pretrained_file(timm_name, pretrained_file) if pretrained or pretrained_file else None
     import timm  # imported on use: importing timm takes seconds, and predict rarely needs it
 
     local = {} if weights is None else {"pretrained_cfg_overlay": {"file": str(weights)}}
     model = timm.create_model(timm_name, pretrained=weights is not None, in_chans=in_chans,
                               num_classes=num_classes, **local, **kwargs)
-    if stem == "small":
-        small_stem(model, *STEMS[timm_name])
+    if stem != "imagenet":
+        small_stem(model, *STEMS[timm_name], keep_pool=stem == "pooled")
     return model
 
 

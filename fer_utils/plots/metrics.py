@@ -102,18 +102,25 @@ def plot_comparison(
     hue: str | None = None,
     title: str | None = None,
     sort: bool = True,
+    errorbar: str | None = None,
 ) -> Figure:
     """Horizontal bars of ``metric`` per row of a results table, values annotated; best on top
-    unless ``sort=False`` (rows in table order, for ordered groups such as pose bins)."""
+    unless ``sort=False`` (rows in table order, for ordered groups such as pose bins).
+
+    Several rows per bar (e.g. one per fold or seed) are averaged; ``errorbar="sd"`` then draws
+    their mean +/- one standard deviation (any seaborn ``errorbar`` works).
+    """
     frame = pd.DataFrame(table)
     missing = {metric, label, *([hue] if hue else [])} - set(frame.columns)
     if missing:
         raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(frame.columns)}")
-    if sort:
-        frame = frame.sort_values(metric, ascending=False)
-    fig = new_figure(7.5, 1.0 + 0.45 * len(frame))
+    means = frame.groupby(label, sort=False)[metric].mean()
+    order = list((means.sort_values(ascending=False) if sort else means).index)
+    bars = len(frame.drop_duplicates([label, *([hue] if hue else [])]))
+    fig = new_figure(7.5, 1.0 + 0.45 * bars)
     ax = fig.subplots()
-    sns.barplot(frame, y=label, x=metric, hue=hue, ax=ax, orient="h", dodge=hue is not None)
+    sns.barplot(frame, y=label, x=metric, hue=hue, order=order, ax=ax, orient="h", dodge=hue is not None,
+                errorbar=errorbar, capsize=0.2 if errorbar else 0)
     for container in ax.containers:
         ax.bar_label(container, fmt="%.3f", padding=3, fontsize=9)
     if frame[metric].max() <= 1:  # a rate: leave room for the labels, stay within [0, 1]

@@ -1,4 +1,10 @@
-"""What every notebook needs first: smoke/full mode, device, where outputs go, and ``display``."""
+"""What every notebook needs first: its profile (full, cpu, smoke), device, where outputs go, and ``display``.
+
+Profiles: ``full`` is the report as published (GPU settings, outputs in ``results/`` and
+``figures/``); ``cpu`` runs the same experiments scaled to 2 CPU cores (each notebook's
+header says how; results in ``results/cpu/``, figures in ``figures/``, which a full run
+replaces); ``smoke`` runs tiny subsets for tests (everything under ``scratch/smoke/``).
+"""
 from __future__ import annotations
 
 import os
@@ -13,6 +19,9 @@ from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.plots import set_theme
 
 SMOKE_ENV = "FER_SMOKE"
+PROFILE_ENV = "FER_PROFILE"
+PROFILES = ("full", "cpu", "smoke")
+_SAME = object()
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -28,7 +37,7 @@ def repo_root(start: Path | None = None) -> Path:
 class NotebookContext:
     """Settings of one notebook run. Smoke runs write under ``scratch/smoke``, never the report."""
 
-    smoke: bool
+    profile: str
     device: torch.device
     seed: int
     results_dir: Path
@@ -45,23 +54,38 @@ class NotebookContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def pick(self, full, smoke):
-        """``smoke`` in smoke mode, else ``full`` (epochs, subset sizes...)."""
-        return smoke if self.smoke else full
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    def pick(self, full, smoke, cpu=_SAME):
+        """The value for this profile (epochs, subset sizes...); ``cpu`` defaults to ``full``."""
+        if self.profile == "smoke":
+            return smoke
+        return full if self.profile == "full" or cpu is _SAME else cpu
 
 
-def notebook_context(smoke: bool | None = None, device: str = "auto", seed: int = 0) -> NotebookContext:
-    """Seed everything, set the figure theme and decide output folders. ``smoke=None`` reads ``$FER_SMOKE`` (1 = smoke)."""
-    if smoke is None:
-        smoke = os.environ.get(SMOKE_ENV, "0") == "1"
+def resolve_profile(profile: str | None = None) -> str:
+    """``profile``, else ``$FER_PROFILE``, else ``smoke`` when ``$FER_SMOKE=1``, else ``full``."""
+    profile = profile or os.environ.get(PROFILE_ENV) or ("smoke" if os.environ.get(SMOKE_ENV) == "1" else "full")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile
+
+
+def notebook_context(profile: str | None = None, device: str = "auto", seed: int = 0) -> NotebookContext:
+    """Seed everything, set the figure theme and decide output folders (see :func:`resolve_profile`)."""
+    profile = resolve_profile(profile)
     seed_everything(seed)
     set_theme()
     _show_figures_inline()
     root = repo_root()
-    base = root / "scratch" / "smoke" if smoke else root
-    ctx = NotebookContext(smoke, resolve_device(device), seed, base / "results", base / "figures")
-    print(f"mode={'smoke' if smoke else 'full'} device={ctx.device} seed={seed} "
-          f"results -> {ctx.results_dir} figures -> {ctx.figures_dir}")
+    results, figures = {"full": (root / "results", root / "figures"),
+                        "cpu": (root / "results" / "cpu", root / "figures"),
+                        "smoke": (root / "scratch" / "smoke" / "results", root / "scratch" / "smoke" / "figures")}[profile]
+    ctx = NotebookContext(profile, resolve_device(device), seed, results, figures)
+    print(f"profile={profile} device={ctx.device} seed={seed} results -> {ctx.results_dir.relative_to(root)} "
+          f"figures -> {ctx.figures_dir.relative_to(root)}")
     return ctx
 
 

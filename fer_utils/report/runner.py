@@ -1,8 +1,9 @@
 """``make report``: run every numbered notebook in order with papermill.
 
-Full mode executes ``notebooks/NN_*.ipynb`` in place (outputs kept, to be committed) and
-refreshes the README results table from ``results/comparison.md``. Smoke mode runs the same
-pipeline on tiny subsets and writes executed copies under ``scratch/smoke/`` only.
+The ``full`` and ``cpu`` profiles execute ``notebooks/NN_*.ipynb`` in place (outputs kept, to
+be committed) and refresh the README results table from the profile's ``comparison.md``
+(``results/`` or ``results/cpu/``). The ``smoke`` profile runs the same pipeline on tiny
+subsets and writes executed copies under ``scratch/smoke/`` only.
 
 ``--engine script`` runs the notebooks' code cells as a plain Python script instead, with no
 Jupyter, papermill or IPython: the way to train on a GPU machine that has only PyTorch and the
@@ -23,7 +24,7 @@ from pathlib import Path
 from fer_utils.data import DatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
-from fer_utils.report.notebook import repo_root
+from fer_utils.report.notebook import PROFILES, repo_root
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 INJECTED_TAG = "injected-parameters"
@@ -111,12 +112,15 @@ def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object]
 def main(argv: list[str] | None = None) -> int:
     """Run the notebooks; exit status 2 when datasets are missing, 1 when a notebook fails."""
     parser = argparse.ArgumentParser(prog="python -m fer_utils.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", type=int, default=0, help="1: tiny subsets, outputs under scratch/smoke")
+    parser.add_argument("--profile", choices=PROFILES, default="full",
+                        help="full: the published settings; cpu: scaled to 2 CPU cores; smoke: tiny subsets (tests)")
+    parser.add_argument("--smoke", type=int, default=0, help="1: same as --profile smoke")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", default="", help="comma-separated notebook number prefixes, e.g. 03,08")
     parser.add_argument("--engine", choices=("papermill", "script"), default="papermill",
                         help="script: run the code cells without Jupyter (GPU machines); nothing is rendered")
     args = parser.parse_args(argv)
+    profile = "smoke" if args.smoke else args.profile
     make_env_paths_absolute()
     problems = check_datasets()
     if problems:
@@ -126,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         notebooks = [n for n in notebooks if n.name[:2] in args.only.split(",")]
-    out_dir = root / "scratch" / "smoke" / "notebooks" if args.smoke else root / "notebooks"
+    out_dir = root / "scratch" / "smoke" / "notebooks" if profile == "smoke" else root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
         start = time.perf_counter()
-        print(f"== {nb.name} ({'smoke' if args.smoke else 'full'}, device {args.device}, {args.engine})", flush=True)
-        parameters = {"smoke": bool(args.smoke), "device": args.device}
+        print(f"== {nb.name} (profile {profile}, device {args.device}, {args.engine})", flush=True)
+        parameters = {"profile": profile, "device": args.device}
         try:
             if args.engine == "script":
                 run_as_script(nb, parameters)
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{nb.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
-    if args.engine == "papermill" and not args.smoke and update_readme(root / "README.md", root / "results" / "comparison.md"):
-        print("README results table updated from results/comparison.md")
+    table = root / "results" / ("cpu" if profile == "cpu" else "") / "comparison.md"
+    if args.engine == "papermill" and profile != "smoke" and update_readme(root / "README.md", table):
+        print(f"README results table updated from {table.relative_to(root)}")
     return 0
 
