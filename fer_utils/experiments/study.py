@@ -92,6 +92,7 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "name": label or result["name"], "model": model["name"],
         "params": count_parameters(create_model(model["name"], num_classes, **architecture_kwargs(model["kwargs"]))),
         "dataset": result["config"]["data"].get("dataset", "given"), "val_split": result["config"]["data"].get("val"),
+        "train_subset": result["config"]["data"].get("train_subset"),
         "test_split": result.get("test_split"),
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
