@@ -12,7 +12,6 @@ PINS := timm==1.0.31 "opencv-python-headless==4.14.0.94" numpy==2.4.6 pandas==3.
 FACENET := facenet-pytorch==2.6.0
 # Face Mesh landmarks for frontalization: 0.10.21 is the last release whose wheel ships the model.
 MEDIAPIPE := mediapipe==0.10.21 protobuf==4.25.8 absl-py==2.5.1 flatbuffers==25.12.19
-SMOKE ?= 0
 # Report profile: full (GPU settings), cpu (2 CPU cores, about 1.5 h) or smoke (tiny subsets).
 PROFILE ?= full
 DEVICE ?= auto
@@ -38,7 +37,7 @@ test: $(STAMP)
 	MPLBACKEND=Agg FER_SMOKE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks $(PYTEST_ARGS)
 
 report: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m fer_utils.report --profile $(PROFILE) --smoke $(SMOKE) --device $(DEVICE)
+	MPLBACKEND=Agg $(BIN)/python -m fer_utils.report --profile $(PROFILE) --device $(DEVICE)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
