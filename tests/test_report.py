@@ -1,5 +1,6 @@
 """`make report`: refuses clearly without data; README results block refresh; the script engine."""
 import json
+import re
 import os
 import sys
 import traceback
@@ -100,3 +101,13 @@ def test_profiles_pick_values_and_output_folders(monkeypatch):
         assert (ctx.results_dir, ctx.figures_dir) == (root / results, root / figures)
         assert ctx.pick(60, 1, cpu=8) == picked and ctx.pick(60, 1) == (1 if profile == "smoke" else 60)
         assert ctx.smoke == (profile == "smoke")
+
+
+def test_every_committed_figure_is_made_by_a_notebook():
+    root = report.repo_root()
+    code = "".join("".join(cell["source"]) for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+                   for cell in json.loads(nb.read_text())["cells"] if cell["cell_type"] == "code")
+    made = set(re.findall(r'\.figure\("([^"]+)"', code))
+    assert {"03_augmented_samples", "07_lr_find", "09_gradcam", "09_reliability", "08_families"} <= made
+    stray = sorted(p.name for p in (root / "figures").glob("*.png") if p.stem not in made)
+    assert not stray, f"figures no notebook writes (make them in a notebook or delete them): {stray}"
