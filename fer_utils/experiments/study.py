@@ -53,10 +53,10 @@ class FER2013Study:
         self.spec = DataSpec("fer2013", val="holdout", test="PrivateTest", subset=subset if ctx.smoke else None,
                              train_subset=CPU_TRAIN_FACES if ctx.profile == "cpu" else None)
 
-    def recipe(self, seed: int | None = None, **overrides: Any) -> TrainConfig:
-        """:data:`FER2013_RECIPE` with ``overrides`` (seed: the context's), epochs set by the profile."""
+    def recipe(self, seed: int | None = None, cpu_epochs: int = CPU_EPOCHS, **overrides: Any) -> TrainConfig:
+        """:data:`FER2013_RECIPE` with ``overrides`` (seed: the context's); ``cpu_epochs`` in the cpu profile."""
         cfg = recipe(FER2013_RECIPE, self.ctx.smoke, self.ctx.seed if seed is None else seed, **overrides)
-        return replace(cfg, epochs=CPU_EPOCHS) if self.ctx.profile == "cpu" else cfg
+        return replace(cfg, epochs=cpu_epochs) if self.ctx.profile == "cpu" else cfg
 
     def frame_trunk(self) -> tuple[str, dict[str, Any]]:
         """Checkpoint and model kwargs of the FER2013 ``frame_cnn`` that starts CK+48 models (notebooks 06, 08).
