@@ -3,8 +3,8 @@ the GPU image (``python -m fer_utils.report --engine script --smoke 1``, in a su
 
 Notebooks 03 (FER2013 training: ``run_experiment``, cache, checkpoints, plots) and 08 (CK+48
 cross-validation of the spatio-temporal families, initialised from a FER2013 checkpoint) cover
-the training path within about 3 minutes on 2 cores; ``make device-check`` runs the rest of the
-GPU notebooks in the GPU image's versions. Skipped on purpose: 02 (MTCNN face detection) and
+the training path in about 3 CPU-minutes; ``make device-check`` runs the rest of the GPU
+notebooks in the GPU image's versions. Skipped on purpose: 02 (MTCNN face detection) and
 06 (O-Net features) truly need facenet-pytorch, which a GPU run carries as a wheel.
 """
 from __future__ import annotations
@@ -62,8 +62,13 @@ def copy_repo(tmp_path: Path) -> Path:
 
 def test_blocker_blocks(tmp_path):
     env = blocked_env(tmp_path, REPO)
-    probe = "import importlib\nfor m in ('IPython.display', 'papermill', 'jupyter_client', 'facenet_pytorch'):\n" \
-            "    try:\n        importlib.import_module(m)\n    except ModuleNotFoundError:\n        print('blocked', m)\n"
+    probe = """import importlib
+for name in ("IPython.display", "papermill", "jupyter_client", "facenet_pytorch"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        print("blocked", name)
+"""
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.count("blocked") == 4, out
 
