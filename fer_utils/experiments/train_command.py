@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
 from fer_utils.data import DatasetError, list_augments
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
 from fer_utils.files import write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from fer_utils.train.distributed import Rank, process_group, rank_device
 from fer_utils.train.engine import LOCK_NAME, run_lock
 
 #: Files a run folder gets (``--overwrite`` removes them, nothing else).
@@ -112,25 +117,39 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, test, write ``metrics.json``; prints the test summary."""
+    """Train, test, write ``metrics.json``; prints the test summary. Under ``torchrun`` every
+    process trains its shard (DistributedDataParallel); rank 0 holds the lock, tests and writes."""
     if args.out.exists() and not args.out.is_dir():
         raise DatasetError(f"{args.out}: --out must be a run folder, found a file")
-    with run_lock(args.out):
-        return _run_locked(args)
+    device = rank_device(args.device)
+    with process_group(device) as ddp:
+        main_rank = ddp is None or ddp.is_main
+        with run_lock(args.out) if main_rank else nullcontext():
+            return _run_locked(args, device, ddp)
 
 
-def _run_locked(args: argparse.Namespace) -> int:
+def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None) -> int:
     cfg = config_from_args(args)
     spec = DataSpec(dataset=args.data, train=args.train_split, val=_split_arg(args.val_split),
                     test=_split_arg(args.test_split), subset=args.subset,
                     load_kwargs={"errors": args.errors})
-    prepare_run_dir(args.out, args.resume, args.overwrite)
+    run_info: dict[str, object] = {"data": spec.to_dict()}
+    if ddp is None or ddp.is_main:
+        prepare_run_dir(args.out, args.resume, args.overwrite)
+    if ddp is not None:
+        ddp.barrier()  # the run folder is ready
+        run_info["processes"] = ddp.world_size
     splits = load_splits(spec, args.data_dir)
+    if ddp is not None and not ddp.is_main:  # trains its shard; rank 0 tests and writes
+        train_and_evaluate(args.model, args.model_kwargs, replace(splits, test=None), cfg, args.out,
+                           device=device, progress=False, resume=args.resume, run_info=run_info)
+        return 0
     print(f"train {len(splits.train)}, val {0 if splits.val is None else len(splits.val)}, "
-          f"test {0 if splits.test is None else len(splits.test)} ({splits.test_split}); model {args.model}")
+          f"test {0 if splits.test is None else len(splits.test)} ({splits.test_split}); model {args.model}"
+          + ("" if ddp is None else f"; {ddp.world_size} processes"))
     summary = train_and_evaluate(
-        args.model, args.model_kwargs, splits, cfg, args.out, device=args.device,
-        progress=not args.no_progress, resume=args.resume, run_info={"data": spec.to_dict()},
+        args.model, args.model_kwargs, splits, cfg, args.out, device=device,
+        progress=not args.no_progress, resume=args.resume, run_info=run_info,
     )
     write_json(args.out / "metrics.json", {"complete": True, **summary})
     test = summary["test"]

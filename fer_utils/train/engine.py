@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoin
 from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import BOOKKEEPING_FIELDS, TrainConfig
+from fer_utils.train.distributed import Rank, current
 from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -350,9 +351,17 @@ def fit(
     checks the data's fingerprint; a NaN/inf loss or weight raises ``TrainingDivergedError``.
     ``best.pt`` and ``last.pt`` are written together every :func:`checkpoint_interval` epochs, at
     the end, and, for the last finished epoch, when anything (an interrupt, a divergence) stops the loop.
+
+    In a process group of several ranks (``torchrun``, see :mod:`fer_utils.train.distributed`) the
+    model trains with DistributedDataParallel: each rank holds its shard of ``train`` on ``device``
+    (``cfg.batch_size`` is the global batch), the history is averaged over ranks, validation is
+    sharded and summed, and only rank 0 locks and writes ``run_dir`` (every rank reads it to resume).
     """
     device = resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else None
+    ddp = current()
+    out_dir = run_dir if ddp is None or ddp.is_main else None  # where run files are written
+    progress = progress and (ddp is None or ddp.is_main)
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run_dir of the interrupted run")
     if val is not None and tuple(val.classes) != tuple(train.classes):
@@ -365,14 +374,18 @@ def fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    train_batches = training_batches(train, cfg, device)
-    val_batches = None if val is None else BatchIterator(
-        val.images, val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
+    rank_train, rank_val, rank_cfg = (train, val, cfg) if ddp is None else _rank_share(ddp, train, val, cfg)
+    train_batches = training_batches(rank_train, rank_cfg, device)
+    val_batches = None if rank_val is None else BatchIterator(
+        rank_val.images, rank_val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
     optimizer, schedule = create_optimization(model, cfg, len(train_batches))
-    step = TrainStep(torch.compile(model) if cfg.compile else model, optimizer,
+    trained = model if ddp is None else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None)
+    step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
                      make_criterion(cfg, train, device), cfg, device)
+    evaluator = step if ddp is None else TrainStep(model, optimizer, step.criterion, cfg, device)
 
-    lock = run_lock(run_dir) if run_dir is not None else nullcontext()
+    lock = run_lock(out_dir) if out_dir is not None else nullcontext()
     with lock:
         state, best_weights = _RunState(), None
         if resume:
@@ -388,9 +401,9 @@ def fit(
             if (run_dir / "best.pt").is_file():
                 best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
             _set_rng_state(ckpt["rng_state"])
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(run_dir, meta, train, val, run_info)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(out_dir, meta, train, val, run_info)
 
         every = checkpoint_interval(cfg, model)
         pending: tuple[dict[str, Any], dict[str, Any]] | None = None  # last.pt not written yet: weights, rest
@@ -402,32 +415,38 @@ def fit(
                 t0 = time.perf_counter()
                 lr = optimizer.param_groups[0]["lr"]
                 train_loss, train_acc = train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
-                val_loss, val_acc = (math.nan, math.nan) if val_batches is None else evaluate_loss_acc(step, val_batches)
+                if ddp is not None:
+                    train_loss, train_acc = ddp.mean((train_loss, train_acc))
+                    ddp.share_buffers(model)
+                val_loss, val_acc = (math.nan, math.nan) if val_batches is None \
+                    else evaluate_loss_acc(evaluator, val_batches)
+                if ddp is not None and val_batches is not None:
+                    val_loss, val_acc = ddp.mean((val_loss, val_acc), weight=len(rank_val))
                 _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
                 schedule.step_epoch(-train_loss if val_batches is None else val_acc)
                 row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                            val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
                 improved = state.record(row, val_batches is not None, cfg)
                 # one CPU snapshot of the weights serves as best weights and as last.pt's weights
-                weights = _cpu_copy(model.state_dict()) if improved or run_dir is not None else None
+                weights = _cpu_copy(model.state_dict()) if improved or out_dir is not None else None
                 if improved:
                     best_weights, best_info = weights, dict(epoch=epoch, val_acc=_json_value(val_acc))
-                if run_dir is not None:
+                if out_dir is not None:
                     pending = weights, _cpu_copy(dict(
                         epoch=epoch, optimizer_state=optimizer.state_dict(), scheduler_state=schedule.state_dict(),
                         scaler_state=step.scaler.state_dict(), rng_state=_rng_state(),
                         data_fingerprint=data_fingerprint, **asdict(state)))
                     if epoch % every == 0 or state.finished:
-                        _write_checkpoints(run_dir, meta, pending, best_weights, best_info)
+                        _write_checkpoints(out_dir, meta, pending, best_weights, best_info)
                         pending = best_info = None
-                    write_history(state.history, run_dir)
+                    write_history(state.history, out_dir)
                 if progress:
                     tqdm.write(_summary(row, state.best_epoch))
                 if on_epoch_end is not None:
                     on_epoch_end(dict(row))
         finally:
             if pending is not None:
-                _write_checkpoints(run_dir, meta, pending, best_weights, best_info)
+                _write_checkpoints(out_dir, meta, pending, best_weights, best_info)
 
     if best_weights is not None:
         model.load_state_dict(best_weights)
@@ -438,6 +457,14 @@ def fit(
         train_seconds=float(frame["seconds"].sum()),
         stopped_early=bool(state.finished and len(state.history) < cfg.epochs), run_dir=run_dir,
     )
+
+
+def _rank_share(ddp: Rank, train: FaceData, val: FaceData | None,
+                cfg: TrainConfig) -> tuple[FaceData, FaceData | None, TrainConfig]:
+    """A rank's training shard and validation part, and its config: the per-rank batch, and an
+    augmentation seed of its own (rank 0 keeps ``cfg.seed``)."""
+    rank_cfg = replace(cfg, batch_size=ddp.local_batch_size(cfg.batch_size), seed=cfg.seed + 1_000_003 * ddp.rank)
+    return ddp.shard(train, cfg.seed), None if val is None else ddp.strided(val), rank_cfg
 
 
 def _write_checkpoints(run_dir: Path, meta: dict[str, Any], last: tuple[dict[str, Any], dict[str, Any]],
