@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 BENCHMARK_FACES: tuple[int, ...] = (8548, 23746, 23775)
 
 
-def _benchmark_faces() -> tuple[list[np.ndarray], str]:
+def benchmark_faces() -> tuple[list[np.ndarray], str]:
     """FER2013 faces when ``$FER_DATA_DIR`` holds the CSV, else one drawn face."""
     from fer_utils.data import DatasetError, load_dataset
 
@@ -202,6 +202,16 @@ def write_synthetic_video(
     finally:
         writer.release()
     return Path(path)
+
+
+def write_benchmark_video(
+    path: str | os.PathLike, frames: int = 60, size: tuple[int, int] = (640, 480),
+) -> tuple[Path, str]:
+    """The default benchmark video: two real FER2013 faces (see :func:`benchmark_faces`) crossing
+    a ``size`` = (width, height) frame; returns (path, description)."""
+    faces, origin = benchmark_faces()
+    written = write_synthetic_video(path, faces, frames, size)
+    return written, f"synthetic {size[0]}x{size[1]}, two moving faces, {origin}"
 
 
 def benchmark_predict(
@@ -240,10 +250,8 @@ def benchmark_predict(
     with tempfile.TemporaryDirectory() as tmp:
         source = str(video_path) if video_path else ""
         if not video_path:
-            faces, origin = _benchmark_faces()
             frames = frames or 60
-            video_path = write_synthetic_video(Path(tmp) / "synthetic.mp4", faces, frames)
-            source = f"synthetic 640x480, two moving faces, {origin}"
+            video_path, source = write_benchmark_video(Path(tmp) / "synthetic.mp4", frames)
         capture, _ = open_video(video_path)
         for first in iter_frames(capture, limit=1):
             predictor.classify(first, predictor.detector.detect(first) or [Detection((0, 0, 48, 48), 1.0)])

@@ -1,4 +1,5 @@
-"""Face detectors behind one interface: MTCNN (facenet-pytorch), OpenCV Haar and LBP cascades.
+"""Face detectors behind one interface: MTCNN (facenet-pytorch), BlazeFace (mediapipe), OpenCV Haar
+and LBP cascades.
 
 Every detector takes uint8 RGB ``(H, W, 3)`` or greyscale ``(H, W)`` images and returns,
 per image, a list of :class:`Detection` sorted by decreasing score.
@@ -255,6 +256,81 @@ class CascadeDetector(FaceDetector):
         return results
 
 
+class BlazeFaceDetector(FaceDetector):
+    """MediaPipe's BlazeFace short-range model (Apache-2.0; ships inside the ``mediapipe==0.10.21``
+    wheel, so it works offline); CPU, no landmarks used.
+
+    The model sees a 128x128 copy of its input and finds faces that fill about a tenth of it or
+    more, so images larger than ``tile`` pixels are also searched in overlapping ``tile``-sized
+    tiles (small faces) besides whole (large faces); overlapping boxes are merged, keeping the
+    most confident. Faces scoring below ``min_score`` are dropped.
+    """
+
+    name = "blazeface"
+
+    def __init__(self, *, min_score: float = 0.5, tile: int | None = 480, overlap: float = 0.3,
+                 max_side: int | None = 1280) -> None:
+        super().__init__(max_side)
+        try:
+            from mediapipe.python.solutions.face_detection import FaceDetection
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the blazeface detector needs mediapipe 0.10.21 (it ships the model): pip install --no-deps "
+                "mediapipe==0.10.21 protobuf==4.25.8 absl-py flatbuffers (or use --detector haar)"
+            ) from err
+        if tile is not None and tile < 64:
+            raise ValueError(f"tile must be >= 64 pixels or None, got {tile}")
+        self.min_score = float(min_score)
+        self.tile = tile
+        self.overlap = float(overlap)
+        self._model = FaceDetection(model_selection=0, min_detection_confidence=self.min_score)
+
+    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """``(x, y, w, h)`` of the whole image followed by the tiles searched in it."""
+        whole = [(0, 0, width, height)]
+        if self.tile is None or max(width, height) <= self.tile:
+            return whole
+        side = self.tile
+        step = max(1, round(side * (1 - self.overlap)))
+
+        def starts(length: int) -> list[int]:
+            if length <= side:
+                return [0]
+            return sorted({*range(0, length - side, step), length - side})
+
+        return whole + [(x, y, min(side, width), min(side, height)) for y in starts(height) for x in starts(width)]
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        results = []
+        for image in images:
+            found = []
+            for x, y, w, h in self.regions(image.shape[1], image.shape[0]):
+                region = image if (w, h) == image.shape[1::-1] else np.ascontiguousarray(image[y:y + h, x:x + w])
+                for d in self._model.process(region).detections or []:
+                    r = d.location_data.relative_bounding_box
+                    box = (x + r.xmin * w, y + r.ymin * h, x + (r.xmin + r.width) * w, y + (r.ymin + r.height) * h)
+                    found.append(Detection(clip_box(box, image.shape[1], image.shape[0]), d.score[0]))
+            results.append(merge_overlapping(found))
+        return results
+
+
+def merge_overlapping(detections: Sequence[Detection], threshold: float = 0.5) -> list[Detection]:
+    """The most confident of each group of boxes whose intersection covers more than ``threshold``
+    of the smaller box (a face found whole and again, cut, in a tile)."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        if all(_overlap(det.box, k.box) <= threshold for k in kept):
+            kept.append(det)
+    return kept
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return max(0.0, w) * max(0.0, h) / smaller if smaller > 0 else 0.0
+
+
 #: The frontal-face Haar cascade bundled with opencv-python(-headless) < 5.
 HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
 
@@ -276,8 +352,14 @@ def _lbp(device: Any = None, *, cascade: str | os.PathLike | None = None, **kw: 
     return CascadeDetector(cascade, name="lbp", **kw)
 
 
+def _blazeface(device: Any = None, **kw: Any) -> BlazeFaceDetector:
+    """BlazeFace (mediapipe); ``device`` is ignored (CPU)."""
+    return BlazeFaceDetector(**kw)
+
+
 _FACTORIES: dict[str, Callable[..., FaceDetector]] = {
     "mtcnn": MTCNNDetector,
+    "blazeface": _blazeface,
     "haar": _haar,
     "lbp": _lbp,
 }
