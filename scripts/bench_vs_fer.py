@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: fer's detector for each of our detectors, as ``FER(mtcnn=...)``.
+#: fer's detectors, as ``FER(mtcnn=...)``.
 FER_MTCNN = {"haar": False, "mtcnn": True}
 #: Default videos: (width, height).
 SIZES = ((1920, 1080), (640, 480))
@@ -34,7 +34,7 @@ SIZES = ((1920, 1080), (640, 480))
 def fer_worker(video: str, mtcnn: bool, frames: int | None) -> dict[str, Any]:
     """Run ``fer`` over ``video`` (this process must import ``fer``): frames, loop seconds, faces."""
     import cv2
-    from fer import FER
+    from fer.fer import FER
 
     detector = FER(mtcnn=mtcnn)
     capture = cv2.VideoCapture(video)
@@ -80,7 +80,7 @@ def ours_command(video: str, detector: str, frames: int | None, out: Path, extra
 def fer_command(python: str, video: str, detector: str, frames: int | None, out: Path) -> list[str]:
     """This script's ``--worker`` mode under ``python``."""
     limit = ["--frames", str(frames)] if frames else []
-    return [python, __file__, "--worker", "--video", video, "--detector", detector, "--json", str(out), *limit]
+    return [python, __file__, "--worker", "--video", video, "--fer-detector", detector, "--json", str(out), *limit]
 
 
 def find_fer_python(given: str | None) -> str | None:
@@ -88,14 +88,14 @@ def find_fer_python(given: str | None) -> str | None:
     if given:
         return given
     try:
-        import fer  # noqa: F401
+        import fer.fer  # noqa: F401
     except ImportError:
         return None
     return sys.executable
 
 
-def compare(video: str, detector: str, runs: int, frames: int | None, fer_python: str | None,
-            extra: list[str], work: Path) -> dict[str, Any]:
+def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int | None,
+            fer_python: str | None, extra: list[str], work: Path) -> dict[str, Any]:
     """Median over ``runs`` alternating runs of ours and (when ``fer_python``) fer on ``video``."""
     samples: dict[str, list[dict[str, Any]]] = {"ours": [], "fer": []}
     for run in range(runs):
@@ -103,8 +103,10 @@ def compare(video: str, detector: str, runs: int, frames: int | None, fer_python
         samples["ours"].append(_timed(ours_command(video, detector, frames, out, extra), out))
         if fer_python:
             out = work / f"fer{run}.json"
-            samples["fer"].append(_timed(fer_command(fer_python, video, detector, frames, out), out))
+            samples["fer"].append(_timed(fer_command(fer_python, video, fer_detector, frames, out), out))
     summary: dict[str, Any] = {"video": video, "detector": detector, "runs": runs}
+    if fer_python:
+        summary["fer_detector"] = fer_detector
     for side, results in samples.items():
         if results:
             summary[side] = {key: round(statistics.median(r[key] for r in results), 3)
@@ -121,15 +123,17 @@ def describe(summary: dict[str, Any]) -> str:
             f"({ours['faces_per_frame']} faces/frame, {ours['process_s']} s process)")
     if "fer" in summary:
         fer = summary["fer"]
-        line += (f"; fer {fer['fps']} fps ({fer['faces_per_frame']} faces/frame, {fer['process_s']} s process); "
-                 f"ours/fer = {summary['fps_ratio']}x")
+        line += (f"; fer [{summary['fer_detector']}] {fer['fps']} fps ({fer['faces_per_frame']} faces/frame, "
+                 f"{fer['process_s']} s process); ours/fer = {summary['fps_ratio']}x")
     return line + f"; median of {summary['runs']}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", action="append", help="video to time (repeatable; default: two made videos)")
-    parser.add_argument("--detector", default="haar", choices=sorted(FER_MTCNN), help="detector on both sides")
+    parser.add_argument("--detector", default="haar", help="our detector (haar, mtcnn, blazeface...)")
+    parser.add_argument("--fer-detector", choices=sorted(FER_MTCNN),
+                        help="fer's detector (default: mtcnn when ours is mtcnn, else haar)")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per side (median reported)")
     parser.add_argument("--frames", type=int, default=None, help="first N frames only (made videos: 40)")
     parser.add_argument("--fer-python", help="python of a venv with fer installed (default: this one, if it has fer)")
@@ -142,9 +146,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = fer_worker(args.video[0], FER_MTCNN[args.detector], args.frames)
+        result = fer_worker(args.video[0], FER_MTCNN[args.fer_detector], args.frames)
         Path(args.json).write_text(json.dumps(result))
         return 0
+    fer_detector = args.fer_detector or ("mtcnn" if args.detector == "mtcnn" else "haar")
     fer_python = find_fer_python(args.fer_python)
     if fer_python is None:
         print("fer is not importable here and no --fer-python was given: measuring ours only")
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             videos = [str(write_benchmark_video(work / f"faces_{w}x{h}.mp4", frames, (w, h))[0]) for w, h in SIZES]
         summaries = []
         for video in videos:
-            summary = compare(video, args.detector, args.runs, frames, fer_python, args.ours.split(), work)
+            summary = compare(video, args.detector, fer_detector, args.runs, frames, fer_python, args.ours.split(),
+                              work)
             summaries.append(summary)
             print(describe(summary), flush=True)
     if args.json:

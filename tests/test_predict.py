@@ -92,6 +92,18 @@ def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():
     assert [t for t, _ in tracker.update(image, [Detection((5, 0, 55, 50), 1.0)], 4)] == [2]
 
 
+def test_tracker_predicts_boxes_between_detections():
+    image = np.zeros((120, 400, 3), np.uint8)
+    tracker = FaceTracker()
+    for frame in (0, 3, 6):  # 4 px per frame to the right
+        tracked = tracker.update(image, [Detection((10 + 4 * frame, 20, 60 + 4 * frame, 70), 1.0, np.ones((5, 2)))],
+                                 frame)
+    ((tid, det),) = tracker.carry(tracked, 8)
+    assert tid == 0 and det.box == pytest.approx((42, 20, 92, 70), abs=0.5)
+    assert det.landmarks == pytest.approx(np.ones((5, 2)) + [8, 0], abs=0.5)  # moved with the box
+    assert tracker.carry([(7, det)], 9) == [(7, det)]  # unknown track: kept as given
+
+
 def _crossing_clip(faces, frames=30):
     """Two real faces crossing (the second passes in front); boxes per frame."""
     return list(moving_faces(faces[:2], [(10, 70), (230, 80)], [(230, 80), (10, 70)], frames, 80, SMALL))
@@ -179,6 +191,9 @@ def test_predictor_follows_checkpoint_preprocessing(tmp_path, channels, size):
     probs = predictor.classify(image, dets)
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert predictor.classify(image, []).shape == (0, 7)
+    batched = predictor.classify_many([image, image[::-1].copy(), image], [dets, [], dets[:1]])
+    assert [p.shape for p in batched] == [(2, 7), (0, 7), (1, 7)]
+    assert np.allclose(batched[0], probs, atol=1e-5) and np.allclose(batched[2], probs[:1], atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -201,8 +216,9 @@ def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, check
         assert face["detected"] == (record["frame"] % 3 == 0)
         assert face["track"] == 0 and face["label"] in FER2013_CLASSES
         assert sum(face["raw_probabilities"].values()) == pytest.approx(1, abs=1e-3)
-    x1 = result["frames"][9]["faces"][0]["box"][0]
-    assert abs(x1 - (60 + 6 * 9)) < 25  # boxes follow the moving face
+    x1 = [record["faces"][0]["box"][0] for record in result["frames"]]
+    assert abs(x1[9] - (60 + 6 * 9)) < 25  # boxes follow the moving face
+    assert abs(x1[11] - x1[9] - 12) < 5  # and are predicted between detections (6 px per frame)
     summary = json.loads((out / "clip_summary.json").read_text())
     assert summary["frames"] == 12 and summary["frames_with_face"] == 12
     assert sum(summary["label_counts"].values()) == 12

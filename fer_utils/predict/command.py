@@ -41,7 +41,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="video smoothing: moving average of probabilities, windowed vote, or none")
     parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
     parser.add_argument("--detect-every", type=int, default=1,
-                        help="videos: detect faces every N frames and reuse the boxes in between")
+                        help="videos: detect faces every N frames; tracks predict the boxes in between")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
 
 

@@ -196,7 +196,9 @@ def analyse_video(
 
     Faces are detected on every ``detect_every``-th frame (in batches of up to
     ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
-    appearance); frames in between reuse the last boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    appearance); frames in between use the tracks' constant-velocity predictions of the last boxes.
+    All faces of a batch are classified in one forward pass. Each track's probabilities are
+    smoothed with :class:`TemporalSmoother`.
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -218,14 +220,20 @@ def _video_results(
     while batch := list(islice(frames, batch_frames)):
         due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
         found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
+        placed: list[list[tuple[int, Detection]]] = []
+        alive: dict[int, set[int]] = {}  # tracks kept after each detection
         for k, image in enumerate(batch):
             if k in found:
                 current = tracker.update(image, found[k], index + k)
-                for tid in set(smoothers) - tracker.active:
-                    del smoothers[tid]
+                alive[k] = tracker.active
+            placed.append(current if k in found else tracker.carry(current, index + k))
+        classified = predictor.classify_many(batch, [[d for _, d in tracked] for tracked in placed])
+        for k, (image, tracked, probabilities) in enumerate(zip(batch, placed, classified)):
+            for tid in set(smoothers) - alive.get(k, set(smoothers)):
+                del smoothers[tid]
             faces = []
             height, width = image.shape[:2]
-            for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
+            for (tid, det), probs in zip(tracked, probabilities):
                 shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
                 faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs, tid,
                                         k in found))
