@@ -26,6 +26,7 @@ import torch
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.devices import resolve_device
+from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detectors import Detection, create_detector
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
@@ -121,7 +122,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="video frames (predict; default: all of --video, 60 of the synthetic video)")
     parser.add_argument("--video", help="video to benchmark (predict; default: a synthetic video of FER2013 faces)")
     parser.add_argument("--checkpoint", help="classifier (predict; default: the shipped model, else untrained)")
-    parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
+    add_detector_arguments(parser)
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     add_errors_argument(parser)
@@ -148,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
-                                       detector=args.detector, checkpoint=args.checkpoint)
+                                       detector=args.detector, checkpoint=args.checkpoint,
+                                       detector_kw=detector_options(args))
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
@@ -270,7 +272,7 @@ def benchmark_predict(
     return {
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": faces_found, "tracks": len(tracks),
-        "detector": det.name, "detect_every": detect_every,
+        "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
         "classifier": classifier, "device": str(dev), "threads": torch.get_num_threads(),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }

@@ -311,13 +311,16 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
 def test_bench_predict_on_a_given_video(tmp_path, faces, checkpoint, capsys):
     video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
     args = ["bench", "predict", "--detector", "haar", "--device", "cpu", "--checkpoint", str(checkpoint)]
-    assert main([*args, "--video", str(video), "--json", str(tmp_path / "b.json")]) == 0
+    assert main([*args, "--video", str(video), "--detect-side", "400", "--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "frames/s over 8 frames" in printed and "faces detected" in printed
     (result,) = json.loads((tmp_path / "b.json").read_text())
     assert result["video"] == str(video) and result["fps"] > 0 and result["faces_detected"] >= 8
+    assert result["detect_side"] == 400
     assert main([*args, "--video", str(tmp_path / "absent.mp4")]) == 2
     assert "absent.mp4: no such file" in capsys.readouterr().out
+    assert main([*args, "--video", str(video), "--cascade", "x.xml", "--detector", "mtcnn"]) == 2
+    assert "bench: --cascade only applies" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- annotations

@@ -102,12 +102,16 @@ def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     raise ValueError(f"{what}: expected RGB (H, W, 3) or greyscale (H, W), got shape {image.shape}")
 
 
+#: Longest image side a detector sees by default; larger images are shrunk for detection.
+DEFAULT_MAX_SIDE = 1280
+
+
 class FaceDetector(ABC):
     """Common interface. ``max_side``: larger images are shrunk for detection (boxes map back)."""
 
     name: str = ""
 
-    def __init__(self, max_side: int | None = 1280) -> None:
+    def __init__(self, max_side: int | None = DEFAULT_MAX_SIDE) -> None:
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -155,7 +159,7 @@ class MTCNNDetector(FaceDetector):
         factor: float = 0.709,
         min_score: float = 0.9,
         batch_size: int = 16,
-        max_side: int | None = 1280,
+        max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> None:
         super().__init__(max_side)
         try:
@@ -219,7 +223,7 @@ class CascadeDetector(FaceDetector):
         min_neighbors: int = 5,
         min_size: int = 30,
         equalize: bool = False,
-        max_side: int | None = 1280,
+        max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> None:
         super().__init__(max_side)
         path = Path(cascade)
@@ -269,7 +273,7 @@ class BlazeFaceDetector(FaceDetector):
     name = "blazeface"
 
     def __init__(self, *, min_score: float = 0.5, tile: int | None = 480, overlap: float = 0.3,
-                 max_side: int | None = 1280) -> None:
+                 max_side: int | None = DEFAULT_MAX_SIDE) -> None:
         super().__init__(max_side)
         try:
             from mediapipe.python.solutions.face_detection import FaceDetection

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     ok = [o for o in outcomes if o.status == "ok"]
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
+        "detect_side": predictor.detector.max_side,
         "device": str(predictor.device), "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
