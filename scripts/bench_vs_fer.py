@@ -63,7 +63,8 @@ def _timed(command: list[str], result_file: Path) -> dict[str, Any]:
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {said[-1] if said else 'no output'}")
     result = json.loads(result_file.read_text())
     result = result[0] if isinstance(result, list) else result
     return {"frames": result["frames"], "fps": result["frames"] / result["seconds"],
@@ -113,6 +114,8 @@ def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int
                              for key in ("fps", "process_s", "faces_per_frame")} | {"frames": results[0]["frames"]}
     if samples["fer"]:
         summary["fps_ratio"] = round(summary["ours"]["fps"] / summary["fer"]["fps"], 2)
+        summary["faces_ratio"] = round(summary["ours"]["faces_per_frame"] / max(summary["fer"]["faces_per_frame"],
+                                                                                 1e-9), 2)
     return summary
 
 
@@ -124,8 +127,16 @@ def describe(summary: dict[str, Any]) -> str:
     if "fer" in summary:
         fer = summary["fer"]
         line += (f"; fer [{summary['fer_detector']}] {fer['fps']} fps ({fer['faces_per_frame']} faces/frame, "
-                 f"{fer['process_s']} s process); ours/fer = {summary['fps_ratio']}x")
+                 f"{fer['process_s']} s process); ours/fer = {summary['fps_ratio']}x fps, "
+                 f"{summary['faces_ratio']}x faces")
     return line + f"; median of {summary['runs']}"
+
+
+def _positive(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,8 +145,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detector", default="haar", help="our detector (haar, mtcnn, blazeface...)")
     parser.add_argument("--fer-detector", choices=sorted(FER_MTCNN),
                         help="fer's detector (default: mtcnn when ours is mtcnn, else haar)")
-    parser.add_argument("--runs", type=int, default=3, help="alternating runs per side (median reported)")
-    parser.add_argument("--frames", type=int, default=None, help="first N frames only (made videos: 40)")
+    parser.add_argument("--runs", type=_positive, default=3, help="alternating runs per side (median reported)")
+    parser.add_argument("--frames", type=_positive, default=None, help="first N frames only (made videos: 40)")
     parser.add_argument("--fer-python", help="python of a venv with fer installed (default: this one, if it has fer)")
     parser.add_argument("--ours", default="", help="extra bench predict arguments for ours, e.g. '--checkpoint X'")
     parser.add_argument("--json", help="also write the summaries to this JSON file")
@@ -149,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         result = fer_worker(args.video[0], FER_MTCNN[args.fer_detector], args.frames)
         Path(args.json).write_text(json.dumps(result))
         return 0
+    missing = [v for v in args.video or [] if not Path(v).is_file()]
+    if missing:
+        print(f"bench_vs_fer: {missing[0]}: no such file")
+        return 2
     fer_detector = args.fer_detector or ("mtcnn" if args.detector == "mtcnn" else "haar")
     fer_python = find_fer_python(args.fer_python)
     if fer_python is None:
@@ -163,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             videos = [str(write_benchmark_video(work / f"faces_{w}x{h}.mp4", frames, (w, h))[0]) for w, h in SIZES]
         summaries = []
         for video in videos:
-            summary = compare(video, args.detector, fer_detector, args.runs, frames, fer_python, args.ours.split(),
-                              work)
+            try:
+                summary = compare(video, args.detector, fer_detector, args.runs, frames, fer_python,
+                                  args.ours.split(), work)
+            except RuntimeError as err:
+                print(f"bench_vs_fer: {err}")
+                return 1
             summaries.append(summary)
             print(describe(summary), flush=True)
     if args.json:
