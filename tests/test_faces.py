@@ -15,7 +15,7 @@ from fer_utils.faces import (
     list_detectors, paste_faces, prepare_faces, read_image,
 )
 from fer_utils.faces.command import add_detector_arguments, detector_options
-from fer_utils.faces.detectors import iou, merge_overlapping
+from fer_utils.faces.detectors import iou, merge_overlapping, shrink
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -124,6 +124,15 @@ def test_detector_flags_map_to_detector_options():
         parser.parse_args(["--detect-side", "0"])
 
 
+def test_shrink_is_close_to_area_resizing():
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), (0, 0), 2)
+    for width, height in ((1280, 720), (960, 540), (640, 360), (1920, 1080)):
+        out = shrink(image, width, height)
+        assert out.shape == (height, width, 3)
+        assert np.abs(out.astype(int) - cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)).mean() < 2
+
+
 def test_merge_overlapping_keeps_the_most_confident_of_each_face():
     whole, cut, other = Detection((0, 0, 100, 100), 0.8), Detection((50, 0, 100, 100), 0.9), \
         Detection((120, 0, 200, 80), 0.6)
@@ -145,6 +154,7 @@ def test_blazeface_finds_small_faces_through_tiles(faces):
     for box in boxes:
         assert max(iou(d.box, box) for d in found) > 0.5
     assert create_detector("blazeface", tile=None).detect(scene) == []  # whole-image only: faces too small
+    assert all(d.score >= 0.9 for d in create_detector("blazeface", min_score=0.9).detect(scene))
     row = detector.detect(cv2.cvtColor(paste_faces(faces, ROW_BOXES), cv2.COLOR_GRAY2RGB))
     assert len(row) == 3 and all(max(iou(d.box, box) for d in row) > 0.5 for box in ROW_BOXES)
     with pytest.raises(ValueError, match="tile"):
