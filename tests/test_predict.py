@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict
 from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.tracking import FaceTracker
-from fer_utils.predict.video import TemporalSmoother, label_changes, smooth_probabilities
+from fer_utils.predict.video import TemporalSmoother, label_changes, prefetch, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -76,6 +77,31 @@ def test_vote_smoother_and_validation():
         TemporalSmoother("median")
     with pytest.raises(ValueError, match="window"):
         TemporalSmoother("ma", 0)
+
+
+def test_prefetch_keeps_order_stops_when_closed_and_passes_errors():
+    threads = threading.active_count()
+    assert list(prefetch(iter(range(50)), depth=4)) == list(range(50))
+    closed = []
+
+    def endless():
+        try:
+            yield from range(10**9)
+        finally:
+            closed.append(True)
+
+    stream = prefetch(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert closed == [True] and threading.active_count() == threads
+
+    def broken():
+        yield 1
+        raise OSError("frame 1 cannot be decoded")
+
+    with pytest.raises(OSError, match="frame 1"):
+        list(prefetch(broken()))
+    assert threading.active_count() == threads
 
 
 def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():

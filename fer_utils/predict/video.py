@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Union
+from queue import Full, Queue
+from typing import Any, TypeVar, Union
 from urllib.parse import urlparse
 
 import cv2
@@ -86,6 +88,50 @@ def iter_frames(capture: cv2.VideoCapture, limit: int | None = None) -> Iterator
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     finally:
         capture.release()
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int = 8) -> Generator[T, None, None]:
+    """``items`` produced ahead, up to ``depth`` of them, by a background thread: video decoding
+    (OpenCV releases the GIL) overlaps the work on earlier frames on a second core. The source's
+    exceptions are raised here; closing the result stops the thread and closes ``items``."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.05)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+        except Exception as err:  # handed to the consumer
+            put(err)
+        finally:
+            if hasattr(items, "close"):
+                items.close()
+            put(end)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not end:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> cv2.VideoWriter:
@@ -211,11 +257,21 @@ def _video_results(
     capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
     smooth: str, window: int, batch_frames: int, limit: int | None,
 ) -> Iterator[FrameResult]:
+    frames = prefetch(iter_frames(capture, limit), 2 * batch_frames)
+    try:
+        yield from _results(frames, info, predictor, detect_every, smooth, window, batch_frames)
+    finally:
+        frames.close()  # stops the reading thread and releases the capture
+
+
+def _results(
+    frames: Iterator[np.ndarray], info: VideoInfo, predictor: FacePredictor, detect_every: int,
+    smooth: str, window: int, batch_frames: int,
+) -> Iterator[FrameResult]:
     tracker = FaceTracker()
     smoothers: dict[int, TemporalSmoother] = {}
     current: list[tuple[int, Detection]] = []
     classes = predictor.classes
-    frames = iter_frames(capture, limit)
     index = 0
     while batch := list(islice(frames, batch_frames)):
         due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
