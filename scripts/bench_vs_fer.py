@@ -8,10 +8,12 @@ frame loop (start-up and model loading excluded), whole-process seconds and face
 ``fer`` runs through ``FER.detect_emotions`` (what its ``Video.analyze`` calls per frame, without
 the writing), Haar by default or ``mtcnn=True``. It is optional: with ``--fer-python PATH`` (the
 python of a venv where ``pip install fer`` worked) it runs there; else in this interpreter when
-importable; else only ours is measured. Without ``--video``, real-face videos are made from
-FER2013 (``$FER_DATA_DIR``) at 1920x1080 and 640x480::
+importable; else only ours is measured. Without ``--video``, the benchmark videos of ``bench
+predict`` (two FER2013 faces from ``$FER_DATA_DIR`` crossing a textured scene, 40 frames) are made
+at 1920x1080 and 640x480, the same for both sides, and the detections matching the true face
+boxes are counted for both::
 
-    python scripts/bench_vs_fer.py --fer-python /path/to/fer-venv/bin/python --detector haar
+    python scripts/bench_vs_fer.py --fer-python /path/to/fer-venv/bin/python --detector blazeface
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from typing import Any
 
 #: fer's detectors, as ``FER(mtcnn=...)``.
 FER_MTCNN = {"haar": False, "mtcnn": True}
-#: Default videos: (width, height).
-SIZES = ((1920, 1080), (640, 480))
+#: Default videos, made from FER2013 by ``fer_utils.bench.write_benchmark_video``: name -> (width, height).
+MADE = {"1920x1080": (1920, 1080), "640x480": (640, 480)}
 
 
 def fer_worker(video: str, mtcnn: bool, frames: int | None) -> dict[str, Any]:
@@ -44,17 +46,17 @@ def fer_worker(video: str, mtcnn: bool, frames: int | None) -> dict[str, Any]:
     detector.detect_emotions(first)  # warm-up, as ours: model loading and first call excluded
     capture.release()
     capture = cv2.VideoCapture(video)
-    n = faces = 0
+    boxes = []  # per frame, x1, y1, x2, y2
     start = time.perf_counter()
-    while frames is None or n < frames:
+    while frames is None or len(boxes) < frames:
         ok, frame = capture.read()
         if not ok:
             break
-        faces += len(detector.detect_emotions(frame))
-        n += 1
+        found = detector.detect_emotions(frame)
+        boxes.append([[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h in (f["box"] for f in found)])
     seconds = time.perf_counter() - start
     capture.release()
-    return {"frames": n, "seconds": seconds, "faces_detected": faces}
+    return {"frames": len(boxes), "seconds": seconds, "faces_detected": sum(map(len, boxes)), "boxes": boxes}
 
 
 def _timed(command: list[str], result_file: Path) -> dict[str, Any]:
@@ -67,14 +69,15 @@ def _timed(command: list[str], result_file: Path) -> dict[str, Any]:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {said[-1] if said else 'no output'}")
     result = json.loads(result_file.read_text())
     result = result[0] if isinstance(result, list) else result
-    return {"frames": result["frames"], "fps": result["frames"] / result["seconds"],
+    return {**result, "fps": result["frames"] / result["seconds"],
             "faces_per_frame": result["faces_detected"] / max(1, result["frames"]), "process_s": wall}
 
 
-def ours_command(video: str, detector: str, frames: int | None, out: Path, extra: list[str]) -> list[str]:
-    """``bench predict`` on ``video`` in a fresh process of this interpreter."""
+def ours_command(source: list[str], detector: str, frames: int | None, out: Path, extra: list[str]) -> list[str]:
+    """``bench predict`` in a fresh process of this interpreter on ``source``: ``["--video", PATH]``, or
+    ``["--size", "WxH"]`` for the benchmark video it makes itself (counting its true faces)."""
     limit = ["--frames", str(frames)] if frames else []
-    return [sys.executable, "-m", "fer_utils", "bench", "predict", "--video", video, "--detector", detector,
+    return [sys.executable, "-m", "fer_utils", "bench", "predict", *source, "--detector", detector,
             "--device", "cpu", "--json", str(out), *limit, *extra]
 
 
@@ -95,40 +98,52 @@ def find_fer_python(given: str | None) -> str | None:
     return sys.executable
 
 
-def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int | None,
-            fer_python: str | None, extra: list[str], work: Path) -> dict[str, Any]:
-    """Median over ``runs`` alternating runs of ours and (when ``fer_python``) fer on ``video``."""
+def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int | None, fer_python: str | None,
+            extra: list[str], work: Path, made: tuple[Path, list] | None = None) -> dict[str, Any]:
+    """Median over ``runs`` alternating runs of ours and (when ``fer_python``) fer on ``video``; for a
+    video of :data:`MADE`, ``made`` = (fer's copy, true face boxes per frame) and real faces are counted."""
     samples: dict[str, list[dict[str, Any]]] = {"ours": [], "fer": []}
     for run in range(runs):
         out = work / f"ours{run}.json"
-        samples["ours"].append(_timed(ours_command(video, detector, frames, out, extra), out))
+        source = ["--size", video] if made else ["--video", video]
+        samples["ours"].append(_timed(ours_command(source, detector, frames, out, extra), out))
         if fer_python:
             out = work / f"fer{run}.json"
-            samples["fer"].append(_timed(fer_command(fer_python, video, fer_detector, frames, out), out))
+            fer_video = str(made[0]) if made else video
+            samples["fer"].append(_timed(fer_command(fer_python, fer_video, fer_detector, frames, out), out))
+    if made:
+        from fer_utils.bench import real_faces
+
+        for result in samples["fer"]:
+            result["real_faces_found"] = real_faces(result["boxes"], made[1])
     summary: dict[str, Any] = {"video": video, "detector": detector, "runs": runs}
     if fer_python:
         summary["fer_detector"] = fer_detector
+    counted = ("faces_per_frame", "real_faces_found") if made else ("faces_per_frame",)
     for side, results in samples.items():
         if results:
             summary[side] = {key: round(statistics.median(r[key] for r in results), 3)
-                             for key in ("fps", "process_s", "faces_per_frame")} | {"frames": results[0]["frames"]}
+                             for key in ("fps", "process_s", *counted)} | {"frames": results[0]["frames"]}
+    if made:
+        summary["true_faces"] = samples["ours"][0]["true_faces"]
     if samples["fer"]:
+        faces = counted[-1]
         summary["fps_ratio"] = round(summary["ours"]["fps"] / summary["fer"]["fps"], 2)
-        summary["faces_ratio"] = round(summary["ours"]["faces_per_frame"] / max(summary["fer"]["faces_per_frame"],
-                                                                                 1e-9), 2)
+        summary["faces_ratio"] = round(summary["ours"][faces] / max(summary["fer"][faces], 1e-9), 2)
     return summary
 
 
 def describe(summary: dict[str, Any]) -> str:
-    """One line per video: fps, faces per frame, ratio."""
-    ours = summary["ours"]
-    line = (f"{Path(summary['video']).name} [{summary['detector']}]: ours {ours['fps']} fps "
-            f"({ours['faces_per_frame']} faces/frame, {ours['process_s']} s process)")
+    """One line per video: fps, faces per frame (and real faces found), ratios."""
+    def side(name: str) -> str:
+        r = summary[name]
+        real = f", {r['real_faces_found']:g} of {summary['true_faces']} true faces" if "true_faces" in summary else ""
+        return f"{r['fps']} fps ({r['faces_per_frame']} faces/frame{real}, {r['process_s']} s process)"
+
+    line = f"{Path(summary['video']).name} [{summary['detector']}]: ours {side('ours')}"
     if "fer" in summary:
-        fer = summary["fer"]
-        line += (f"; fer [{summary['fer_detector']}] {fer['fps']} fps ({fer['faces_per_frame']} faces/frame, "
-                 f"{fer['process_s']} s process); ours/fer = {summary['fps_ratio']}x fps, "
-                 f"{summary['faces_ratio']}x faces")
+        line += (f"; fer [{summary['fer_detector']}] {side('fer')}; ours/fer = {summary['fps_ratio']}x fps, "
+                 f"{summary['faces_ratio']}x {'real ' if 'true_faces' in summary else ''}faces")
     return line + f"; median of {summary['runs']}"
 
 
@@ -170,17 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         print("fer is not importable here and no --fer-python was given: measuring ours only")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        videos, frames = args.video, args.frames
-        if not videos:
-            from fer_utils.bench import write_benchmark_video
-
-            frames = frames or 40
-            videos = [str(write_benchmark_video(work / f"faces_{w}x{h}.mp4", frames, (w, h))[0]) for w, h in SIZES]
+        videos, frames = args.video or list(MADE), args.frames or (None if args.video else 40)
         summaries = []
         for video in videos:
+            made = None
+            if not args.video:  # the same video as ours makes: same faces, size, frames
+                from fer_utils.bench import write_benchmark_video
+
+                path, _, truth = write_benchmark_video(work / f"faces_{video}.mp4", frames, MADE[video])
+                made = (path, truth)
             try:
                 summary = compare(video, args.detector, fer_detector, args.runs, frames, fer_python,
-                                  args.ours.split(), work)
+                                  args.ours.split(), work, made)
             except RuntimeError as err:
                 print(f"bench_vs_fer: {err}")
                 return 1

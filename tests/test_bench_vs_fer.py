@@ -30,6 +30,15 @@ def test_bad_arguments_are_one_line_and_exit_2(bench_vs_fer, tmp_path, capsys):
         assert stop.value.code == 2
 
 
+def _stand_in_fer(folder: Path, result: dict) -> Path:
+    """A "python" that answers the worker call with ``result`` as JSON, as fer's worker would."""
+    fake = folder / "fer-python"
+    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --json ] && out=$2; shift; done\n'
+                    f"echo '{json.dumps(result)}' > \"$out\"\n")
+    fake.chmod(0o755)
+    return fake
+
+
 @pytest.mark.realdata
 def test_ratio_against_a_stand_in_fer(bench_vs_fer, fer2013, tmp_path, capsys):
     frame = cv2.cvtColor(paste_faces([fer2013.images[8548]], [(100, 60, 220, 180)], (240, 320)), cv2.COLOR_GRAY2BGR)
@@ -38,10 +47,7 @@ def test_ratio_against_a_stand_in_fer(bench_vs_fer, fer2013, tmp_path, capsys):
     for _ in range(4):
         writer.write(frame)
     writer.release()
-    fake = tmp_path / "fer-python"  # answers the worker call as fer would: 4 frames in 2 s, 1 face each
-    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --json ] && out=$2; shift; done\n'
-                    'echo \'{"frames": 4, "seconds": 2.0, "faces_detected": 4}\' > "$out"\n')
-    fake.chmod(0o755)
+    fake = _stand_in_fer(tmp_path, {"frames": 4, "seconds": 2.0, "faces_detected": 4})  # 1 face a frame
     out = tmp_path / "summary.json"
     args = ["--video", str(video), "--runs", "1", "--detector", "haar", "--fer-python", str(fake), "--json", str(out)]
     assert bench_vs_fer.main(args) == 0
@@ -55,3 +61,18 @@ def test_ratio_against_a_stand_in_fer(bench_vs_fer, fer2013, tmp_path, capsys):
     fake.write_text("#!/bin/sh\necho 'ModuleNotFoundError: fer' >&2\nexit 1\n")
     assert bench_vs_fer.main(args) == 1
     assert capsys.readouterr().out.strip().endswith("failed (1): ModuleNotFoundError: fer")
+
+
+@pytest.mark.realdata
+def test_made_videos_count_real_faces_on_both_sides(bench_vs_fer, data_dir, tmp_path, capsys):
+    fake = _stand_in_fer(tmp_path, {"frames": 3, "seconds": 1.0, "faces_detected": 1,
+                                    "boxes": [[[0, 0, 50, 50]], [], []]})  # one false detection
+    out = tmp_path / "summary.json"
+    args = ["--frames", "3", "--runs", "1", "--detector", "blazeface", "--fer-python", str(fake), "--json", str(out)]
+    assert bench_vs_fer.main(args) == 0
+    summaries = json.loads(out.read_text())
+    assert [s["video"] for s in summaries] == ["1920x1080", "640x480"]
+    for summary in summaries:
+        assert summary["true_faces"] == 6 and summary["fer"]["real_faces_found"] == 0
+        assert summary["ours"]["frames"] == 3 and summary["ours"]["real_faces_found"] >= 5
+    assert capsys.readouterr().out.count("of 6 true faces") == 4

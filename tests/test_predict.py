@@ -15,7 +15,7 @@ from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
 from fer_utils.faces.detectors import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
-from fer_utils.bench import benchmark_predict
+from fer_utils.bench import benchmark_predict, real_faces
 from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.tracking import FaceTracker
 from fer_utils.predict.video import TemporalSmoother, label_changes, prefetch, smooth_probabilities
@@ -326,11 +326,19 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
     assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
     assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
     assert every["faces_detected"] >= 8 and every["tracks"] == 2  # two faces, apart in the first frames
+    assert every["true_faces"] == 10 and 8 <= every["real_faces_found"] <= every["faces_detected"]
     video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
                                checkpoint=checkpoint, detector_kw={"min_face_size": 40})
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
     assert sparse["faces_detected"] == 2 and sparse["tracks"] == 1  # detections on frames 0 and 3
+    assert "true_faces" not in sparse  # a given video: its faces are not known
+
+
+def test_real_faces_counts_each_true_face_once():
+    truth = [[(0, 0, 100, 100), (200, 0, 300, 100)], [(0, 0, 100, 100)]]
+    found = [[(5, 5, 100, 100), (10, 0, 100, 90), (400, 0, 450, 50)], [(200, 0, 300, 100)]]
+    assert real_faces(found, truth) == 1  # a second box on a face, a false one, a miss
 
 
 @pytest.mark.realdata
