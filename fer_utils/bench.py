@@ -5,8 +5,9 @@ with augmentation on the CPU and, when present, CUDA (real FER2013 Training when
 ``$FER_DATA_DIR`` holds it, else random faces of the same size). ``train`` measures training
 images/s of a model fed by that pipeline against the same steps on one pre-made float batch
 (the ratio shows whether the data pipeline limits training). ``predict`` measures frames/s of
-face detection + classification + tracking on ``--video`` or on a synthetic 640x480 video of two
-moving FER2013 faces, and counts the faces found.
+face detection + classification + tracking on ``--video`` or on a synthetic video (``--size``,
+default 640x480) of two moving FER2013 faces, and counts the faces found (on the synthetic video,
+also how many of them are its true faces).
 """
 from __future__ import annotations
 
