@@ -31,7 +31,7 @@ from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detectors import Detection, create_detector, iou
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
-from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer
+from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer, video_threads
 
 
 def benchmark_iterator(
@@ -136,6 +136,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="classifier (predict; default: the shipped model, else untrained)")
     add_detector_arguments(parser)
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads (predict; default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     add_errors_argument(parser)
 
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
                                        detector=args.detector, checkpoint=args.checkpoint,
-                                       detector_kw=detector_options(args), size=args.size)
+                                       detector_kw=detector_options(args), size=args.size, threads=args.threads)
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
@@ -262,6 +264,7 @@ def benchmark_predict(
     model: str = "simple_cnn",
     detector_kw: dict[str, Any] | None = None,
     size: tuple[int, int] = (640, 480),
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
     over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
@@ -294,7 +297,7 @@ def benchmark_predict(
         capture, _ = open_video(video_path)
         for first in iter_frames(capture, limit=1):
             predictor.classify(first, predictor.detector.detect(first) or [Detection((0, 0, 48, 48), 1.0)])
-        info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames)
+        info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames, threads=threads)
         start = time.perf_counter()
         with_face = 0
         found: list[list[tuple[float, float, float, float]]] = []  # detected boxes per frame
@@ -311,7 +314,7 @@ def benchmark_predict(
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
         "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
-        "classifier": classifier, "device": str(dev), "threads": torch.get_num_threads(),
+        "classifier": classifier, "device": str(dev), "threads": video_threads(threads),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
     if truth is not None:  # the made video: how many detections are the real faces

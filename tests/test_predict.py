@@ -7,6 +7,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
@@ -322,14 +323,17 @@ def test_predict_exit_status_and_refusals(tmp_path, faces, checkpoint, capsys, m
 
 @pytest.mark.realdata
 def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint, data_dir):
+    threads = torch.get_num_threads()
     every = benchmark_predict(frames=5, detect_every=1, device="cpu", detector="haar", checkpoint=checkpoint)
+    assert every["threads"] == max(1, threads - 1) and torch.get_num_threads() == threads  # restored
     assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
     assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
     assert every["faces_detected"] >= 8 and every["tracks"] == 2  # two faces, apart in the first frames
     assert every["true_faces"] == 10 and 8 <= every["real_faces_found"] <= every["faces_detected"]
     video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
-                               checkpoint=checkpoint, detector_kw={"min_face_size": 40})
+                               checkpoint=checkpoint, detector_kw={"min_face_size": 40}, threads=1)
+    assert sparse["threads"] == 1
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
     assert sparse["faces_detected"] == 2 and sparse["tracks"] == 1  # detections on frames 0 and 3
     assert "true_faces" not in sparse  # a given video: its faces are not known

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fer_utils.arguments import positive_int
 from fer_utils.data.images import IMAGE_EXTENSIONS
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.predict.outputs import (
@@ -42,6 +43,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
     parser.add_argument("--detect-every", type=int, default=1,
                         help="videos: detect faces every N frames; tracks predict the boxes in between")
+    parser.add_argument("--threads", type=positive_int,
+                        help="videos: torch CPU threads (default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
 
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir, inputs)
     video_options = dict(detect_every=args.detect_every, smooth=args.smooth, window=args.window,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, threads=args.threads)
     outcomes = []
     for source in inputs if live is None else [live]:
         kind = "video" if live is not None else input_kind(source)

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import cv2
 import numpy as np
+import torch
 
 from fer_utils.faces.detectors import Detection
 from fer_utils.predict.predictor import FacePredictor, FaceResult
@@ -227,6 +228,12 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
 
+def video_threads(threads: int | None = None) -> int:
+    """torch threads while a video is analysed: ``threads``, else all but one of torch's default (the
+    other core decodes frames ahead; more threads than cores makes torch's spinning threads compete)."""
+    return threads or max(1, torch.get_num_threads() - 1)
+
+
 def analyse_video(
     source: VideoSource,
     predictor: FacePredictor,
@@ -236,6 +243,7 @@ def analyse_video(
     window: int = 5,
     batch_frames: int = 8,
     limit: int | None = None,
+    threads: int | None = None,
 ) -> tuple[VideoInfo, Iterator[FrameResult]]:
     """Open a video (file, camera or URL: see :func:`open_video`) and return its info and a lazy
     stream of per-frame results; ``batch_frames=1`` handles each frame as soon as it is read.
@@ -244,23 +252,28 @@ def analyse_video(
     ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
     appearance); frames in between use the tracks' constant-velocity predictions of the last boxes.
     All faces of a batch are classified in one forward pass. Each track's probabilities are
-    smoothed with :class:`TemporalSmoother`.
+    smoothed with :class:`TemporalSmoother`. Frames are decoded ahead by a thread; torch uses
+    :func:`video_threads` threads meanwhile.
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     TemporalSmoother(smooth, window)  # validate before opening the video
     capture, info = open_video(source)
-    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
+    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit,
+                                video_threads(threads))
 
 
 def _video_results(
     capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
-    smooth: str, window: int, batch_frames: int, limit: int | None,
+    smooth: str, window: int, batch_frames: int, limit: int | None, threads: int,
 ) -> Iterator[FrameResult]:
     frames = prefetch(iter_frames(capture, limit), 2 * batch_frames)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield from _results(frames, info, predictor, detect_every, smooth, window, batch_frames)
     finally:
+        torch.set_num_threads(previous)
         frames.close()  # stops the reading thread and releases the capture
 
 
