@@ -5,8 +5,9 @@ with augmentation on the CPU and, when present, CUDA (real FER2013 Training when
 ``$FER_DATA_DIR`` holds it, else random faces of the same size). ``train`` measures training
 images/s of a model fed by that pipeline against the same steps on one pre-made float batch
 (the ratio shows whether the data pipeline limits training). ``predict`` measures frames/s of
-face detection + classification + tracking on ``--video`` or on a synthetic 640x480 video of two
-moving FER2013 faces, and counts the faces found.
+face detection + classification + tracking on ``--video`` or on a synthetic video (``--size``,
+default 640x480) of two moving FER2013 faces, and counts the faces found (on the synthetic video,
+also how many of them are its true faces).
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import torch
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.devices import resolve_device
-from fer_utils.faces.detectors import Detection, create_detector
+from fer_utils.faces.command import add_detector_arguments, detector_options
+from fer_utils.faces.detectors import Detection, create_detector, iou
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
-from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer
+from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer, video_threads
 
 
 def benchmark_iterator(
@@ -108,6 +110,15 @@ def _training_images(errors: str = "raise") -> tuple[np.ndarray, str]:
     return rng.integers(0, 256, (28709, 48, 48), dtype=np.uint8), "random 48x48 (FER_DATA_DIR unset)"
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """An argparse ``type``: ``WxH`` (e.g. ``1920x1080``) as (width, height), at least 320x240 (room
+    for the synthetic video's two 160-pixel faces)."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 320 and int(height) >= 240):
+        raise argparse.ArgumentTypeError(f"expected WxH of at least 320x240, such as 1920x1080, got {text!r}")
+    return int(width), int(height)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench``."""
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
@@ -120,9 +131,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=positive_int, default=None,
                         help="video frames (predict; default: all of --video, 60 of the synthetic video)")
     parser.add_argument("--video", help="video to benchmark (predict; default: a synthetic video of FER2013 faces)")
+    parser.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH",
+                        help="size of the synthetic video (predict; default 640x480)")
     parser.add_argument("--checkpoint", help="classifier (predict; default: the shipped model, else untrained)")
-    parser.add_argument("--detector", default="mtcnn", help="face detector (predict)")
+    add_detector_arguments(parser)
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads (predict; default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     add_errors_argument(parser)
 
@@ -148,14 +163,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
-                                       detector=args.detector, checkpoint=args.checkpoint)
+                                       detector=args.detector, checkpoint=args.checkpoint,
+                                       detector_kw=detector_options(args), size=args.size, threads=args.threads)
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
         results.append(result)
         print(json.dumps(result))
+        real = (f" ({result['real_faces_found']} of its {result['true_faces']} true faces)"
+                if "true_faces" in result else "")
         print(f"bench predict: {result['fps']} frames/s over {result['frames']} frames of {result['video']}; "
-              f"{result['faces_detected']} faces detected in {result['frames_with_face']} frames, "
+              f"{result['faces_detected']} faces detected{real} in {result['frames_with_face']} frames, "
               f"{result['tracks']} track(s)")
     if args.json:
         with open(args.json, "w") as f:
@@ -167,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 BENCHMARK_FACES: tuple[int, ...] = (8548, 23746, 23775)
 
 
-def _benchmark_faces() -> tuple[list[np.ndarray], str]:
+def benchmark_faces() -> tuple[list[np.ndarray], str]:
     """FER2013 faces when ``$FER_DATA_DIR`` holds the CSV, else one drawn face."""
     from fer_utils.data import DatasetError, load_dataset
 
@@ -186,22 +204,53 @@ def _benchmark_faces() -> tuple[list[np.ndarray], str]:
     return [face], "drawn face (no FER2013 under $FER_DATA_DIR)"
 
 
+#: Face boxes per frame: ``[[(x1, y1, x2, y2), ...], ...]``.
+Boxes = list[list[tuple[int, int, int, int]]]
+
+
 def write_synthetic_video(
     path: str | os.PathLike, faces: Sequence[np.ndarray], frames: int = 100,
     size: tuple[int, int] = (640, 480), fps: float = 25.0, face_size: int = 160,
-) -> Path:
+) -> tuple[Path, Boxes]:
     """An mp4v video of two of ``faces`` (uint8 greyscale, reused when only one) upscaled and
-    crossing each other over a textured background."""
+    crossing each other over a textured background; returns (path, true face boxes per frame)."""
     width, height = size
     pair = [faces[0], faces[1 % len(faces)]]
     starts = [(width // 32, height // 6), (width - face_size - width // 32, height - face_size - height // 6)]
     writer = open_writer(path, fps, width, height)
+    truth: Boxes = []
     try:
-        for frame, _ in moving_faces(pair, starts, starts[::-1], frames, face_size, (height, width)):
+        for frame, boxes in moving_faces(pair, starts, starts[::-1], frames, face_size, (height, width)):
             writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+            truth.append(boxes)
     finally:
         writer.release()
-    return Path(path)
+    return Path(path), truth
+
+
+def write_benchmark_video(
+    path: str | os.PathLike, frames: int = 60, size: tuple[int, int] = (640, 480),
+) -> tuple[Path, str, Boxes]:
+    """The default benchmark video: two real FER2013 faces (see :func:`benchmark_faces`) crossing
+    a ``size`` = (width, height) frame; returns (path, description, true face boxes per frame)."""
+    faces, origin = benchmark_faces()
+    written, truth = write_synthetic_video(path, faces, frames, size)
+    return written, f"synthetic {size[0]}x{size[1]}, two moving faces, {origin}", truth
+
+
+def real_faces(found: Sequence[Sequence[Sequence[float]]], truth: Sequence[Sequence[Sequence[float]]],
+               threshold: float = 0.5) -> int:
+    """How many true face boxes (per frame, ``truth``) a found box covers with IoU >= ``threshold``,
+    each found box counted once; found boxes matching no face are false detections."""
+    hits = 0
+    for boxes, true in zip(found, truth):
+        left = list(boxes)
+        for box in true:
+            overlaps = [iou(b, box) for b in left]
+            if overlaps and max(overlaps) >= threshold:
+                left.pop(int(np.argmax(overlaps)))
+                hits += 1
+    return hits
 
 
 def benchmark_predict(
@@ -214,12 +263,15 @@ def benchmark_predict(
     checkpoint: str | os.PathLike | None = None,
     model: str = "simple_cnn",
     detector_kw: dict[str, Any] | None = None,
+    size: tuple[int, int] = (640, 480),
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
     over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
 
-    Without ``video_path`` a synthetic 640x480 video of two FER2013 faces crossing is made
-    (``frames`` long, default 60). The classifier is ``checkpoint``, else the shipped model when
+    Without ``video_path`` a synthetic ``size`` = (width, height) video of two FER2013 faces
+    crossing is made (``frames`` long, default 60) and the detections matching its true face boxes
+    are counted (``real_faces_found`` of ``true_faces``). The classifier is ``checkpoint``, else the shipped model when
     present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
     on the video's first frame.
     """
@@ -238,31 +290,35 @@ def benchmark_predict(
         predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, det, dev)
         classifier = f"{model} (untrained)"
     with tempfile.TemporaryDirectory() as tmp:
-        source = str(video_path) if video_path else ""
+        source, truth = str(video_path or ""), None
         if not video_path:
-            faces, origin = _benchmark_faces()
             frames = frames or 60
-            video_path = write_synthetic_video(Path(tmp) / "synthetic.mp4", faces, frames)
-            source = f"synthetic 640x480, two moving faces, {origin}"
+            video_path, source, truth = write_benchmark_video(Path(tmp) / "synthetic.mp4", frames, size)
         capture, _ = open_video(video_path)
         for first in iter_frames(capture, limit=1):
             predictor.classify(first, predictor.detector.detect(first) or [Detection((0, 0, 48, 48), 1.0)])
-        info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames)
+        info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames, threads=threads)
         start = time.perf_counter()
-        n = with_face = faces_found = 0
+        with_face = 0
+        found: list[list[tuple[float, float, float, float]]] = []  # detected boxes per frame
         tracks: set[int] = set()
         for fr in stream:
-            n += 1
             with_face += bool(fr.faces)
-            faces_found += sum(f.detected for f in fr.faces)
+            found.append([f.detection.box for f in fr.faces if f.detected])
             tracks.update(f.track for f in fr.faces)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    return {
+    n = len(found)
+    result = {
         "video": source, "width": info.width, "height": info.height, "frames": n,
-        "frames_with_face": with_face, "faces_detected": faces_found, "tracks": len(tracks),
-        "detector": det.name, "detect_every": detect_every,
-        "classifier": classifier, "device": str(dev), "threads": torch.get_num_threads(),
+        "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
+        "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
+        "classifier": classifier, "device": str(dev), "threads": video_threads(threads),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
+    if truth is not None:  # the made video: how many detections are the real faces
+        due = range(0, n, detect_every)
+        result["true_faces"] = sum(len(truth[i]) for i in due)
+        result["real_faces_found"] = real_faces([found[i] for i in due], [truth[i] for i in due])
+    return result

@@ -192,6 +192,8 @@ def test_data_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys
     (["train", "--model", "simple_cnn", "--out", "x", "--warmup-epochs", "-3"], "--warmup-epochs: expected a finite number >= 0"),
     (["bench", "data", "--batch-size", "0"], "--batch-size: expected an integer >= 1"),
     (["bench", "train", "--steps", "0"], "--steps: expected an integer >= 1"),
+    (["predict", "x.jpg", "--detect-side", "0"], "--detect-side: expected an integer >= 1"),
+    (["bench", "predict", "--size", "100x100"], "--size: expected WxH of at least 320x240"),
 ])
 def test_out_of_range_arguments_exit_2(argv, message, capsys):
     code, err = run_cli(capsys, *argv)

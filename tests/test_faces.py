@@ -1,6 +1,7 @@
 """Face detection, alignment, image reading and batch preparation (CPU, small images)."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import cv2
@@ -13,7 +14,8 @@ from fer_utils.faces import (
     Detection, FaceDetector, ImageReadError, align_face, create_detector, face_transform, folder_labels,
     list_detectors, paste_faces, prepare_faces, read_image,
 )
-from fer_utils.faces.detectors import iou
+from fer_utils.faces.command import add_detector_arguments, detector_options
+from fer_utils.faces.detectors import iou, merge_overlapping, shrink
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -48,7 +50,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_detector_factory_and_errors(tmp_path):
-    assert list_detectors() == ["haar", "lbp", "mtcnn"]
+    assert list_detectors() == ["blazeface", "haar", "lbp", "mtcnn"]
     with pytest.raises(KeyError, match="known detectors"):
         create_detector("dlib")
     with pytest.raises(ValueError, match="cascade"):
@@ -106,6 +108,57 @@ def test_detectors_find_faces_side_by_side(faces, name, request):
     for box in ROW_BOXES:
         assert max(iou(d.box, box) for d in found) > 0.5
     assert found == sorted(found, key=lambda d: -d.score)
+
+
+def test_detector_flags_map_to_detector_options():
+    parser = argparse.ArgumentParser()
+    add_detector_arguments(parser)
+    assert detector_options(parser.parse_args([])) == {"max_side": 1280}
+    args = parser.parse_args(["--detector", "haar", "--min-face-size", "40", "--detect-side", "640"])
+    assert detector_options(args) == {"max_side": 640, "min_size": 40}
+    assert detector_options(parser.parse_args(["--min-face-size", "40"]))["min_face_size"] == 40
+    for flags, refused in ((["--min-face-size", "40"], "--min-face-size"), (["--cascade", "x.xml"], "--cascade")):
+        with pytest.raises(ValueError, match=refused):
+            detector_options(parser.parse_args(["--detector", "blazeface", *flags]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--detect-side", "0"])
+
+
+def test_shrink_is_close_to_area_resizing():
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), (0, 0), 2)
+    for width, height in ((1280, 720), (960, 540), (640, 360), (1920, 1080)):
+        out = shrink(image, width, height)
+        assert out.shape == (height, width, 3)
+        assert np.abs(out.astype(int) - cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)).mean() < 2
+
+
+def test_merge_overlapping_keeps_the_most_confident_of_each_face():
+    whole, cut, other = Detection((0, 0, 100, 100), 0.8), Detection((50, 0, 100, 100), 0.9), \
+        Detection((120, 0, 200, 80), 0.6)
+    assert merge_overlapping([whole, other, cut]) == [cut, other]  # cut lies inside whole: one face
+
+
+@pytest.mark.realdata
+def test_blazeface_finds_small_faces_through_tiles(faces):
+    pytest.importorskip("mediapipe")
+    boxes = [(100, 100, 260, 260), (900, 500, 1060, 660), (1600, 850, 1760, 1010)]
+    scene = cv2.cvtColor(paste_faces(faces, boxes, (1080, 1920)), cv2.COLOR_GRAY2RGB)
+    detector = create_detector("blazeface")
+    width, height = 1280, 720  # the 1080p scene shrunk to max_side
+    regions = detector.regions(width, height)
+    assert regions[0] == (0, 0, width, height) and all(w == h == 480 for _, _, w, h in regions[1:])
+    assert {x + w for x, _, w, _ in regions} >= {width} and {y + h for _, y, _, h in regions} >= {height}
+    found = detector.detect(scene)
+    assert len(found) == 3 and found == sorted(found, key=lambda d: -d.score)
+    for box in boxes:
+        assert max(iou(d.box, box) for d in found) > 0.5
+    assert create_detector("blazeface", tile=None).detect(scene) == []  # whole-image only: faces too small
+    assert all(d.score >= 0.9 for d in create_detector("blazeface", min_score=0.9).detect(scene))
+    row = detector.detect(cv2.cvtColor(paste_faces(faces, ROW_BOXES), cv2.COLOR_GRAY2RGB))
+    assert len(row) == 3 and all(max(iou(d.box, box) for d in row) > 0.5 for box in ROW_BOXES)
+    with pytest.raises(ValueError, match="tile"):
+        create_detector("blazeface", tile=32)
 
 
 @pytest.mark.realdata

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
@@ -14,10 +16,10 @@ from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
 from fer_utils.faces.detectors import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
-from fer_utils.bench import benchmark_predict
+from fer_utils.bench import benchmark_predict, real_faces
 from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.tracking import FaceTracker
-from fer_utils.predict.video import TemporalSmoother, label_changes, smooth_probabilities
+from fer_utils.predict.video import TemporalSmoother, label_changes, prefetch, smooth_probabilities
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -78,6 +80,31 @@ def test_vote_smoother_and_validation():
         TemporalSmoother("ma", 0)
 
 
+def test_prefetch_keeps_order_stops_when_closed_and_passes_errors():
+    threads = threading.active_count()
+    assert list(prefetch(iter(range(50)), depth=4)) == list(range(50))
+    closed = []
+
+    def endless():
+        try:
+            yield from range(10**9)
+        finally:
+            closed.append(True)
+
+    stream = prefetch(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert closed == [True] and threading.active_count() == threads
+
+    def broken():
+        yield 1
+        raise OSError("frame 1 cannot be decoded")
+
+    with pytest.raises(OSError, match="frame 1"):
+        list(prefetch(broken()))
+    assert threading.active_count() == threads
+
+
 def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():
     image = np.zeros((60, 300, 3), np.uint8)
     tracker = FaceTracker(max_missing=1)
@@ -90,6 +117,18 @@ def test_tracker_keeps_ids_across_moves_and_drops_lost_tracks():
     tracker.update(image, [moved[0]], 3)  # missed twice: dropped
     assert tracker.active == {1}
     assert [t for t, _ in tracker.update(image, [Detection((5, 0, 55, 50), 1.0)], 4)] == [2]
+
+
+def test_tracker_predicts_boxes_between_detections():
+    image = np.zeros((120, 400, 3), np.uint8)
+    tracker = FaceTracker()
+    for frame in (0, 3, 6):  # 4 px per frame to the right
+        tracked = tracker.update(image, [Detection((10 + 4 * frame, 20, 60 + 4 * frame, 70), 1.0, np.ones((5, 2)))],
+                                 frame)
+    ((tid, det),) = tracker.carry(tracked, 8)
+    assert tid == 0 and det.box == pytest.approx((42, 20, 92, 70), abs=0.5)
+    assert det.landmarks == pytest.approx(np.ones((5, 2)) + [8, 0], abs=0.5)  # moved with the box
+    assert tracker.carry([(7, det)], 9) == [(7, det)]  # unknown track: kept as given
 
 
 def _crossing_clip(faces, frames=30):
@@ -179,6 +218,9 @@ def test_predictor_follows_checkpoint_preprocessing(tmp_path, channels, size):
     probs = predictor.classify(image, dets)
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert predictor.classify(image, []).shape == (0, 7)
+    batched = predictor.classify_many([image, image[::-1].copy(), image], [dets, [], dets[:1]])
+    assert [p.shape for p in batched] == [(2, 7), (0, 7), (1, 7)]
+    assert np.allclose(batched[0], probs, atol=1e-5) and np.allclose(batched[2], probs[:1], atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -201,8 +243,9 @@ def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, check
         assert face["detected"] == (record["frame"] % 3 == 0)
         assert face["track"] == 0 and face["label"] in FER2013_CLASSES
         assert sum(face["raw_probabilities"].values()) == pytest.approx(1, abs=1e-3)
-    x1 = result["frames"][9]["faces"][0]["box"][0]
-    assert abs(x1 - (60 + 6 * 9)) < 25  # boxes follow the moving face
+    x1 = [record["faces"][0]["box"][0] for record in result["frames"]]
+    assert abs(x1[9] - (60 + 6 * 9)) < 25  # boxes follow the moving face
+    assert abs(x1[11] - x1[9] - 12) < 5  # and are predicted between detections (6 px per frame)
     summary = json.loads((out / "clip_summary.json").read_text())
     assert summary["frames"] == 12 and summary["frames_with_face"] == 12
     assert sum(summary["label_counts"].values()) == 12
@@ -280,28 +323,42 @@ def test_predict_exit_status_and_refusals(tmp_path, faces, checkpoint, capsys, m
 
 @pytest.mark.realdata
 def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint, data_dir):
+    threads = torch.get_num_threads()
     every = benchmark_predict(frames=5, detect_every=1, device="cpu", detector="haar", checkpoint=checkpoint)
+    assert every["threads"] == max(1, threads - 1) and torch.get_num_threads() == threads  # restored
     assert every["frames"] == 5 and every["fps"] > 0 and (every["width"], every["height"]) == (640, 480)
     assert every["frames_with_face"] == 5 and every["video"].startswith("synthetic")
     assert every["faces_detected"] >= 8 and every["tracks"] == 2  # two faces, apart in the first frames
+    assert every["true_faces"] == 10 and 8 <= every["real_faces_found"] <= every["faces_detected"]
     video = _write_video(tmp_path / "v.avi", [paste_faces(faces[:1], [(100, 60, 220, 180)], SMALL)] * 6)
     sparse = benchmark_predict(video, frames=6, detect_every=3, device="cpu", detector="mtcnn",
-                               checkpoint=checkpoint, detector_kw={"min_face_size": 40})
+                               checkpoint=checkpoint, detector_kw={"min_face_size": 40}, threads=1)
+    assert sparse["threads"] == 1
     assert sparse["frames"] == 6 and sparse["detect_every"] == 3 and sparse["frames_with_face"] == 6
     assert sparse["faces_detected"] == 2 and sparse["tracks"] == 1  # detections on frames 0 and 3
+    assert "true_faces" not in sparse  # a given video: its faces are not known
+
+
+def test_real_faces_counts_each_true_face_once():
+    truth = [[(0, 0, 100, 100), (200, 0, 300, 100)], [(0, 0, 100, 100)]]
+    found = [[(5, 5, 100, 100), (10, 0, 100, 90), (400, 0, 450, 50)], [(200, 0, 300, 100)]]
+    assert real_faces(found, truth) == 1  # a second box on a face, a false one, a miss
 
 
 @pytest.mark.realdata
 def test_bench_predict_on_a_given_video(tmp_path, faces, checkpoint, capsys):
     video = _write_video(tmp_path / "cross.avi", [frame for frame, _ in _crossing_clip(faces, frames=8)])
     args = ["bench", "predict", "--detector", "haar", "--device", "cpu", "--checkpoint", str(checkpoint)]
-    assert main([*args, "--video", str(video), "--json", str(tmp_path / "b.json")]) == 0
+    assert main([*args, "--video", str(video), "--detect-side", "400", "--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "frames/s over 8 frames" in printed and "faces detected" in printed
     (result,) = json.loads((tmp_path / "b.json").read_text())
     assert result["video"] == str(video) and result["fps"] > 0 and result["faces_detected"] >= 8
+    assert result["detect_side"] == 400
     assert main([*args, "--video", str(tmp_path / "absent.mp4")]) == 2
     assert "absent.mp4: no such file" in capsys.readouterr().out
+    assert main([*args, "--video", str(video), "--cascade", "x.xml", "--detector", "mtcnn"]) == 2
+    assert "bench: --cascade only applies" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- annotations

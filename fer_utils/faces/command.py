@@ -5,27 +5,36 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fer_utils.arguments import positive_int
 from fer_utils.data.preprocessing import DEFAULT_MARGIN
-from fer_utils.faces.detectors import list_detectors
+from fer_utils.faces.detectors import DEFAULT_MAX_SIDE, list_detectors
 from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--detector``, ``--cascade`` and ``--min-face-size`` (``prepare-faces`` and ``predict``)."""
-    parser.add_argument("--detector", default="mtcnn", choices=list_detectors())
+    """``--detector``, ``--cascade``, ``--min-face-size`` and ``--detect-side`` (``prepare-faces``,
+    ``predict``, ``bench predict``)."""
+    parser.add_argument("--detector", default="mtcnn", choices=list_detectors(),
+                        help="face detector (blazeface: MediaPipe's, fastest on CPU)")
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
-    parser.add_argument("--min-face-size", type=int, help="smallest face in pixels (MTCNN: 20, cascades: 30)")
+    parser.add_argument("--min-face-size", type=positive_int,
+                        help="smallest face in pixels, measured after --detect-side (MTCNN: 20, cascades: 30)")
+    parser.add_argument("--detect-side", type=positive_int, default=DEFAULT_MAX_SIDE,
+                        help="detect on a copy whose longer side is at most this many pixels; boxes are mapped "
+                             f"back to the full image (default {DEFAULT_MAX_SIDE}; smaller is faster)")
 
 
 def detector_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`~fer_utils.faces.create_detector` keywords those flags ask for; ``ValueError``
-    for ``--cascade`` with MTCNN."""
-    options: dict[str, Any] = {}
+    for a flag the detector does not take."""
+    options: dict[str, Any] = {"max_side": args.detect_side}
     if args.cascade:
-        if args.detector == "mtcnn":
+        if args.detector not in ("haar", "lbp"):
             raise ValueError("--cascade only applies to --detector haar/lbp")
         options["cascade"] = args.cascade
     if args.min_face_size:
+        if args.detector == "blazeface":
+            raise ValueError("--min-face-size does not apply to --detector blazeface (it finds faces of any size)")
         options["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
     return options
 

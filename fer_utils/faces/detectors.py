@@ -1,4 +1,5 @@
-"""Face detectors behind one interface: MTCNN (facenet-pytorch), OpenCV Haar and LBP cascades.
+"""Face detectors behind one interface: MTCNN (facenet-pytorch), BlazeFace (mediapipe), OpenCV Haar
+and LBP cascades.
 
 Every detector takes uint8 RGB ``(H, W, 3)`` or greyscale ``(H, W)`` images and returns,
 per image, a list of :class:`Detection` sorted by decreasing score.
@@ -81,6 +82,17 @@ def clip_box(box: Sequence[float], width: float, height: float) -> tuple[float, 
     return x1, y1, x2, y2
 
 
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` resized down to ``width`` x ``height``: halved by pixel averaging while still at least
+    twice as large, then bilinear. As smooth as ``INTER_AREA`` and much faster for uneven factors
+    (1080p to 1280x720: about 3 ms instead of 14 on one core)."""
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if image.shape[1::-1] == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])
@@ -101,12 +113,16 @@ def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     raise ValueError(f"{what}: expected RGB (H, W, 3) or greyscale (H, W), got shape {image.shape}")
 
 
+#: Longest image side a detector sees by default; larger images are shrunk for detection.
+DEFAULT_MAX_SIDE = 1280
+
+
 class FaceDetector(ABC):
     """Common interface. ``max_side``: larger images are shrunk for detection (boxes map back)."""
 
     name: str = ""
 
-    def __init__(self, max_side: int | None = 1280) -> None:
+    def __init__(self, max_side: int | None = DEFAULT_MAX_SIDE) -> None:
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -121,8 +137,7 @@ class FaceDetector(ABC):
             factor = 1.0
             if self.max_side and max(rgb.shape[:2]) > self.max_side:
                 factor = self.max_side / max(rgb.shape[:2])
-                size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+                rgb = shrink(rgb, max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
             prepared.append(rgb)
             factors.append(factor)
         results = self._detect(prepared)
@@ -154,7 +169,7 @@ class MTCNNDetector(FaceDetector):
         factor: float = 0.709,
         min_score: float = 0.9,
         batch_size: int = 16,
-        max_side: int | None = 1280,
+        max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> None:
         super().__init__(max_side)
         try:
@@ -218,7 +233,7 @@ class CascadeDetector(FaceDetector):
         min_neighbors: int = 5,
         min_size: int = 30,
         equalize: bool = False,
-        max_side: int | None = 1280,
+        max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> None:
         super().__init__(max_side)
         path = Path(cascade)
@@ -255,6 +270,85 @@ class CascadeDetector(FaceDetector):
         return results
 
 
+class BlazeFaceDetector(FaceDetector):
+    """MediaPipe's BlazeFace short-range model (Apache-2.0; ships inside the ``mediapipe==0.10.21``
+    wheel, so it works offline); CPU, no landmarks used.
+
+    The model sees a 128x128 copy of its input and finds faces that fill about a tenth of it or
+    more, so images larger than ``tile`` pixels are also searched in overlapping ``tile``-sized
+    tiles (small faces) besides whole (large faces); overlapping boxes are merged, keeping the
+    most confident. Tiles overlap by ``overlap`` of their side so that a face near a tile's edge
+    also lies, with some context around it, inside the next one. Faces scoring below ``min_score``
+    are dropped.
+    """
+
+    name = "blazeface"
+
+    def __init__(self, *, min_score: float = 0.5, tile: int | None = 480, overlap: float = 0.45,
+                 max_side: int | None = DEFAULT_MAX_SIDE) -> None:
+        super().__init__(max_side)
+        try:
+            from mediapipe.python.solutions.face_detection import FaceDetection
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the blazeface detector needs mediapipe 0.10.21 (it ships the model): pip install --no-deps "
+                "mediapipe==0.10.21 protobuf==4.25.8 absl-py flatbuffers (or use --detector haar)"
+            ) from err
+        if tile is not None and tile < 64:
+            raise ValueError(f"tile must be >= 64 pixels or None, got {tile}")
+        self.min_score = float(min_score)
+        self.tile = tile
+        self.overlap = float(overlap)
+        self._model = FaceDetection(model_selection=0, min_detection_confidence=self.min_score)
+
+    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """``(x, y, w, h)`` of the whole image followed by the tiles searched in it."""
+        whole = [(0, 0, width, height)]
+        if self.tile is None or max(width, height) <= self.tile:
+            return whole
+        side = self.tile
+        step = max(1, round(side * (1 - self.overlap)))
+
+        def starts(length: int) -> list[int]:
+            if length <= side:
+                return [0]
+            return sorted({*range(0, length - side, step), length - side})
+
+        return whole + [(x, y, min(side, width), min(side, height)) for y in starts(height) for x in starts(width)]
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        results = []
+        for image in images:
+            found = []
+            for x, y, w, h in self.regions(image.shape[1], image.shape[0]):
+                region = image if (w, h) == image.shape[1::-1] else np.ascontiguousarray(image[y:y + h, x:x + w])
+                for d in self._model.process(region).detections or []:
+                    if d.score[0] < self.min_score:  # mediapipe's own threshold lets some through
+                        continue
+                    r = d.location_data.relative_bounding_box
+                    box = (x + r.xmin * w, y + r.ymin * h, x + (r.xmin + r.width) * w, y + (r.ymin + r.height) * h)
+                    found.append(Detection(clip_box(box, image.shape[1], image.shape[0]), d.score[0]))
+            results.append(merge_overlapping(found))
+        return results
+
+
+def merge_overlapping(detections: Sequence[Detection], threshold: float = 0.5) -> list[Detection]:
+    """The most confident of each group of boxes whose intersection covers more than ``threshold``
+    of the smaller box (a face found whole and again, cut, in a tile)."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        if all(_overlap(det.box, k.box) <= threshold for k in kept):
+            kept.append(det)
+    return kept
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return max(0.0, w) * max(0.0, h) / smaller if smaller > 0 else 0.0
+
+
 #: The frontal-face Haar cascade bundled with opencv-python(-headless) < 5.
 HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
 
@@ -276,8 +370,14 @@ def _lbp(device: Any = None, *, cascade: str | os.PathLike | None = None, **kw: 
     return CascadeDetector(cascade, name="lbp", **kw)
 
 
+def _blazeface(device: Any = None, **kw: Any) -> BlazeFaceDetector:
+    """BlazeFace (mediapipe); ``device`` is ignored (CPU)."""
+    return BlazeFaceDetector(**kw)
+
+
 _FACTORIES: dict[str, Callable[..., FaceDetector]] = {
     "mtcnn": MTCNNDetector,
+    "blazeface": _blazeface,
     "haar": _haar,
     "lbp": _lbp,
 }

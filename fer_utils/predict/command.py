@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fer_utils.arguments import positive_int
 from fer_utils.data.images import IMAGE_EXTENSIONS
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.predict.outputs import (
@@ -41,7 +42,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="video smoothing: moving average of probabilities, windowed vote, or none")
     parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
     parser.add_argument("--detect-every", type=int, default=1,
-                        help="videos: detect faces every N frames and reuse the boxes in between")
+                        help="videos: detect faces every N frames; tracks predict the boxes in between")
+    parser.add_argument("--threads", type=positive_int,
+                        help="videos: torch CPU threads (default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
 
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir, inputs)
     video_options = dict(detect_every=args.detect_every, smooth=args.smooth, window=args.window,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, threads=args.threads)
     outcomes = []
     for source in inputs if live is None else [live]:
         kind = "video" if live is not None else input_kind(source)
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     ok = [o for o in outcomes if o.status == "ok"]
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
+        "detect_side": predictor.detector.max_side,
         "device": str(predictor.device), "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),

@@ -203,6 +203,7 @@ def process_video(
     window: int = 5,
     progress: bool = True,
     live: bool = False,
+    threads: int | None = None,
 ) -> Outcome:
     """Predict every frame of a video; write annotated mp4, per-frame results, summary, timeline.
 
@@ -210,7 +211,7 @@ def process_video(
     when a display exists; q/Esc in the window or Ctrl-C ends the stream and the results are written.
     """
     info, stream = analyse_video(source, predictor, detect_every=detect_every, smooth=smooth, window=window,
-                                 batch_frames=1 if live else 8)
+                                 batch_frames=1 if live else 8, threads=threads)
     name = source_name(source)
     stem = namer.stem(name)
     video_out = namer.path(f"{stem}_annotated.mp4")

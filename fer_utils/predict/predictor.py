@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_utils.data.images import to_grey
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.devices import resolve_device
 from fer_utils.faces.align import align_face
@@ -123,18 +124,27 @@ class FacePredictor:
         shape = (0, self.size, self.size) + ((3,) if self.channels == 3 else ())
         if not detections:
             return np.zeros(shape, np.uint8)
-        return np.stack([align_face(image, d, size=self.size, margin=self.margin, grey=self.channels == 1)
-                         for d in detections])
+        grey = self.channels == 1
+        source = to_grey(image) if grey else image  # once per image, not once per face
+        return np.stack([align_face(source, d, size=self.size, margin=self.margin, grey=grey) for d in detections])
 
-    @torch.inference_mode()
     def classify(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """Class probabilities ``(N, C)`` of the faces ``detections`` in ``image``."""
-        crops = self.crops(image, detections)
+        return self.classify_many([image], [detections])[0]
+
+    @torch.inference_mode()
+    def classify_many(
+        self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]],
+    ) -> list[np.ndarray]:
+        """:meth:`classify` of several images in one forward pass (video frames): one ``(N_i, C)`` per image."""
+        crops = np.concatenate([self.crops(image, dets) for image, dets in zip(images, detections)])
         if not len(crops):
-            return np.zeros((0, len(self.classes)), np.float32)
-        x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
-        x = self.preprocessing.normalise(x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2))
-        return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+            probs = np.zeros((0, len(self.classes)), np.float32)
+        else:
+            x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
+            x = self.preprocessing.normalise(x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2))
+            probs = torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+        return np.split(probs, np.cumsum([len(d) for d in detections])[:-1])
 
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
         """All faces of an RGB image, most confident detection first."""

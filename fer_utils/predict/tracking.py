@@ -100,6 +100,22 @@ class FaceTracker:
             result.append((tid, det))
         return result
 
+    def carry(self, tracked: Sequence[tuple[int, Detection]], frame: int) -> list[tuple[int, Detection]]:
+        """``tracked`` (the last :meth:`update`'s result) moved to frame number ``frame`` by each track's
+        constant-velocity prediction (landmarks shifted with the box centre); kept as given when the
+        prediction has no size left."""
+        carried = []
+        for tid, det in tracked:
+            track = self._tracks.get(tid)
+            box = track.predicted(frame) if track is not None else None
+            if box is None or box[2] <= box[0] or box[3] <= box[1]:
+                carried.append((tid, det))
+                continue
+            shift = (box[:2] + box[2:] - np.add(det.box[:2], det.box[2:])) / 2
+            points = None if det.landmarks is None else det.landmarks + shift.astype(np.float32)
+            carried.append((tid, Detection(tuple(box), det.score, points)))
+        return carried
+
     def _follow(self, track: _Track, box: np.ndarray, look: np.ndarray, frame: int) -> None:
         measured = (box - track.box) / max(1, frame - track.frame)
         keep = self.smoothing if track.matches > 1 else 0.0  # the first move sets the velocity

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Union
+from queue import Full, Queue
+from typing import Any, TypeVar, Union
 from urllib.parse import urlparse
 
 import cv2
 import numpy as np
+import torch
 
 from fer_utils.faces.detectors import Detection
 from fer_utils.predict.predictor import FacePredictor, FaceResult
@@ -86,6 +89,50 @@ def iter_frames(capture: cv2.VideoCapture, limit: int | None = None) -> Iterator
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     finally:
         capture.release()
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int = 8) -> Generator[T, None, None]:
+    """``items`` produced ahead, up to ``depth`` of them, by a background thread: video decoding
+    (OpenCV releases the GIL) overlaps the work on earlier frames on a second core. The source's
+    exceptions are raised here; closing the result stops the thread and closes ``items``."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.05)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+        except Exception as err:  # handed to the consumer
+            put(err)
+        finally:
+            if hasattr(items, "close"):
+                items.close()
+            put(end)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not end:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> cv2.VideoWriter:
@@ -181,6 +228,12 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
 
+def video_threads(threads: int | None = None) -> int:
+    """torch threads while a video is analysed: ``threads``, else all but one of torch's default (the
+    other core decodes frames ahead; more threads than cores makes torch's spinning threads compete)."""
+    return threads or max(1, torch.get_num_threads() - 1)
+
+
 def analyse_video(
     source: VideoSource,
     predictor: FacePredictor,
@@ -190,42 +243,66 @@ def analyse_video(
     window: int = 5,
     batch_frames: int = 8,
     limit: int | None = None,
+    threads: int | None = None,
 ) -> tuple[VideoInfo, Iterator[FrameResult]]:
     """Open a video (file, camera or URL: see :func:`open_video`) and return its info and a lazy
     stream of per-frame results; ``batch_frames=1`` handles each frame as soon as it is read.
 
     Faces are detected on every ``detect_every``-th frame (in batches of up to
     ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
-    appearance); frames in between reuse the last boxes. Each track's probabilities are smoothed with :class:`TemporalSmoother`.
+    appearance); frames in between use the tracks' constant-velocity predictions of the last boxes.
+    All faces of a batch are classified in one forward pass. Each track's probabilities are
+    smoothed with :class:`TemporalSmoother`. Frames are decoded ahead by a thread; torch uses
+    :func:`video_threads` threads meanwhile.
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     TemporalSmoother(smooth, window)  # validate before opening the video
     capture, info = open_video(source)
-    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit)
+    return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit,
+                                video_threads(threads))
 
 
 def _video_results(
     capture: cv2.VideoCapture, info: VideoInfo, predictor: FacePredictor, detect_every: int,
-    smooth: str, window: int, batch_frames: int, limit: int | None,
+    smooth: str, window: int, batch_frames: int, limit: int | None, threads: int,
+) -> Iterator[FrameResult]:
+    frames = prefetch(iter_frames(capture, limit), 2 * batch_frames)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield from _results(frames, info, predictor, detect_every, smooth, window, batch_frames)
+    finally:
+        torch.set_num_threads(previous)
+        frames.close()  # stops the reading thread and releases the capture
+
+
+def _results(
+    frames: Iterator[np.ndarray], info: VideoInfo, predictor: FacePredictor, detect_every: int,
+    smooth: str, window: int, batch_frames: int,
 ) -> Iterator[FrameResult]:
     tracker = FaceTracker()
     smoothers: dict[int, TemporalSmoother] = {}
     current: list[tuple[int, Detection]] = []
     classes = predictor.classes
-    frames = iter_frames(capture, limit)
     index = 0
     while batch := list(islice(frames, batch_frames)):
         due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
         found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
+        placed: list[list[tuple[int, Detection]]] = []
+        alive: dict[int, set[int]] = {}  # tracks kept after each detection
         for k, image in enumerate(batch):
             if k in found:
                 current = tracker.update(image, found[k], index + k)
-                for tid in set(smoothers) - tracker.active:
-                    del smoothers[tid]
+                alive[k] = tracker.active
+            placed.append(current if k in found else tracker.carry(current, index + k))
+        classified = predictor.classify_many(batch, [[d for _, d in tracked] for tracked in placed])
+        for k, (image, tracked, probabilities) in enumerate(zip(batch, placed, classified)):
+            for tid in set(smoothers) - alive.get(k, set(smoothers)):
+                del smoothers[tid]
             faces = []
             height, width = image.shape[:2]
-            for (tid, det), probs in zip(current, predictor.classify(image, [d for _, d in current])):
+            for (tid, det), probs in zip(tracked, probabilities):
                 shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
                 faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs, tid,
                                         k in found))
