@@ -19,8 +19,8 @@ from fer_utils.train import TrainConfig
 from fer_utils.train.recipes import CKPLUS_RECIPE, FER2013_RECIPE, FRAME_CNN_OVERRIDES, recipe
 
 __all__ = [
-    "CKPLUS_RECIPE", "CPU_EPOCHS", "CPU_TRAIN_FACES", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study", "experiment_row",
-    "load_results", "rank_by_validation", "recipe", "results_table", "seed_spread",
+    "CKPLUS_RECIPE", "CPU_EPOCHS", "CPU_TRAIN_FACES", "FER2013_RECIPE", "FRAME_CNN_OVERRIDES", "FER2013Study",
+    "experiment_row", "load_results", "rank_by_validation", "recipe", "results_table", "seed_spread",
 ]
 
 
