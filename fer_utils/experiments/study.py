@@ -66,7 +66,9 @@ class FER2013Study:
         on all of Training, on CPU): a far stronger start than 8 epochs on 5,000 faces.
         """
         if self.ctx.profile == "cpu":
-            shipped = Path(self.ctx.results_dir).parent / "best_model.pt"
+            from fer_utils.predict.predictor import default_checkpoint  # on use: predict loads the detectors
+
+            shipped = default_checkpoint()
             return str(shipped), load_checkpoint(shipped)["model_kwargs"]
         result = self.run("frame_cnn-fer2013", "frame_cnn", self.recipe(**FRAME_CNN_OVERRIDES), keep_checkpoint=True)
         return result["paths"]["checkpoint"], {}

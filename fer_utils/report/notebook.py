@@ -73,6 +73,14 @@ def resolve_profile(profile: str | None = None) -> str:
     return profile
 
 
+def profile_dirs(profile: str, root: Path | None = None) -> tuple[Path, Path]:
+    """The results and figures folders of ``profile`` under the repository ``root``."""
+    root = root or repo_root()
+    return {"full": (root / "results", root / "figures"),
+            "cpu": (root / "results" / "cpu", root / "figures"),
+            "smoke": (root / "scratch" / "smoke" / "results", root / "scratch" / "smoke" / "figures")}[profile]
+
+
 def notebook_context(profile: str | None = None, device: str = "auto", seed: int = 0) -> NotebookContext:
     """Seed everything, set the figure theme and decide output folders (see :func:`resolve_profile`)."""
     profile = resolve_profile(profile)
@@ -80,10 +88,7 @@ def notebook_context(profile: str | None = None, device: str = "auto", seed: int
     set_theme()
     _show_figures_inline()
     root = repo_root()
-    results, figures = {"full": (root / "results", root / "figures"),
-                        "cpu": (root / "results" / "cpu", root / "figures"),
-                        "smoke": (root / "scratch" / "smoke" / "results", root / "scratch" / "smoke" / "figures")}[profile]
-    ctx = NotebookContext(profile, resolve_device(device), seed, results, figures)
+    ctx = NotebookContext(profile, resolve_device(device), seed, *profile_dirs(profile, root))
     print(f"profile={profile} device={ctx.device} seed={seed} results -> {ctx.results_dir.relative_to(root)} "
           f"figures -> {ctx.figures_dir.relative_to(root)}")
     return ctx

@@ -24,7 +24,7 @@ from pathlib import Path
 from fer_utils.data import DatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
-from fer_utils.report.notebook import PROFILES, repo_root
+from fer_utils.report.notebook import PROFILES, profile_dirs, repo_root
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 #: Notebooks that train nothing GPU-sized: the cpu profile runs them at their full settings.
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{nb.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
-    table = root / "results" / ("cpu" if profile == "cpu" else "") / "comparison.md"
+    table = profile_dirs(profile, root)[0] / "comparison.md"
     if args.engine == "papermill" and profile != "smoke" and update_readme(root / "README.md", table):
         print(f"README results table updated from {table.relative_to(root)}")
     return 0
