@@ -12,6 +12,8 @@ PINS := timm==1.0.31 "opencv-python-headless==4.14.0.94" numpy==2.4.6 pandas==3.
 FACENET := facenet-pytorch==2.6.0
 # Face Mesh landmarks for frontalization: 0.10.21 is the last release whose wheel ships the model.
 MEDIAPIPE := mediapipe==0.10.21 protobuf==4.25.8 absl-py==2.5.1 flatbuffers==25.12.19
+# LiteRT (TensorFlow Lite runtime) runs the BlazeFace model of the mediapipe wheel; its other dependencies are unused.
+LITERT := ai-edge-litert==2.3.0
 # Report profile: full (GPU settings), cpu (2 CPU cores, about 1.5 h) or smoke (tiny subsets).
 PROFILE ?= full
 DEVICE ?= auto
@@ -36,7 +38,7 @@ $(STAMP): pyproject.toml Makefile
 	# facenet-pytorch pins torch<2.3 in its metadata: install it without dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps $(FACENET)
 	# mediapipe's metadata asks for numpy<2, jax and opencv-contrib, none of which Face Mesh needs.
-	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE)
+	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE) $(LITERT)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

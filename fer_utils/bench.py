@@ -28,10 +28,11 @@ from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.devices import resolve_device
 from fer_utils.faces.command import add_detector_arguments, detector_options
-from fer_utils.faces.detectors import Detection, create_detector, iou
+from fer_utils.faces.detection import Detection, iou
+from fer_utils.faces.detectors import create_detector
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
-from fer_utils.predict.video import analyse_video, iter_frames, open_video, open_writer, video_threads
+from fer_utils.predict.video import BATCH_FRAMES, analyse_video, iter_frames, open_video, open_writer, video_threads
 
 
 def benchmark_iterator(
@@ -273,7 +274,7 @@ def benchmark_predict(
     crossing is made (``frames`` long, default 60) and the detections matching its true face boxes
     are counted (``real_faces_found`` of ``true_faces``). The classifier is ``checkpoint``, else the shipped model when
     present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
-    on the video's first frame.
+    one batch of copies of the video's first frame.
     """
     dev = resolve_device(device)
     det = create_detector(detector, device=dev, **(detector_kw or {}))
@@ -295,8 +296,10 @@ def benchmark_predict(
             frames = frames or 60
             video_path, source, truth = write_benchmark_video(Path(tmp) / "synthetic.mp4", frames, size)
         capture, _ = open_video(video_path)
-        for first in iter_frames(capture, limit=1):
-            predictor.classify(first, predictor.detector.detect(first) or [Detection((0, 0, 48, 48), 1.0)])
+        for first in iter_frames(capture, limit=1):  # warm-up: a batch of copies of the first frame
+            batch = [first] * BATCH_FRAMES
+            found = [faces or [Detection((0, 0, 48, 48), 1.0)] for faces in predictor.detector.detect_batch(batch)]
+            predictor.classify_many(batch, found)
         info, stream = analyse_video(video_path, predictor, detect_every=detect_every, limit=frames, threads=threads)
         start = time.perf_counter()
         with_face = 0

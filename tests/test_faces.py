@@ -15,7 +15,7 @@ from fer_utils.faces import (
     list_detectors, paste_faces, prepare_faces, read_image,
 )
 from fer_utils.faces.command import add_detector_arguments, detector_options
-from fer_utils.faces.detectors import iou, merge_overlapping, shrink
+from fer_utils.faces.detection import iou, shrink
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
@@ -117,9 +117,9 @@ def test_detector_flags_map_to_detector_options():
     args = parser.parse_args(["--detector", "haar", "--min-face-size", "40", "--detect-side", "640"])
     assert detector_options(args) == {"max_side": 640, "min_size": 40}
     assert detector_options(parser.parse_args(["--min-face-size", "40"]))["min_face_size"] == 40
-    for flags, refused in ((["--min-face-size", "40"], "--min-face-size"), (["--cascade", "x.xml"], "--cascade")):
-        with pytest.raises(ValueError, match=refused):
-            detector_options(parser.parse_args(["--detector", "blazeface", *flags]))
+    assert detector_options(parser.parse_args(["--detector", "blazeface", "--min-face-size", "40"]))["min_face"] == 40
+    with pytest.raises(ValueError, match="--cascade"):
+        detector_options(parser.parse_args(["--detector", "blazeface", "--cascade", "x.xml"]))
     with pytest.raises(SystemExit):
         parser.parse_args(["--detect-side", "0"])
 
@@ -133,32 +133,45 @@ def test_shrink_is_close_to_area_resizing():
         assert np.abs(out.astype(int) - cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)).mean() < 2
 
 
-def test_merge_overlapping_keeps_the_most_confident_of_each_face():
-    whole, cut, other = Detection((0, 0, 100, 100), 0.8), Detection((50, 0, 100, 100), 0.9), \
-        Detection((120, 0, 200, 80), 0.6)
-    assert merge_overlapping([whole, other, cut]) == [cut, other]  # cut lies inside whole: one face
+@pytest.mark.realdata
+def test_blazeface_decoding_matches_mediapipe(faces):
+    """On a 128x128 image (the model's input, no resizing on either side) the boxes and scores are
+    MediaPipe's own; several images in one batch give what each gives alone."""
+    solutions = pytest.importorskip("mediapipe.python.solutions.face_detection")
+    reference = solutions.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+    ours = create_detector("blazeface", min_face=None, max_side=None)
+    scenes = [cv2.cvtColor(paste_faces([face], [box], (128, 128)), cv2.COLOR_GRAY2RGB)
+              for face in faces for box in ((30, 20, 100, 90), (10, 40, 74, 104))]
+    batched = ours.detect_batch(scenes)
+    for scene, together in zip(scenes, batched):
+        expected = [((r.xmin * 128, r.ymin * 128, (r.xmin + r.width) * 128, (r.ymin + r.height) * 128), d.score[0])
+                    for d in reference.process(scene).detections for r in [d.location_data.relative_bounding_box]]
+        alone = ours.detect(scene)
+        assert len(alone) == len(expected) == 1
+        np.testing.assert_allclose(alone[0].box, expected[0][0], atol=0.05)
+        assert alone[0].score == pytest.approx(expected[0][1], abs=1e-4)
+        assert [(d.box, d.score) for d in together] == [(d.box, d.score) for d in alone]
 
 
 @pytest.mark.realdata
-def test_blazeface_finds_small_faces_through_tiles(faces):
-    pytest.importorskip("mediapipe")
+def test_blazeface_finds_small_faces_on_its_finer_scale(faces):
     boxes = [(100, 100, 260, 260), (900, 500, 1060, 660), (1600, 850, 1760, 1010)]
     scene = cv2.cvtColor(paste_faces(faces, boxes, (1080, 1920)), cv2.COLOR_GRAY2RGB)
     detector = create_detector("blazeface")
-    width, height = 1280, 720  # the 1080p scene shrunk to max_side
-    regions = detector.regions(width, height)
-    assert regions[0] == (0, 0, width, height) and all(w == h == 480 for _, _, w, h in regions[1:])
-    assert {x + w for x, _, w, _ in regions} >= {width} and {y + h for _, y, _, h in regions} >= {height}
+    scales = detector.scales(1280, 720)  # the 1080p scene shrunk to max_side
+    assert scales[0] == 128 / 1280 and scales[-1] == pytest.approx(19 / 64, rel=0.01)
+    assert all(1 < b / a <= 3 for a, b in zip(scales, scales[1:]))
+    assert len(create_detector("blazeface", min_face=20).scales(1280, 720)) == 4  # 3x apart at most
     found = detector.detect(scene)
     assert len(found) == 3 and found == sorted(found, key=lambda d: -d.score)
     for box in boxes:
         assert max(iou(d.box, box) for d in found) > 0.5
-    assert create_detector("blazeface", tile=None).detect(scene) == []  # whole-image only: faces too small
+    assert create_detector("blazeface", min_face=None).detect(scene) == []  # whole image in 128 px: too small
     assert all(d.score >= 0.9 for d in create_detector("blazeface", min_score=0.9).detect(scene))
     row = detector.detect(cv2.cvtColor(paste_faces(faces, ROW_BOXES), cv2.COLOR_GRAY2RGB))
     assert len(row) == 3 and all(max(iou(d.box, box) for d in row) > 0.5 for box in ROW_BOXES)
-    with pytest.raises(ValueError, match="tile"):
-        create_detector("blazeface", tile=32)
+    with pytest.raises(ValueError, match="min_face"):
+        create_detector("blazeface", min_face=4)
 
 
 @pytest.mark.realdata

@@ -13,7 +13,7 @@ from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FER2013_CLASSES
 from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
-from fer_utils.faces.detectors import clip_box, iou
+from fer_utils.faces.detection import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict, real_faces

@@ -1,9 +1,10 @@
-"""Face detection (MTCNN, Haar, LBP), alignment to square greyscale crops, frontalization from
+"""Face detection (MTCNN, BlazeFace, Haar, LBP), alignment to square greyscale crops, frontalization from
 3D landmarks, batch preparation."""
 from fer_utils.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, to_grey, to_rgb8
 from fer_utils.faces.align import align_face, face_transform
+from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import (
-    CascadeDetector, Detection, FaceDetector, MTCNNDetector, create_detector, list_detectors,
+    BlazeFaceDetector, CascadeDetector, MTCNNDetector, create_detector, list_detectors,
 )
 from fer_utils.faces.draw import draw_faces
 from fer_utils.faces.face_mesh import FaceMeshLandmarker
@@ -17,7 +18,7 @@ from fer_utils.faces.reference_face import (
 from fer_utils.faces.synthetic import moving_faces, paste_faces, textured_background
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "POSE_COLUMNS", "CascadeDetector", "Detection", "FaceDetector",
+    "IMAGE_EXTENSIONS", "POSE_COLUMNS", "BlazeFaceDetector", "CascadeDetector", "Detection", "FaceDetector",
     "FaceMeshLandmarker", "FrontalFace", "Frontalizer", "HeadPose", "ImageReadError", "MTCNNDetector",
     "ReferenceFace", "align_face", "build_reference_face", "create_detector", "draw_faces",
     "face_transform", "find_images", "folder_labels", "frontalize_dataset", "frontalize_images",

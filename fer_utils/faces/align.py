@@ -12,7 +12,7 @@ import numpy as np
 
 from fer_utils.data.images import to_grey
 from fer_utils.data.preprocessing import DEFAULT_MARGIN
-from fer_utils.faces.detectors import Detection
+from fer_utils.faces.detection import Detection
 
 _BORDERS = {"edge": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
 

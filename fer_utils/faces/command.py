@@ -7,7 +7,8 @@ from typing import Any
 
 from fer_utils.arguments import positive_int
 from fer_utils.data.preprocessing import DEFAULT_MARGIN
-from fer_utils.faces.detectors import DEFAULT_MAX_SIDE, list_detectors
+from fer_utils.faces.detection import DEFAULT_MAX_SIDE
+from fer_utils.faces.detectors import list_detectors
 from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
 
 
@@ -18,7 +19,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="face detector (blazeface: MediaPipe's, fastest on CPU)")
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
     parser.add_argument("--min-face-size", type=positive_int,
-                        help="smallest face in pixels, measured after --detect-side (MTCNN: 20, cascades: 30)")
+                        help="smallest face in pixels, measured after --detect-side (MTCNN: 20, BlazeFace: 64, cascades: 30)")
     parser.add_argument("--detect-side", type=positive_int, default=DEFAULT_MAX_SIDE,
                         help="detect on a copy whose longer side is at most this many pixels; boxes are mapped "
                              f"back to the full image (default {DEFAULT_MAX_SIDE}; smaller is faster)")
@@ -33,9 +34,7 @@ def detector_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--cascade only applies to --detector haar/lbp")
         options["cascade"] = args.cascade
     if args.min_face_size:
-        if args.detector == "blazeface":
-            raise ValueError("--min-face-size does not apply to --detector blazeface (it finds faces of any size)")
-        options["min_face_size" if args.detector == "mtcnn" else "min_size"] = args.min_face_size
+        options[{"mtcnn": "min_face_size", "blazeface": "min_face"}.get(args.detector, "min_size")] = args.min_face_size
     return options
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import clip_box
+from fer_utils.faces.detection import clip_box
 from fer_utils.labels import CANONICAL_CLASSES
 
 #: RGB colour per canonical emotion (unknown names fall back to white).

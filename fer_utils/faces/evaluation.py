@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.faces.align import align_face
-from fer_utils.faces.detectors import FaceDetector, iou as box_iou
+from fer_utils.faces.detection import FaceDetector, iou as box_iou
 from fer_utils.faces.synthetic import paste_faces
 
 

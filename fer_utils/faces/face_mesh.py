@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fer_utils.faces.detectors import check_image
+from fer_utils.faces.detection import check_image
 
 #: Points in one mesh.
 MESH_POINTS = 468

@@ -22,7 +22,8 @@ from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.data.preprocessing import DEFAULT_MARGIN, Preprocessing
 from fer_utils.faces.align import align_face
 from fer_utils.files import atomic_write, write_json
-from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
+from fer_utils.faces.detection import Detection, FaceDetector
+from fer_utils.faces.detectors import create_detector
 from fer_utils.labels import canonical_name, ordered_classes
 
 KEEP_CHOICES = ("largest", "confident")

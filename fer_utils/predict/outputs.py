@@ -18,7 +18,7 @@ from fer_utils.faces.draw import draw_faces
 from fer_utils.plots.timeline import plot_timeline
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.video import (
-    VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, VideoSource, analyse_video, display_available,
+    BATCH_FRAMES, VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, VideoSource, analyse_video, display_available,
     label_changes, label_segments, open_writer, show_frame, source_name,
 )
 
@@ -211,7 +211,7 @@ def process_video(
     when a display exists; q/Esc in the window or Ctrl-C ends the stream and the results are written.
     """
     info, stream = analyse_video(source, predictor, detect_every=detect_every, smooth=smooth, window=window,
-                                 batch_frames=1 if live else 8, threads=threads)
+                                 batch_frames=1 if live else BATCH_FRAMES, threads=threads)
     name = source_name(source)
     stem = namer.stem(name)
     video_out = namer.path(f"{stem}_annotated.mp4")

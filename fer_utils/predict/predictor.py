@@ -15,7 +15,8 @@ from fer_utils.data.images import to_grey
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.devices import resolve_device
 from fer_utils.faces.align import align_face
-from fer_utils.faces.detectors import Detection, FaceDetector, create_detector
+from fer_utils.faces.detection import Detection, FaceDetector
+from fer_utils.faces.detectors import create_detector
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fer_utils.faces.detectors import Detection, clip_box
+from fer_utils.faces.detection import Detection, clip_box
 
 #: Side of the downscaled grey patch that describes a face's appearance.
 PATCH_SIZE = 16

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_utils.faces.detectors import Detection
+from fer_utils.faces.detection import Detection
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.tracking import FaceTracker
 
@@ -31,6 +31,8 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 SMOOTHING_METHODS: tuple[str, ...] = ("ma", "vote", "none")
 #: Frame rate assumed when a container does not store one.
 DEFAULT_FPS = 25.0
+#: Video frames detected and classified together.
+BATCH_FRAMES = 8
 
 
 class VideoReadError(ValueError):
@@ -241,7 +243,7 @@ def analyse_video(
     detect_every: int = 1,
     smooth: str = "ma",
     window: int = 5,
-    batch_frames: int = 8,
+    batch_frames: int = BATCH_FRAMES,
     limit: int | None = None,
     threads: int | None = None,
 ) -> tuple[VideoInfo, Iterator[FrameResult]]:
@@ -252,8 +254,9 @@ def analyse_video(
     ``batch_frames`` frames) and matched to tracks by :class:`FaceTracker` (motion and
     appearance); frames in between use the tracks' constant-velocity predictions of the last boxes.
     All faces of a batch are classified in one forward pass. Each track's probabilities are
-    smoothed with :class:`TemporalSmoother`. Frames are decoded ahead by a thread; torch uses
-    :func:`video_threads` threads meanwhile.
+    smoothed with :class:`TemporalSmoother`. Three stages overlap on their own threads: decoding
+    (frames read ahead), detection (a batch ahead) and tracking + classification (torch uses
+    :func:`video_threads` threads).
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -277,6 +280,18 @@ def _video_results(
         frames.close()  # stops the reading thread and releases the capture
 
 
+def _detected(
+    frames: Iterator[np.ndarray], predictor: FacePredictor, detect_every: int, batch_frames: int,
+) -> Iterator[tuple[list[np.ndarray], dict[int, list[Detection]]]]:
+    """Batches of up to ``batch_frames`` frames, each with the faces found on its frames due for
+    detection (every ``detect_every``-th of the video), keyed by position in the batch."""
+    index = 0
+    while batch := list(islice(frames, batch_frames)):
+        due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
+        yield batch, dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
+        index += len(batch)
+
+
 def _results(
     frames: Iterator[np.ndarray], info: VideoInfo, predictor: FacePredictor, detect_every: int,
     smooth: str, window: int, batch_frames: int,
@@ -286,25 +301,28 @@ def _results(
     current: list[tuple[int, Detection]] = []
     classes = predictor.classes
     index = 0
-    while batch := list(islice(frames, batch_frames)):
-        due = [k for k in range(len(batch)) if (index + k) % detect_every == 0]
-        found = dict(zip(due, predictor.detector.detect_batch([batch[k] for k in due]))) if due else {}
-        placed: list[list[tuple[int, Detection]]] = []
-        alive: dict[int, set[int]] = {}  # tracks kept after each detection
-        for k, image in enumerate(batch):
-            if k in found:
-                current = tracker.update(image, found[k], index + k)
-                alive[k] = tracker.active
-            placed.append(current if k in found else tracker.carry(current, index + k))
-        classified = predictor.classify_many(batch, [[d for _, d in tracked] for tracked in placed])
-        for k, (image, tracked, probabilities) in enumerate(zip(batch, placed, classified)):
-            for tid in set(smoothers) - alive.get(k, set(smoothers)):
-                del smoothers[tid]
-            faces = []
-            height, width = image.shape[:2]
-            for (tid, det), probs in zip(tracked, probabilities):
-                shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
-                faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs, tid,
-                                        k in found))
-            yield FrameResult(index, index / info.fps, image, faces)
-            index += 1
+    # Detection runs a batch ahead on its own thread while this one tracks and classifies.
+    detected = prefetch(_detected(frames, predictor, detect_every, batch_frames), depth=1)
+    try:
+        for batch, found in detected:
+            placed: list[list[tuple[int, Detection]]] = []
+            alive: dict[int, set[int]] = {}  # tracks kept after each detection
+            for k, image in enumerate(batch):
+                if k in found:
+                    current = tracker.update(image, found[k], index + k)
+                    alive[k] = tracker.active
+                placed.append(current if k in found else tracker.carry(current, index + k))
+            classified = predictor.classify_many(batch, [[d for _, d in tracked] for tracked in placed])
+            for k, (image, tracked, probabilities) in enumerate(zip(batch, placed, classified)):
+                for tid in set(smoothers) - alive.get(k, set(smoothers)):
+                    del smoothers[tid]
+                faces = []
+                height, width = image.shape[:2]
+                for (tid, det), probs in zip(tracked, probabilities):
+                    shown, lab = smoothers.setdefault(tid, TemporalSmoother(smooth, window)).update(probs)
+                    faces.append(FaceResult(det.clipped(width, height), shown, classes[lab], float(shown[lab]), probs,
+                                            tid, k in found))
+                yield FrameResult(index, index / info.fps, image, faces)
+                index += 1
+    finally:
+        detected.close()  # stops the detecting thread before the frames it reads are closed
