@@ -68,8 +68,13 @@ TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
 DEFAULT_TFLOPS = 25.0
 #: Forward + backward of one input, in forward passes.
 TRAIN_PASSES = 3
-#: Where ``bench train`` stores images/s per model, under the repository root.
-BENCH_FILE = Path("results") / "bench" / "train-cuda.json"
+
+
+def bench_file(device_type: str) -> Path:
+    """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
+    return Path("results") / "bench" / f"train-{device_type}.json"
+
+
 #: Time kept after the deadline to pack, and the least time worth starting an experiment that will not finish.
 PACK_MARGIN_S, MIN_PARTIAL_S = 60.0, 60.0
 
@@ -279,12 +284,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflops", type=positive_float, default=DEFAULT_TFLOPS,
                         help="effective training TFLOP/s assumed for models without a `bench train` figure")
     parser.add_argument("--bench", type=Path, default=None,
-                        help=f"`bench train` results to read images/s from (default: {BENCH_FILE})")
+                        help=f"`bench train` results to read images/s from (default: {bench_file('cuda')})")
 
 
 def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan`` (print the plan) or ``--budget-minutes`` (train within it, then ``--pack``)."""
-    rates = Rates(args.tflops, bench_rates(args.bench or root / BENCH_FILE))
+    rates = Rates(args.tflops, bench_rates(args.bench or root / bench_file("cuda")))
     if args.plan:
         print(format_plan(make_plan(profile, root, rates, args.only), rates, root))
         return 0
