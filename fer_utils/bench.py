@@ -35,6 +35,11 @@ from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 from fer_utils.predict.video import BATCH_FRAMES, analyse_video, iter_frames, open_video, open_writer, video_threads
 
 
+def bench_file(device_type: str) -> Path:
+    """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
+    return Path("results") / "bench" / f"train-{device_type}.json"
+
+
 def benchmark_iterator(
     images: np.ndarray, device: str, batch_size: int = 256, augment: str = "standard", epochs: int = 2,
 ) -> dict:
@@ -104,6 +109,16 @@ def benchmark_training(
             "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
 
 
+def store_training_rate(result: dict[str, Any]) -> Path:
+    """Add a ``bench train`` result to :func:`bench_file` of its device (one entry
+    per model, the latest kept), relative to the working directory: the repository root."""
+    path = bench_file(torch.device(result["device"]).type)
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**stored, result["model"]: result}, indent=2) + "\n")
+    return path
+
+
 def _training_images(errors: str = "raise") -> tuple[np.ndarray, str]:
     if os.environ.get("FER_DATA_DIR"):
         return load_dataset("fer2013", errors=errors).split("Training").images, "FER2013 Training"
@@ -159,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         result = benchmark_training(images, args.model, device, args.batch_size or 128, args.augment, args.steps)
         result["data"] = source
+        if torch.device(device).type == "cuda":
+            result["gpu"] = torch.cuda.get_device_name(torch.device(device))
         results.append(result)
         print(json.dumps(result))
+        print(f"stored in {store_training_rate(result)} (read by python -m fer_utils.report --plan)")
     else:
         try:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,

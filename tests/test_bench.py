@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fer_utils.bench import benchmark_iterator, benchmark_training
+from fer_utils.bench import benchmark_iterator, benchmark_training, store_training_rate
 from fer_utils.cli import main
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (600, 48, 48), dtype=np.uint8)
@@ -19,6 +19,16 @@ def test_benchmark_training_compares_pipeline_with_premade():
     # The ratio is of the unrounded rates; the reported rates are rounded to 0.1 images/s.
     ratio = result["pipeline_images_per_s"] / result["premade_images_per_s"]
     assert result["pipeline_over_premade"] == pytest.approx(ratio, abs=0.002)
+
+
+def test_training_rates_are_stored_per_model_where_the_plan_reads_them(tmp_path, monkeypatch):
+    from fer_utils.bench import bench_file
+    from fer_utils.report.plan import bench_rates
+
+    monkeypatch.chdir(tmp_path)
+    for model, rate in (("vgg_fer", 9000.0), ("simple_cnn", 50000.0), ("vgg_fer", 10000.0)):
+        store_training_rate({"device": "cuda:0", "model": model, "pipeline_images_per_s": rate})
+    assert bench_rates(tmp_path / bench_file("cuda")) == {"vgg_fer": 10000.0, "simple_cnn": 50000.0}
 
 
 def test_cli_lists_commands_and_rejects_unknown(capsys):

@@ -222,3 +222,29 @@ def test_cached_crossval_stores_by_config_hash_and_reuses(tmp_path, monkeypatch)
     monkeypatch.setattr(crossval, "run_crossval", lambda *a, **k: pytest.fail("retrained a stored result"))
     again, hit = cached_crossval("cv", "early_fusion", clips, cfg, tmp_path, **args)
     assert hit and again.summary() == pytest.approx(first.summary())
+
+
+def test_crossval_from_two_folders_hashes_the_same(tmp_path, monkeypatch):
+    """The same cross-validation run from another checkout (init checkpoint and results elsewhere) is found."""
+    import shutil
+
+    import fer_utils.experiments.crossval as crossval
+    from fer_utils.models.checkpoints import save_checkpoint
+
+    clips = make_clips(synthetic_frames(subjects=4), length=3)
+    cfg = TrainConfig(**{**FAST.to_dict(), "epochs": 1})
+    here, there = tmp_path / "checkout_a", tmp_path / "checkout_b"
+    torch.manual_seed(0)
+    init = save_checkpoint(here / "results" / "frame_cnn.pt", create_model("frame_cnn", num_classes=3, width=4),
+                           model_name="frame_cnn", classes=list(clips.classes), model_kwargs={"width": 4})
+    args = dict(k=2, model_kwargs={"width": 4}, device="cpu", progress=False)
+    first, hit = cached_crossval("cv", "early_fusion", clips, cfg, here / "results", init_checkpoint=init, **args)
+    assert not hit
+    run_crossval("early_fusion", clips, cfg, init_checkpoint=init, fold_dir=here / "folds", **args)  # kept folds
+    shutil.copytree(here, there)
+    monkeypatch.setattr(crossval, "fit", lambda *a, **k: pytest.fail("retrained a stored result or fold"))
+    moved = there / "results" / "frame_cnn.pt"
+    again, hit = cached_crossval("cv", "early_fusion", clips, cfg, there / "results", init_checkpoint=moved, **args)
+    assert hit and again.summary() == pytest.approx(first.summary())
+    resumed = run_crossval("early_fusion", clips, cfg, init_checkpoint=moved, fold_dir=there / "folds", **args)
+    assert len(resumed.folds) == 2  # both folds found by the checkpoint's content, not its path

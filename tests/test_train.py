@@ -21,7 +21,7 @@ from fer_utils.experiments.cache import config_hash
 from fer_utils.experiments.runs import DataSpec, Splits, experiment_config, load_splits, run_experiment
 from fer_utils.experiments.study import results_table
 from fer_utils.models import count_parameters
-from fer_utils.models.pretrained import file_sha256
+from fer_utils.models.pretrained import file_digest
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import class_weights
@@ -306,7 +306,7 @@ def test_encoder_weights_are_identified_by_content_and_not_needed_to_load(tmp_pa
     configs = [experiment_config("cae_classifier", {"img_size": 24, "encoder_weights": str(p)}, splits, cfg)
                for p in (weights, moved)]
     assert config_hash(configs[0]) == config_hash(configs[1])
-    assert configs[0]["model"]["kwargs"]["encoder_weights"] == f"sha256:{file_sha256(weights)}"
+    assert configs[0]["model"]["kwargs"]["encoder_weights"] == f"sha256:{file_digest(weights)}"
 
     result = run_experiment("cae", "cae_classifier", {"img_size": 24, "encoder_weights": str(weights)}, splits, cfg,
                             results_root=tmp_path, progress=False, keep_checkpoint=True)

@@ -4,6 +4,10 @@ A result of ``config`` under ``name`` lives at ``<root>/<name>-<hash8><suffix>``
 :func:`~fer_utils.experiments.runs.run_experiment`, a ``.json`` file for
 :func:`~fer_utils.experiments.crossval.cached_crossval`); it is computed only when no stored
 one is found there.
+
+While a :data:`PLANNER` is set (``python -m fer_utils.report --plan`` / ``--budget-minutes``),
+every request is reported to it with the :class:`Work` it costs, and the planner decides whether
+it is computed now or answered by a stand-in (a result of the right type holding no numbers).
 """
 from __future__ import annotations
 
@@ -11,8 +15,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from torch import nn
 
 T = TypeVar("T")
 
@@ -20,6 +29,38 @@ T = TypeVar("T")
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of ``config`` as JSON with sorted keys."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Work:
+    """The training behind a cached result: ``model`` (built by ``build``, for counting FLOPs) trained
+    for ``epochs`` epochs over ``items`` inputs of shape ``sample_shape`` (uint8 ``(H, W)`` or
+    ``(T, H, W)``) per epoch, summed over ``folds`` (cross-validation)."""
+
+    kind: str
+    model: str
+    build: Callable[[], nn.Module] = field(repr=False)
+    sample_shape: tuple[int, ...]
+    epochs: int
+    items: int
+    folds: int | None = None
+
+
+class Planned(NamedTuple, Generic[T]):
+    """What a cached computation costs, and the stand-in returned when a planner skips it."""
+
+    work: Work
+    standin: T
+
+
+class Planner(Protocol):
+    """Told of every cached request while set; returns True to compute a missing result now."""
+
+    def __call__(self, name: str, path: Path, hit: bool, work: Work) -> bool: ...
+
+
+#: The active planner (None: compute every missing result, the normal case).
+PLANNER: ContextVar[Planner | None] = ContextVar("fer_utils_planner", default=None)
 
 
 class Cached(NamedTuple, Generic[T]):
@@ -36,12 +77,19 @@ def cached(
     config: dict[str, Any],
     load: Callable[[Path, str], T | None],
     compute: Callable[[Path, str], T],
+    plan: Callable[[], Planned[T]],
     suffix: str = "",
 ) -> Cached[T]:
     """The result of ``config`` at ``path = <root>/<name>-<hash8><suffix>``: ``load(path, digest)``
     (``digest``: the config's full hash; None: nothing usable stored), else ``compute(path, digest)``,
-    which stores it there."""
+    which stores it there. ``plan`` describes the work for an active :data:`PLANNER`; a missing
+    result the planner declines is ``plan()``'s stand-in (``hit`` False, nothing stored)."""
     digest = config_hash(config)
     path = Path(root) / f"{name}-{digest[:8]}{suffix}"
     stored = load(path, digest)
+    planner = PLANNER.get()
+    if planner is not None:
+        planned = plan()
+        if not planner(name, path, stored is not None, planned.work) and stored is None:
+            return Cached(planned.standin, path, False)
     return Cached(stored, path, True) if stored is not None else Cached(compute(path, digest), path, False)

@@ -9,9 +9,9 @@ voting across their windows; ``single_frame`` models also report frame-voting ac
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,9 +30,10 @@ from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, sub
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
-from fer_utils.experiments.cache import cached
+from fer_utils.experiments.cache import Planned, Work, cached
+from fer_utils.experiments.runs import architecture
 from fer_utils.models import count_parameters, create_model, model_entry
-from fer_utils.models.pretrained import identify_weight_files
+from fer_utils.models.pretrained import identify_weight_file, identify_weight_files
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import TrainConfig, fit
 
@@ -221,6 +222,21 @@ def _load_fold(fold_dir: str | os.PathLike | None, fold: int,
     return FoldResult(**payload["result"]), pd.DataFrame(payload["record"]), int(payload["params"])
 
 
+def _init_digest(init_checkpoint: str | os.PathLike | None) -> str | None:
+    """The initialising checkpoint by content, not path: the SHA-1 of its bytes (bare, as stored results
+    were keyed), or ``missing:<file name>`` when not made yet (see :func:`identify_weight_file`)."""
+    return None if init_checkpoint is None else identify_weight_file(init_checkpoint, "sha1").removeprefix("sha1:")
+
+
+def _model_kwargs(model_kwargs: dict[str, Any] | None, clips: FaceData) -> dict[str, Any]:
+    """``model_kwargs`` with the clips' ``num_frames`` and ``img_size`` (an error if they contradict them)."""
+    num_frames, (height, _) = clips.images.shape[1], clips.image_size
+    kwargs = {"num_frames": num_frames, "img_size": height, **(model_kwargs or {})}
+    if kwargs["num_frames"] != num_frames or kwargs["img_size"] != height:
+        raise ValueError(f"model_kwargs {model_kwargs} contradict the clips' shape {clips.images.shape[1:]}")
+    return kwargs
+
+
 def run_crossval(
     model_name: str,
     clips: FaceData,
@@ -250,17 +266,14 @@ def run_crossval(
         raise ValueError(f"{model_name!r} is not a clip model; clip models: see list_models(input_kind='clip')")
     if not clips.is_clip:
         raise ValueError(f"{clips.name}: cross-validation needs clips (N, T, H, W); use make_clips first")
-    num_frames, (height, _) = clips.images.shape[1], clips.image_size
-    kwargs = {"num_frames": num_frames, "img_size": height, **(model_kwargs or {})}
-    if kwargs["num_frames"] != num_frames or kwargs["img_size"] != height:
-        raise ValueError(f"model_kwargs {model_kwargs} contradict the clips' shape {clips.images.shape[1:]}")
+    num_frames, kwargs = clips.images.shape[1], _model_kwargs(model_kwargs, clips)
     device = resolve_device(device)
     folds = make_folds(clips, k=k, seed=seed, loso=loso)
     sequences = clips.meta["sequence"].astype(str).to_numpy()
     fold_results, records, params = [], [], 0
     fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.identity(), "k": k, "seed": seed, "loso": loso,
                 "val_fraction": val_fraction, "data": clips.fingerprint(),
-                "init": None if init_checkpoint is None else str(init_checkpoint)}
+                "init": _init_digest(init_checkpoint)}
     for i, (train_idx, test_idx) in enumerate(folds):
         stored = _load_fold(fold_dir, i, fold_key)
         if stored is not None:
@@ -305,6 +318,16 @@ def run_crossval(
     )
 
 
+def _standin(model_name: str, clips: FaceData, cfg: TrainConfig, kwargs: dict[str, Any], folds: int) -> CrossvalResult:
+    """A result of ``folds`` untrained folds (NaN scores, no predictions) for plans: it prints and tabulates."""
+    nan = float("nan")
+    return CrossvalResult(
+        model_name=model_name, dataset=clips.name, protocol="planned", classes=list(clips.classes),
+        num_frames=clips.images.shape[1], trainable_params=0, model_kwargs=kwargs, config=cfg.to_dict(),
+        init_checkpoint=None, folds=[FoldResult(i, [], 0, 0, 0, nan, nan, nan, 0) for i in range(folds)],
+        predictions=pd.DataFrame({"sequence": [""], "subject": [""], "fold": [0], "y_true": [0], "y_pred": [0]}))
+
+
 def cached_crossval(
     name: str,
     model_name: str,
@@ -323,23 +346,31 @@ def cached_crossval(
     """:func:`run_crossval`, or its stored result when one with the same config exists.
 
     The config (model, kwargs, training config, protocol, a fingerprint of the clips and of the
-    initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``.
-    Returns ``(result, cached)``.
+    initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``; finished
+    folds wait in ``<name>-<hash8>.folds/`` until all are done, so an interrupted run resumes at the
+    first unfinished fold. Returns ``(result, cached)``.
     """
-    init_digest = None
-    if init_checkpoint is not None:
-        init_digest = hashlib.sha1(Path(init_checkpoint).read_bytes()).hexdigest()
     config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.identity(),
-              "k": k, "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": init_digest}
+              "k": k, "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": _init_digest(init_checkpoint)}
 
     def load(path: Path, _digest: str) -> CrossvalResult | None:
         return CrossvalResult.from_json(path) if path.is_file() else None
 
     def compute(path: Path, _digest: str) -> CrossvalResult:
+        fold_dir = path.with_suffix(".folds")
         result = run_crossval(model_name, clips, cfg, k=k, seed=seed, model_kwargs=model_kwargs,
-                              init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso)
+                              init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso,
+                              fold_dir=fold_dir)
         result.to_json(path)
+        shutil.rmtree(fold_dir, ignore_errors=True)
         return result
 
-    entry = cached(results_root, name, config, load, compute, suffix=".json")
+    def plan() -> Planned[CrossvalResult]:
+        kwargs = _model_kwargs(model_kwargs, clips)
+        folds = make_folds(clips, k=k, seed=seed, loso=loso)
+        work = Work("crossval", model_name, architecture(model_name, len(clips.classes), kwargs),
+                    clips.images.shape[1:], cfg.epochs, sum(len(train) for train, _ in folds), len(folds))
+        return Planned(work, _standin(model_name, clips, cfg, kwargs, len(folds)))
+
+    entry = cached(results_root, name, config, load, compute, plan, suffix=".json")
     return entry.value, entry.hit

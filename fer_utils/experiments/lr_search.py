@@ -11,8 +11,8 @@ import torch
 
 from fer_utils.data import FaceData
 from fer_utils.devices import resolve_device, seed_everything
-from fer_utils.experiments.cache import cached
-from fer_utils.experiments.runs import CACHE_VERSION, model_config
+from fer_utils.experiments.cache import Planned, Work, cached
+from fer_utils.experiments.runs import CACHE_VERSION, architecture, model_config
 from fer_utils.files import write_json
 from fer_utils.models import create_model
 from fer_utils.train import LRFindResult, TrainConfig, lr_find
@@ -34,7 +34,8 @@ def cached_lr_find(
     """:func:`~fer_utils.train.lr_find` on a fresh model seeded by ``cfg.seed``, or its stored result.
 
     The file is named by the hash of the model, the data's fingerprint, ``cfg`` and the sweep
-    (device excluded): a CUDA run's result is what a later CPU render reads.
+    (device excluded): a CUDA run's result is what a later CPU render reads. A plan's stand-in
+    suggests ``cfg.lr``.
     """
     config = {"version": CACHE_VERSION, "kind": "lr_find", "model": model_config(model_name, model_kwargs),
               "data": train.fingerprint(), "train": cfg.identity(),
@@ -52,4 +53,9 @@ def cached_lr_find(
                           "result": asdict(result)})
         return result
 
-    return cached(results_root, name, config, load, compute, suffix=".json").value
+    def plan() -> Planned[LRFindResult]:
+        work = Work("lr_find", model_name, architecture(model_name, len(train.classes), model_kwargs),
+                    train.images.shape[1:], 1, num_iter * cfg.batch_size)
+        return Planned(work, LRFindResult([], [], [], cfg.lr, cfg.lr))
+
+    return cached(results_root, name, config, load, compute, plan, suffix=".json").value

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
-from fer_utils.experiments.cache import cached
+from fer_utils.experiments.cache import Planned, Work, cached
 from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.models import create_model
-from fer_utils.models.pretrained import identify_weight_files
+from fer_utils.models.pretrained import architecture_kwargs, identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
 #: Bump when the meaning of a stored result changes, so old caches are not reused.
@@ -95,6 +98,11 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
 def model_config(model_name: str, model_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """The model part of a config: name and kwargs, weights files identified by content, not path."""
     return {"name": model_name, "kwargs": identify_weight_files(model_kwargs or {})}
+
+
+def architecture(model_name: str, num_classes: int, model_kwargs: dict[str, Any] | None) -> Callable[[], nn.Module]:
+    """A factory of the untrained model (init-only kwargs such as weights files left out): plans count its FLOPs."""
+    return partial(create_model, model_name, num_classes, 1, **architecture_kwargs(model_kwargs or {}))
 
 
 def experiment_config(model_name: str, model_kwargs: dict[str, Any] | None, data: DataSpec | Splits,
@@ -191,11 +199,13 @@ def run_experiment(
         cfg = replace(cfg, seed=seed)
     config = experiment_config(model_name, model_kwargs, data, cfg)
 
+    def splits() -> Splits:
+        return data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
+
     def train(run_dir: Path, digest: str) -> dict[str, Any]:
-        splits = data if isinstance(data, Splits) else load_splits(data, data_root, dataset)
         run_dir.mkdir(parents=True, exist_ok=True)
         summary = train_and_evaluate(
-            model_name, model_kwargs, splits, cfg, run_dir, device=device, progress=progress,
+            model_name, model_kwargs, splits(), cfg, run_dir, device=device, progress=progress,
             resume=(run_dir / "last.pt").is_file(), run_info={"experiment": name, "hash": digest, "config": config},
         )
         (run_dir / "last.pt").unlink()
@@ -205,5 +215,15 @@ def run_experiment(
         write_json(run_dir / "metrics.json", stored)
         return stored
 
-    result = cached(results_root, name, config, _load_complete, train)
-    return {**result.value, "cached": result.hit, "paths": run_paths(result.path)}
+    def plan() -> Planned[dict[str, Any]]:
+        train_data = splits().train
+        work = Work("experiment", model_name, architecture(model_name, len(train_data.classes), model_kwargs),
+                    train_data.images.shape[1:], cfg.epochs, len(train_data))
+        return Planned(work, {"complete": False, "name": name, "config": config, "model_name": model_name,
+                              "train_seconds": float("nan"), "test": None})
+
+    result = cached(results_root, name, config, _load_complete, train, plan)
+    paths = run_paths(result.path)
+    if keep_checkpoint and result.value["complete"] is False:  # a plan's stand-in: the checkpoint it will keep
+        paths["checkpoint"] = str(result.path / "best.pt")
+    return {**result.value, "cached": result.hit, "paths": paths}

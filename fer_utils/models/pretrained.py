@@ -35,19 +35,25 @@ def architecture_kwargs(model_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (SHA-256 unless ``algorithm`` names another ``hashlib`` one)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def identify_weight_file(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """``<algorithm>:<digest>`` of a weights file, the same wherever it lies; ``missing:<file name>`` for a
+    file not made yet (a plan's stand-in), which no stored result matches: training would need it."""
+    return f"{algorithm}:{file_digest(path, algorithm)}" if Path(path).is_file() else f"missing:{Path(path).name}"
+
+
 def identify_weight_files(model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``model_kwargs`` with each :data:`WEIGHT_FILE_KWARGS` path replaced by ``sha256:<digest>`` of
-    its file, so that a config hashes the same wherever the weights file lies."""
-    return {k: f"sha256:{file_sha256(v)}" if k in WEIGHT_FILE_KWARGS and v is not None else v
+    """``model_kwargs`` with each :data:`WEIGHT_FILE_KWARGS` path replaced by :func:`identify_weight_file`,
+    so that a config hashes the same wherever the weights file lies."""
+    return {k: identify_weight_file(v) if k in WEIGHT_FILE_KWARGS and v is not None else v
             for k, v in model_kwargs.items()}
 
 

@@ -8,6 +8,7 @@ replaces); ``smoke`` runs tiny subsets for tests (everything under ``scratch/smo
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from fer_utils.plots import set_theme
 SMOKE_ENV = "FER_SMOKE"
 PROFILE_ENV = "FER_PROFILE"
 PROFILES = ("full", "cpu", "smoke")
+#: Set by plans and budget runs: notebooks write figures and result files under this folder instead,
+#: so that only the experiment cache (in ``results_dir``) changes the repository.
+SCRATCH_OUTPUTS: ContextVar[Path | None] = ContextVar("fer_utils_scratch_outputs", default=None)
 _SAME = object()
 
 
@@ -42,15 +46,17 @@ class NotebookContext:
     seed: int
     results_dir: Path
     figures_dir: Path
+    scratch: Path | None = None
 
     def figure(self, name: str) -> Path:
-        """Path of a PNG figure ``name`` (created folders)."""
-        self.figures_dir.mkdir(parents=True, exist_ok=True)
-        return self.figures_dir / (name if name.endswith(".png") else f"{name}.png")
+        """Path of a PNG figure ``name`` (created folders; under ``scratch`` when set)."""
+        folder = self.figures_dir if self.scratch is None else self.scratch / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / (name if name.endswith(".png") else f"{name}.png")
 
     def result(self, name: str) -> Path:
-        """Path of a results file or folder ``name`` (parent folder created)."""
-        path = self.results_dir / name
+        """Path of a results file or folder ``name`` (parent folder created; under ``scratch`` when set)."""
+        path = (self.results_dir if self.scratch is None else self.scratch / "results") / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -88,7 +94,7 @@ def notebook_context(profile: str | None = None, device: str = "auto", seed: int
     set_theme()
     _show_figures_inline()
     root = repo_root()
-    ctx = NotebookContext(profile, resolve_device(device), seed, *profile_dirs(profile, root))
+    ctx = NotebookContext(profile, resolve_device(device), seed, *profile_dirs(profile, root), SCRATCH_OUTPUTS.get())
     print(f"profile={profile} device={ctx.device} seed={seed} results -> {ctx.results_dir.relative_to(root)} "
           f"figures -> {ctx.figures_dir.relative_to(root)}")
     return ctx

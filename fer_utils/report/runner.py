@@ -8,12 +8,12 @@ subsets and writes executed copies under ``scratch/smoke/`` only.
 ``--engine script`` runs the notebooks' code cells as a plain Python script instead, with no
 Jupyter, papermill or IPython: the way to train on a GPU machine that has only PyTorch and the
 scientific stack. Its results land in ``results/`` (experiments are cached by config), so a
-later papermill run anywhere renders the notebooks without training again.
+later papermill run anywhere renders the notebooks without training again. ``--plan``,
+``--budget-minutes``, ``--pack`` and ``--unpack``: see :mod:`fer_utils.report.plan`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -25,10 +25,10 @@ from fer_utils.data import DatasetError, load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import PROFILES, profile_dirs, repo_root
+from fer_utils.report.plan import add_plan_arguments, plan_command, unpack_command
+from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-#: Notebooks that train nothing GPU-sized: the cpu profile runs them at their full settings.
-CPU_RUNS_FULL = ("01", "02")
 INJECTED_TAG = "injected-parameters"
 
 
@@ -63,27 +63,6 @@ def update_readme(readme: Path, table: Path) -> bool:
         return False
     readme.write_text(pattern.sub(f"{README_START}\n{table.read_text().strip()}\n{README_END}", text))
     return True
-
-
-def run_as_script(notebook: Path, parameters: dict[str, object]) -> None:
-    """Execute ``notebook``'s code cells in order in one namespace, from its folder.
-
-    ``parameters`` are assigned after the cell tagged ``parameters``, as papermill injects them.
-    Output is printed, not stored. A failing cell's traceback names the notebook and cell number.
-    """
-    cells = json.loads(notebook.read_text())["cells"]
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    previous = Path.cwd()
-    os.chdir(notebook.parent)
-    try:
-        for number, cell in enumerate(cells, start=1):
-            if cell["cell_type"] != "code":
-                continue
-            exec(compile("".join(cell["source"]), f"{notebook.name}, cell {number}", "exec"), namespace)
-            if "parameters" in cell.get("metadata", {}).get("tags", []):
-                namespace.update(parameters)
-    finally:
-        os.chdir(previous)
 
 
 def strip_injected_parameters(notebook: Path) -> int:
@@ -121,24 +100,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated notebook number prefixes, e.g. 03,08")
     parser.add_argument("--engine", choices=("papermill", "script"), default="papermill",
                         help="script: run the code cells without Jupyter (GPU machines); nothing is rendered")
+    add_plan_arguments(parser)
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else args.profile
+    if args.pack is not None and args.budget_minutes is None:
+        parser.error("--pack goes with --budget-minutes")
+    if args.unpack is not None:
+        return unpack_command(args.unpack, repo_root())
     make_env_paths_absolute()
     problems = check_datasets()
     if problems:
         print("make report needs the datasets:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     root = repo_root()
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if args.only:
-        notebooks = [n for n in notebooks if n.name[:2] in args.only.split(",")]
+    if args.plan or args.budget_minutes is not None:
+        return plan_command(args, profile, root)
+    notebooks = notebook_paths(root, args.only)
     out_dir = root / "scratch" / "smoke" / "notebooks" if profile == "smoke" else root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
         start = time.perf_counter()
-        nb_profile = "full" if profile == "cpu" and nb.name[:2] in CPU_RUNS_FULL else profile
-        print(f"== {nb.name} (profile {nb_profile}, device {args.device}, {args.engine})", flush=True)
-        parameters = {"profile": nb_profile, "device": args.device}
+        parameters = notebook_parameters(nb, profile, args.device)
+        print(f"== {nb.name} (profile {parameters['profile']}, device {args.device}, {args.engine})", flush=True)
         try:
             if args.engine == "script":
                 run_as_script(nb, parameters)

@@ -1,0 +1,132 @@
+"""Bring results back from a GPU machine in at most :data:`MAX_PARTS` files of :data:`PART_BYTES` each.
+
+``pack`` writes the given files (paths relative to the repository root) as one gzipped tar cut
+into ``results.tar.gz.part<i>`` files; when they would not fit, the largest files are left out
+(checkpoints first, being the largest) and named in ``PACK_NOTE.txt`` inside the archive.
+``unpack`` joins the parts and extracts them under the repository root, refusing any member that
+would land outside it.
+"""
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path, PurePosixPath
+
+#: What one command may bring back from the GPU machine: this many files of at most this size.
+MAX_PARTS, PART_BYTES = 8, 16 * 2**20
+PART_PREFIX, NOTE = "results.tar.gz.part", "PACK_NOTE.txt"
+#: Room kept for tar headers and gzip's worst case on incompressible checkpoints.
+HEADROOM = 0.97
+
+
+class PackError(ValueError):
+    """A pack folder that cannot be written or read (bad input: one line, exit status 2)."""
+
+
+class _PartWriter(io.RawIOBase):
+    """A write-only stream cut into ``PART_PREFIX<i>`` files of at most ``PART_BYTES`` under ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.parts, self.handle, self.left = folder, [], None, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            if self.left == 0:
+                self._next_part()
+            n = min(self.left, len(view))
+            self.handle.write(view[:n])
+            view, self.left = view[n:], self.left - n
+        return len(data)
+
+    def _next_part(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if len(self.parts) == MAX_PARTS:
+            raise PackError(f"the archive needs more than {MAX_PARTS} parts of {PART_BYTES} bytes")
+        self.parts.append(self.folder / f"{PART_PREFIX}{len(self.parts)}")
+        self.handle, self.left = open(self.parts[-1], "wb"), PART_BYTES
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        super().close()
+
+
+def check_pack_folder(out: Path) -> None:
+    """Refuse a ``--pack`` folder that exists and is not empty (checked before training, and again to write)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PackError(f"--pack {out}: needs an empty or new folder")
+
+
+def pack(files: list[Path], root: Path, out: Path) -> tuple[list[Path], list[Path]]:
+    """Archive ``files`` (under ``root``) into parts in the empty or new folder ``out``.
+
+    Returns the parts written and the files left out (largest first) because they did not fit.
+    """
+    check_pack_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    room, kept, left_out = HEADROOM * MAX_PARTS * PART_BYTES, [], []
+    for path in sorted(files, key=lambda p: p.stat().st_size):
+        size = path.stat().st_size + 1024  # header and padding
+        (kept if size <= room else left_out).append(path)
+        room -= size if size <= room else 0
+    note = "\n".join(["left out (too large to bring back; re-run or copy them by other means):",
+                      *(f"  {p.relative_to(root)} ({p.stat().st_size / 2**20:.1f} MiB)" for p in left_out)]) + "\n"
+    writer = _PartWriter(out)
+    with writer, tarfile.open(fileobj=writer, mode="w|gz") as tar:
+        for path in sorted(kept):
+            tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+        if left_out:
+            info = tarfile.TarInfo(NOTE)
+            info.size = len(note.encode())
+            tar.addfile(info, io.BytesIO(note.encode()))
+    return writer.parts, sorted(left_out, key=lambda p: -p.stat().st_size)
+
+
+class _Joined(io.RawIOBase):
+    """The parts read one after another as one stream."""
+
+    def __init__(self, parts: list[Path]) -> None:
+        self.parts, self.handle = list(parts), None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            if self.handle is None:
+                if not self.parts:
+                    return 0
+                self.handle = open(self.parts.pop(0), "rb")
+            n = self.handle.readinto(buffer)
+            if n:
+                return n
+            self.handle.close()
+            self.handle = None
+
+
+def unpack(folder: Path, root: Path) -> list[str]:
+    """Extract the parts in ``folder`` under ``root``; returns the member names (the note, if any, is printed)."""
+    parts = sorted(folder.glob(f"{PART_PREFIX}*"), key=lambda p: int(p.name.removeprefix(PART_PREFIX) or -1))
+    if not parts:
+        raise PackError(f"--unpack {folder}: no {PART_PREFIX}* files there")
+    names = []
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_Joined(parts)), mode="r|gz") as tar:
+            for member in tar:
+                path = PurePosixPath(member.name)
+                if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
+                    raise PackError(f"--unpack {folder}: refusing member {member.name!r} (outside the repository "
+                                    "or not a plain file)")
+                if member.name == NOTE:
+                    print(tar.extractfile(member).read().decode(), end="")
+                    continue
+                tar.extract(member, root, set_attrs=False)
+                names.append(member.name)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise PackError(f"--unpack {folder}: unreadable archive ({err}); are all {len(parts)} parts there?") from err
+    return names

@@ -1,0 +1,53 @@
+"""The notebooks as plain Python: which ones, their parameters, and their code cells executed in order.
+
+No Jupyter, papermill or IPython: what ``--engine script``, ``--plan`` and ``--budget-minutes`` use.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+#: Notebooks that train nothing GPU-sized: the cpu profile runs them at their full settings.
+CPU_RUNS_FULL = ("01", "02")
+
+
+def notebook_paths(root: Path, only: str = "") -> list[Path]:
+    """``notebooks/NN_*.ipynb`` under ``root`` in order; ``only``: comma-separated number prefixes."""
+    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return [n for n in notebooks if n.name[:2] in only.split(",")] if only else notebooks
+
+
+def notebook_parameters(notebook: Path, profile: str, device: str) -> dict[str, object]:
+    """The parameters a report run injects into ``notebook``: its profile and device."""
+    return {"profile": "full" if profile == "cpu" and notebook.name[:2] in CPU_RUNS_FULL else profile,
+            "device": device}
+
+
+def run_as_script(notebook: Path, parameters: dict[str, object],
+                  on_error: Callable[[int, Exception], None] | None = None) -> None:
+    """Execute ``notebook``'s code cells in order in one namespace, from its folder.
+
+    ``parameters`` are assigned after the cell tagged ``parameters``, as papermill injects them.
+    Output is printed, not stored. A failing cell's traceback names the notebook and cell number;
+    with ``on_error`` the error is handed to it (with the cell number) and the next cell runs.
+    """
+    cells = json.loads(notebook.read_text())["cells"]
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    previous = Path.cwd()
+    os.chdir(notebook.parent)
+    try:
+        for number, cell in enumerate(cells, start=1):
+            if cell["cell_type"] != "code":
+                continue
+            try:
+                exec(compile("".join(cell["source"]), f"{notebook.name}, cell {number}", "exec"), namespace)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(number, exc)
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                namespace.update(parameters)
+    finally:
+        os.chdir(previous)
