@@ -22,14 +22,23 @@ criterion (class weights), its optimizer and LR schedule (same factories) and it
   fewer steps in all finishes first and sits out the last steps: its loss is masked, its
   optimizer and schedule do not step and its batch-norm statistics are restored.
 
-Results equal ``fit``'s up to floating-point reassociation in the grouped kernels; the history's
-``seconds`` are the batched run's wall time split evenly over the folds.
+Results equal ``fit``'s up to rounding: the grouped kernels round differently, and where a
+max-pool window holds equal values (flat image regions) the gradient may then go to another of
+them, so per-fold trajectories drift apart slowly (per-epoch losses 1e-7 to 3e-3 apart after 3
+epochs in the settings tried; the same predictions). The history's ``seconds`` are the batched
+run's wall time split evenly over the folds.
 
-Cost (``early_fusion`` width 16, 5 folds of 30 CK+48 subjects, 2 epochs, one CPU thread of a
-shared machine, so relative only): fold by fold X s, batched Y s. On a GPU these models are
-launch-bound: one fold-by-fold step launches about N kernels per fold (forward, backward, augmentation,
-optimizer), K folds K*N; the batched step launches the forward/backward once for all K
-(M kernels in all for K=5) with only augmentation and optimizer launched per fold.
+Cost, measured on a shared 2-core CPU machine (one thread, same process, best of two; relative
+only). Fold by fold vs batched, ``early_fusion``: width 4, 3 folds of 12 CK+48 subjects, 3 epochs,
+batch 8: 3.0 s vs 0.74 s; width 8, 3 folds of 30 subjects, batch 32: 0.56 s vs 0.61 s; width 16,
+5 folds of all 118 subjects, 2 epochs: 11.4 s vs 12.4 s. On a CPU the grouped convolutions do the
+same arithmetic, so only overhead-bound (tiny) models gain. On a GPU these models are
+launch-bound: counting the aten ops on non-scalar tensors (views left out, AdamW ``foreach`` as
+on CUDA) per fold and step, ``early_fusion`` width 16 on 10 folds of CK+48 launches 184 fold by
+fold and 130 batched: the forward, backward and loss (about 55 per fold) run once for all K folds,
+while each fold still launches its augmentation (about 70: drawing and applying it) and its
+optimizer update (about 17) and epoch-end checks. Applying the augmentation once to the K
+folds' batches (random numbers still drawn per fold) would bring this to about 40 (4-5x).
 """
 from __future__ import annotations
 
