@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ from fer_utils.experiments.runs import architecture
 from fer_utils.models import count_parameters, create_model, model_entry
 from fer_utils.models.pretrained import identify_weight_file, identify_weight_files
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
-from fer_utils.train import TrainConfig, fit
+from fer_utils.train import FitResult, TrainConfig, fit
+from fer_utils.train.batched import batch_refusal, fit_folds
 
 #: Frame-voting rules reported for models with ``frame_logits`` (single_frame).
 FRAME_VOTES: tuple[str, ...] = ("majority", "sum")
@@ -237,6 +239,48 @@ def _model_kwargs(model_kwargs: dict[str, Any] | None, clips: FaceData) -> dict[
     return kwargs
 
 
+@dataclass
+class _Fold:
+    """A fold ready to train: its index, data and fresh model."""
+
+    index: int
+    train: FaceData
+    val: FaceData | None
+    test: FaceData
+    test_idx: np.ndarray
+    model: nn.Module
+
+
+def _prepare_fold(model_name: str, kwargs: dict[str, Any], clips: FaceData, cfg: TrainConfig, fold: int,
+                  train_idx: np.ndarray, test_idx: np.ndarray, seed: int, val_fraction: float,
+                  init_checkpoint: str | os.PathLike | None) -> _Fold:
+    """The fold's training (and, with early stopping, validation) part and its model seeded by ``cfg.seed + fold``."""
+    train, test, val = clips.subset(train_idx), clips.subset(test_idx), None
+    if cfg.early_stopping_patience is not None:
+        fit_idx, val_idx = subject_holdout(train, test_size=val_fraction, seed=seed + fold)
+        train, val = train.subset(fit_idx), train.subset(val_idx)
+    torch.manual_seed(cfg.seed + fold)
+    model = create_model(model_name, num_classes=len(clips.classes), in_chans=1, **kwargs)
+    if init_checkpoint is not None:
+        init_frame_cnn_from_checkpoint(model, init_checkpoint)
+    return _Fold(fold, train, val, test, test_idx, model)
+
+
+def _fit_folds(folds: list[_Fold], cfg: TrainConfig, device: torch.device, model_name: str,
+               kwargs: dict[str, Any], batched: bool) -> Iterator[tuple[_Fold, FitResult]]:
+    """Each fold with its training result: all trained at once with ``batched`` (when
+    :func:`batch_refusal` allows, else a warning says why not), else one by one as they are asked for."""
+    reason = batch_refusal([f.model for f in folds], [f.train for f in folds], cfg) if batched else None
+    if reason is not None:
+        warnings.warn(f"{model_name}: folds trained one by one, not batched: {reason}", stacklevel=3)
+    if batched and reason is None and len(folds) > 1:
+        yield from zip(folds, fit_folds([f.model for f in folds], [f.train for f in folds], cfg, device))
+        return
+    for f in folds:
+        yield f, fit(f.model, f.train, f.val, cfg, device=device, progress=False, model_name=model_name,
+                     model_kwargs=kwargs)
+
+
 def run_crossval(
     model_name: str,
     clips: FaceData,
@@ -251,6 +295,7 @@ def run_crossval(
     loso: bool = False,
     val_fraction: float = 0.15,
     fold_dir: str | os.PathLike | None = None,
+    batched: bool = False,
 ) -> CrossvalResult:
     """Subject-independent cross-validation of the clip model ``model_name`` on ``clips``.
 
@@ -260,7 +305,10 @@ def run_crossval(
     model. ``val_fraction``: share of the training fold's subjects held out for early stopping
     (used only when ``cfg.early_stopping_patience`` is set). ``fold_dir``: each finished fold is
     stored there (``fold<i>.json``) and reused by a later call with the same settings and data,
-    so an interrupted run resumes at the first unfinished fold.
+    so an interrupted run resumes at the first unfinished fold. ``batched``: train the unfinished
+    folds together (:func:`fer_utils.train.batched.fit_folds`: the same training as ``fit``, up to
+    rounding, far fewer GPU kernel launches); they are stored once all are trained, and settings it
+    cannot batch (early stopping, GRU/LSTM...) fall back to one fold at a time with a warning.
     """
     if model_entry(model_name).input_kind != "clip":
         raise ValueError(f"{model_name!r} is not a clip model; clip models: see list_models(input_kind='clip')")
@@ -270,51 +318,47 @@ def run_crossval(
     device = resolve_device(device)
     folds = make_folds(clips, k=k, seed=seed, loso=loso)
     sequences = clips.meta["sequence"].astype(str).to_numpy()
-    fold_results, records, params = [], [], 0
+    done: dict[int, tuple[FoldResult, pd.DataFrame]] = {}
+    params = 0
     fold_key = {"model": model_name, "kwargs": kwargs, "train": cfg.identity(), "k": k, "seed": seed, "loso": loso,
                 "val_fraction": val_fraction, "data": clips.fingerprint(),
                 "init": _init_digest(init_checkpoint)}
+    todo = []
     for i, (train_idx, test_idx) in enumerate(folds):
         stored = _load_fold(fold_dir, i, fold_key)
-        if stored is not None:
-            fold_result, record, params = stored
-            fold_results.append(fold_result)
-            records.append(record)
-            if progress:
-                print(f"{model_name} fold {i + 1}/{len(folds)}: done before, accuracy "
-                      f"{100 * fold_result.accuracy:.1f} %", flush=True)
+        if stored is None:
+            todo.append(_prepare_fold(model_name, kwargs, clips, cfg, i, train_idx, test_idx, seed, val_fraction,
+                                      init_checkpoint))
             continue
-        started = time.perf_counter()
-        train, test, val = clips.subset(train_idx), clips.subset(test_idx), None
-        if cfg.early_stopping_patience is not None:
-            fit_idx, val_idx = subject_holdout(train, test_size=val_fraction, seed=seed + i)
-            train, val = train.subset(fit_idx), train.subset(val_idx)
-        torch.manual_seed(cfg.seed + i)
-        model = create_model(model_name, num_classes=len(clips.classes), in_chans=1, **kwargs)
-        if init_checkpoint is not None:
-            init_frame_cnn_from_checkpoint(model, init_checkpoint)
-        params = count_parameters(model)
-        fitted = fit(model, train, val, cfg, device=device, progress=False,
-                     model_name=model_name, model_kwargs=kwargs)
-        record, votes = _evaluate_fold(fitted.model, test, sequences[test_idx], i, cfg.eval_batch_size)
-        y_true = record["y_true"].to_numpy()
-        records.append(record)
-        accuracy, macro_f1 = _scores(y_true, record["y_pred"].to_numpy())
-        fold_results.append(FoldResult(
-            fold=i, test_subjects=sorted(set(test.subjects)), n_train=len(train),
-            n_val=0 if val is None else len(val), n_test=len(record), accuracy=accuracy, macro_f1=macro_f1,
-            train_seconds=fitted.train_seconds, epochs=len(fitted.history), vote_accuracy=votes,
-        ))
-        _save_fold(fold_dir, i, fold_key, fold_results[-1], record, params)
+        fold_result, record, params = stored
+        done[i] = fold_result, record
+        if progress:
+            print(f"{model_name} fold {i + 1}/{len(folds)}: done before, accuracy "
+                  f"{100 * fold_result.accuracy:.1f} %", flush=True)
+    if todo:
+        params = count_parameters(todo[0].model)
+    started = time.perf_counter()
+    for fold, fitted in _fit_folds(todo, cfg, device, model_name, kwargs, batched):
+        i = fold.index
+        record, votes = _evaluate_fold(fitted.model, fold.test, sequences[fold.test_idx], i, cfg.eval_batch_size)
+        accuracy, macro_f1 = _scores(record["y_true"].to_numpy(), record["y_pred"].to_numpy())
+        done[i] = FoldResult(
+            fold=i, test_subjects=sorted(set(fold.test.subjects)), n_train=len(fold.train),
+            n_val=0 if fold.val is None else len(fold.val), n_test=len(record), accuracy=accuracy,
+            macro_f1=macro_f1, train_seconds=fitted.train_seconds, epochs=len(fitted.history), vote_accuracy=votes,
+        ), record
+        _save_fold(fold_dir, i, fold_key, done[i][0], record, params)
         if progress:
             print(f"{model_name} fold {i + 1}/{len(folds)}: accuracy {100 * accuracy:.1f} % "
                   f"({len(record)} test, {fitted.train_seconds:.1f} s training, "
                   f"{time.perf_counter() - started:.1f} s in all)", flush=True)
+        started = time.perf_counter()
     return CrossvalResult(
         model_name=model_name, dataset=clips.name, protocol="loso" if loso else f"{k}-fold",
         classes=list(clips.classes), num_frames=num_frames, trainable_params=params, model_kwargs=kwargs,
         config=cfg.to_dict(), init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
-        folds=fold_results, predictions=pd.concat(records, ignore_index=True),
+        folds=[done[i][0] for i in sorted(done)], predictions=pd.concat([done[i][1] for i in sorted(done)],
+                                                                          ignore_index=True),
     )
 
 
@@ -342,13 +386,15 @@ def cached_crossval(
     loso: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
+    batched: bool = False,
 ) -> tuple[CrossvalResult, bool]:
     """:func:`run_crossval`, or its stored result when one with the same config exists.
 
     The config (model, kwargs, training config, protocol, a fingerprint of the clips and of the
     initialising checkpoint's file) is hashed into ``<results_root>/<name>-<hash8>.json``; finished
     folds wait in ``<name>-<hash8>.folds/`` until all are done, so an interrupted run resumes at the
-    first unfinished fold. Returns ``(result, cached)``.
+    first unfinished fold. ``batched`` (passed on) is not part of the hash: it changes how the folds
+    train, not what. Returns ``(result, cached)``.
     """
     config = {"model": model_name, "kwargs": identify_weight_files(model_kwargs or {}), "train": cfg.identity(),
               "k": k, "seed": seed, "loso": loso, "data": clips.fingerprint(), "init": _init_digest(init_checkpoint)}
@@ -360,7 +406,7 @@ def cached_crossval(
         fold_dir = path.with_suffix(".folds")
         result = run_crossval(model_name, clips, cfg, k=k, seed=seed, model_kwargs=model_kwargs,
                               init_checkpoint=init_checkpoint, device=device, progress=progress, loso=loso,
-                              fold_dir=fold_dir)
+                              fold_dir=fold_dir, batched=batched)
         result.to_json(path)
         shutil.rmtree(fold_dir, ignore_errors=True)
         return result

@@ -171,12 +171,16 @@ class TrainStep:
         loss = self.criterion(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.update()
+        return loss.detach(), logits.detach()
+
+    def update(self) -> None:
+        """The update once the scaled loss is back-propagated: unscale and clip, optimizer and scaler steps."""
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), logits.detach()
 
 
 @torch.no_grad()
