@@ -1,24 +1,19 @@
 """``scripts/bench_vs_fer.py``: ours vs the ``fer`` package (a stand-in for fer here; the real one is optional)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import pytest
+from conftest import load_script
 
 from fer_utils.faces import paste_faces
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_vs_fer.py"
 
 
 @pytest.fixture(scope="module")
 def bench_vs_fer():
-    spec = importlib.util.spec_from_file_location("bench_vs_fer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_vs_fer")
 
 
 def test_bad_arguments_are_one_line_and_exit_2(bench_vs_fer, tmp_path, capsys):

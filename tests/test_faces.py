@@ -15,6 +15,7 @@ from fer_utils.faces import (
     list_detectors, paste_faces, prepare_faces, read_image,
 )
 from fer_utils.faces.command import add_detector_arguments, detector_options
+from fer_utils.faces.blazeface import face_frame
 from fer_utils.faces.detection import iou, shrink
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
@@ -135,8 +136,8 @@ def test_shrink_is_close_to_area_resizing():
 
 @pytest.mark.realdata
 def test_blazeface_decoding_matches_mediapipe(faces):
-    """On a 128x128 image (the model's input, no resizing on either side) the boxes and scores are
-    MediaPipe's own; several images in one batch give what each gives alone."""
+    """On a 128x128 image (the model's input, no resizing on either side) the boxes (in the face frame)
+    and scores are MediaPipe's own; several images in one batch give what each gives alone."""
     solutions = pytest.importorskip("mediapipe.python.solutions.face_detection")
     reference = solutions.FaceDetection(model_selection=0, min_detection_confidence=0.5)
     ours = create_detector("blazeface", min_face=None, max_side=None)
@@ -144,11 +145,11 @@ def test_blazeface_decoding_matches_mediapipe(faces):
               for face in faces for box in ((30, 20, 100, 90), (10, 40, 74, 104))]
     batched = ours.detect_batch(scenes)
     for scene, together in zip(scenes, batched):
-        expected = [((r.xmin * 128, r.ymin * 128, (r.xmin + r.width) * 128, (r.ymin + r.height) * 128), d.score[0])
+        expected = [(face_frame(np.array([r.xmin, r.ymin, r.xmin + r.width, r.ymin + r.height]) * 128), d.score[0])
                     for d in reference.process(scene).detections for r in [d.location_data.relative_bounding_box]]
         alone = ours.detect(scene)
         assert len(alone) == len(expected) == 1
-        np.testing.assert_allclose(alone[0].box, expected[0][0], atol=0.05)
+        np.testing.assert_allclose(alone[0].box, np.clip(expected[0][0], 0, 128), atol=0.05)
         assert alone[0].score == pytest.approx(expected[0][1], abs=1e-4)
         assert [(d.box, d.score) for d in together] == [(d.box, d.score) for d in alone]
 
