@@ -24,7 +24,7 @@ from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
-from fer_utils.models import create_model
+from fer_utils.models import count_parameters, create_model
 from fer_utils.models.pretrained import architecture_kwargs, identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
@@ -135,10 +135,12 @@ def train_and_evaluate(
     model_kwargs = dict(model_kwargs or {})
     seed_everything(cfg.seed)
     model = create_model(model_name, num_classes=len(splits.train.classes), in_chans=1, **model_kwargs)
+    params = count_parameters(model)
     result = fit(model, splits.train, splits.val, cfg, run_dir, device, progress, resume=resume,
                  model_name=model_name, model_kwargs=model_kwargs, run_info=run_info)
     summary: dict[str, Any] = {
-        "model_name": model_name, "device": str(device), "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
+        "model_name": model_name, "params": params, "device": str(device), "best_epoch": result.best_epoch,
+        "best_val_acc": result.best_val_acc,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
         "train_seconds": result.train_seconds, "train_size": len(splits.train),
         "val_size": 0 if splits.val is None else len(splits.val), "test_split": splits.test_split, "test": None,

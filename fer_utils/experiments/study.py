@@ -92,7 +92,7 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
     num_classes = len(test.get("classes", [None] * 7))
     return {
         "name": label or result["name"], "model": model["name"],
-        "params": count_parameters(create_model(model["name"], num_classes, **architecture_kwargs(model["kwargs"]))),
+        "params": result.get("params") or _count_parameters(model["name"], num_classes, model["kwargs"]),
         "dataset": result["config"]["data"].get("dataset", "given"), "val_split": result["config"]["data"].get("val"),
         "train_subset": result["config"]["data"].get("train_subset"),
         "test_split": result.get("test_split"),
@@ -102,6 +102,15 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "device": result.get("device", ""), "seed": result["config"]["train"]["seed"],
         "run_dir": (result.get("paths") or {}).get("run_dir"),
     }
+
+
+def _count_parameters(name: str, num_classes: int, kwargs: dict[str, Any]) -> float:
+    """Parameters of a run stored before ``metrics.json`` recorded them: the model rebuilt, or NaN when
+    it cannot be here (``onet_features`` without facenet-pytorch on a GPU image)."""
+    try:
+        return count_parameters(create_model(name, num_classes, **architecture_kwargs(kwargs)))
+    except ImportError:
+        return np.nan
 
 
 def rank_by_validation(table: pd.DataFrame) -> pd.DataFrame:
