@@ -33,11 +33,8 @@ from fer_utils.faces.detectors import create_detector
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 from fer_utils.predict.video import BATCH_FRAMES, analyse_video, iter_frames, open_video, open_writer, video_threads
+from fer_utils.report.plan import bench_file
 
-
-def bench_file(device_type: str) -> Path:
-    """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
-    return Path("results") / "bench" / f"train-{device_type}.json"
 
 
 def benchmark_iterator(
@@ -110,7 +107,7 @@ def benchmark_training(
 
 
 def store_training_rate(result: dict[str, Any]) -> Path:
-    """Add a ``bench train`` result to :func:`bench_file` of its device (one entry
+    """Add a ``bench train`` result to :func:`~fer_utils.report.plan.bench_file` of its device (one entry
     per model, the latest kept), relative to the working directory: the repository root."""
     path = bench_file(torch.device(result["device"]).type)
     stored = json.loads(path.read_text()) if path.is_file() else {}

@@ -22,8 +22,7 @@ def test_benchmark_training_compares_pipeline_with_premade():
 
 
 def test_training_rates_are_stored_per_model_where_the_plan_reads_them(tmp_path, monkeypatch):
-    from fer_utils.bench import bench_file
-    from fer_utils.report.plan import bench_rates
+    from fer_utils.report.plan import bench_file, bench_rates
 
     monkeypatch.chdir(tmp_path)
     for model, rate in (("vgg_fer", 9000.0), ("simple_cnn", 50000.0), ("vgg_fer", 10000.0)):

@@ -56,7 +56,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fer_utils.arguments import positive_float
-from fer_utils.bench import bench_file
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS
@@ -69,6 +68,11 @@ TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
 DEFAULT_TFLOPS = 25.0
 #: Forward + backward of one input, in forward passes.
 TRAIN_PASSES = 3
+
+
+def bench_file(device_type: str) -> Path:
+    """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
+    return Path("results") / "bench" / f"train-{device_type}.json"
 
 
 #: Time kept after the deadline to pack, and the least time worth starting an experiment that will not finish.
