@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("fer_utils.bench", "throughput benchmarks (data iterator, predict)"),
     "train": ("fer_utils.experiments.train_command", "train a model, writing a run folder"),
     "evaluate": ("fer_utils.evaluate.command", "evaluate a checkpoint on a dataset split"),
+    "ship": ("fer_utils.experiments.ship", "ship the best of some runs' best.pt (by validation), optionally fp16"),
     "crossval": ("fer_utils.experiments.crossval_command", "subject-independent k-fold on sequence data"),
     "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),

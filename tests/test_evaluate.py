@@ -189,3 +189,28 @@ def test_paired_comparison_counts_discordant_items_and_mcnemar():
     assert result == {"n": 10, "accuracy_a": 0.8, "accuracy_b": 0.5, "only_a": 4, "only_b": 1,
                       "p_value": pytest.approx(0.375)}
     assert paired_comparison(y_true, pred_a, pred_a)["p_value"] == 1.0
+
+
+@pytest.mark.realdata
+def test_ensemble_is_rescored_from_saved_predictions_without_models(tmp_path, data_dir, capsys):
+    """Members' tencrop / flip probabilities saved by evaluate --save-probs, then averaged from the files alone."""
+    shipped = str(Path(__file__).parents[1] / "results" / "best_model.pt")
+    common = ["evaluate", "--checkpoint", shipped, "--data-dir", str(data_dir), "--split", "PublicTest", "--device", "cpu"]
+    single = {}
+    for tta in ("tencrop", "flip"):
+        out = tmp_path / f"{tta}.json"
+        assert main([*common, "--subset", "150", "--tta", tta, "--save-probs", str(tmp_path / f"{tta}.npz"),
+                     "--out", str(out)]) == 0
+        single[tta] = json.loads(out.read_text())["accuracy"]
+    files = [str(tmp_path / f"{tta}.npz") for tta in ("tencrop", "flip")]
+    assert main(["evaluate", "--probs", *files, "--out", str(tmp_path / "ens.json")]) == 0
+    result = json.loads((tmp_path / "ens.json").read_text())
+    assert list(result["members"].values()) == [single["tencrop"], single["flip"]] and result["n"] == 150
+    assert result["member_accuracy_mean"] == pytest.approx(np.mean(list(single.values())))
+    with np.load(files[0]) as a, np.load(files[1]) as b:
+        hits = ((a["probs"] + b["probs"]).argmax(1) == a["y_true"]).mean()
+    assert result["accuracy"] == pytest.approx(hits)
+    assert main([*common, "--subset", "100", "--save-probs", str(tmp_path / "other.npz")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--probs", files[0], str(tmp_path / "other.npz")]) == 2  # other items
+    assert "other items" in capsys.readouterr().err

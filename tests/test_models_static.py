@@ -25,7 +25,7 @@ PARAMETERS = {
     "alexnet_frame": 24_732_359, "cae_classifier": 1_274_599, "densenet121": 6_952_199, "frame_cnn": 1_174_439,
     "mini_xception": 56_951, "onet_features": 386_727, "resnet101": 42_505_671, "resnet18": 11_171_271,
     "resnet34": 21_279_431, "resnet50": 23_513_543, "simple_cnn": 1_274_375, "vgg_fer": 40_376_519,
-    "vgg_small": 1_469_031,
+    "vgg_small": 1_469_031, "vgg_gap": 4_691_655,
 }
 
 
@@ -57,6 +57,21 @@ def test_img_size_kwarg(name, size):
     kwargs = {} if name == "mini_xception" else {"img_size": size}
     out = create_model(name, **kwargs).eval()(torch.rand(1, 1, size, size))
     assert out.shape == (1, 7)
+
+
+def test_vgg_gap_is_compact_and_takes_any_size():
+    """Issue 11's budget: <= 6 M parameters (fp16 weights under 12 MB), global pooling head, 0.94 GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model("vgg_gap").eval()
+    fp16_bytes = sum(t.numel() * 2 for t in model.state_dict().values() if t.is_floating_point())
+    assert n_params(model) < 6_000_000 and fp16_bytes < 12_000_000
+    assert not any(isinstance(m, torch.nn.Linear) and m.in_features > 512 for m in model.modules())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, 48, 48))
+    assert counter.get_total_flops() == 936_942_592
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 40, 40)).shape == model(torch.rand(2, 1, 44, 44)).shape == (2, 7)
 
 
 def test_alexnet_exposes_trunk():

@@ -69,12 +69,15 @@ def _weights_equal(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "onecycle"), ("adamw", "plateau")])
-def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
+@pytest.mark.parametrize("optimizer,scheduler,extra", [
+    ("sgd", "onecycle", {}), ("adamw", "plateau", {}),
+    ("sgd", "cosine", dict(ema_decay=0.9, mixup_alpha=0.4, cutmix_alpha=1.0, augment="crop")),
+])
+def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler, extra):
     train, val = squares(160, size=16), squares(64, size=16, seed=1)
-    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.01, optimizer=optimizer, scheduler=scheduler,
-                      augment="standard", label_smoothing=0.1, class_weighting=True, grad_clip=1.0,
-                      plateau_patience=0)
+    cfg = TrainConfig(**{**dict(epochs=4, batch_size=32, lr=0.01, optimizer=optimizer, scheduler=scheduler,
+                                augment="standard", label_smoothing=0.1, class_weighting=True, grad_clip=1.0,
+                                plateau_patience=0), **extra})
     torch.manual_seed(1)
     full = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path / "full", progress=False)
 
@@ -95,6 +98,37 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler):
     last_full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     last_cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
+    if cfg.ema_decay is not None:
+        assert all(torch.equal(last_full["ema_state"][k], last_cut["ema_state"][k]) for k in last_full["ema_state"])
+
+
+def test_ema_is_what_is_validated_kept_and_returned(tmp_path):
+    train, val = squares(160, size=16), squares(64, size=16, seed=1)
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment="none", ema_decay=0.8)
+    torch.manual_seed(1)
+    result = fit(tiny_cnn(), train, val, cfg, run_dir=tmp_path, progress=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert int(last["ema_state"]["n_averaged"]) == 3 * (160 // 32)  # one update per step
+    # validation scored the average: the returned (best) weights reproduce the best validation accuracy
+    acc = classification_metrics(val.labels, predict_proba(result.model, val), CLASSES)["accuracy"]
+    assert acc == pytest.approx(result.best_val_acc)
+    assert all(torch.equal(v, result.model.state_dict()[k]) for k, v in best["model_state"].items())
+    assert result.best_epoch == 3  # best.pt: the last epoch's average, batch-norm statistics included
+    averaged = {k.removeprefix("module."): v for k, v in last["ema_state"].items() if k != "n_averaged"}
+    assert all(torch.equal(averaged[k], v) for k, v in best["model_state"].items())
+    trained = last["model_state"]
+    assert not torch.equal(trained["1.running_mean"], best["model_state"]["1.running_mean"])
+
+
+def test_later_fields_leave_older_config_identities_alone():
+    """Configs without EMA / mixup hash (and resume) as before these fields existed."""
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("ema_decay", "mixup_alpha", "cutmix_alpha")}
+    assert TrainConfig.from_dict(older).identity() == {k: v for k, v in older.items() if k != "checkpoint_every"}
+    assert TrainConfig(ema_decay=0.999, cutmix_alpha=1.0).identity()["ema_decay"] == 0.999
+    for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0)):
+        with pytest.raises(ValueError, match="ema_decay|mixup_alpha"):
+            TrainConfig(**bad)
 
 
 

@@ -1,5 +1,5 @@
 """Datasets as uint8 arrays plus metadata, splits, clips, and device-side batching/augmentation."""
-from fer_utils.data.augment import BatchAugment, create_augment, list_augments, to_model_input
+from fer_utils.data.augment import BatchAugment, BatchMix, create_augment, list_augments, to_model_input
 from fer_utils.data.clips import make_clips
 from fer_utils.data.dataset import META_COLUMNS, FaceData
 from fer_utils.data.errors import DatasetError, MissingDatasetError
@@ -14,7 +14,7 @@ from fer_utils.data.splits import (
 )
 
 __all__ = [
-    "BatchAugment", "BatchIterator", "DATA_DIR_ENV", "DEFAULT_MARGIN", "DatasetError", "FER2013_CLASSES", "FER2013_SPLITS",
+    "BatchAugment", "BatchIterator", "BatchMix", "DATA_DIR_ENV", "DEFAULT_MARGIN", "DatasetError", "FER2013_CLASSES", "FER2013_SPLITS",
     "FaceData", "META_COLUMNS", "MissingDatasetError", "Preprocessing", "create_augment", "data_root", "leave_one_subject_out",
     "list_augments", "list_datasets", "load_dataset", "load_prepared_faces", "make_clips", "official_test_split", "random_subset",
     "stratified_holdout", "subject_holdout", "subject_kfold", "subset_subjects", "to_model_input",

@@ -1,4 +1,5 @@
-"""``python -m fer_utils evaluate``: metrics of a checkpoint on a dataset split, as JSON."""
+"""``python -m fer_utils evaluate``: metrics of a checkpoint on a dataset split, as JSON; or, with
+``--probs``, of an ensemble re-scored from saved predictions (each member's and their average's)."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.data import DatasetError, FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.data.paths import check_writable
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+from fer_utils.evaluate.ensemble import average_probs, load_predictions, save_predictions
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
@@ -28,23 +30,33 @@ def evaluate_checkpoint(
     tta: str = "none",
     batch_size: int = 512,
     device: str | None = None,
+    save_probs: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
     ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes`` or its
-    preprocessing record from the way ``data``'s faces were made."""
+    preprocessing record from the way ``data``'s faces were made. ``save_probs``: also write the
+    probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`)."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
     differences = checkpoint_preprocessing(ckpt).differences(data.preprocessing)
     if differences:
         raise CheckpointMismatchError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
     probs = predict_proba(model, data, batch_size=batch_size, tta=tta)
+    if save_probs is not None:
+        save_predictions(save_probs, data, probs)
     metrics = classification_metrics(data.labels, probs, data.classes)
     return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, **metrics}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``evaluate`` command."""
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a best.pt / last.pt checkpoint")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a best.pt / last.pt checkpoint")
+    source.add_argument("--probs", nargs="+", type=Path, metavar="NPZ",
+                        help="re-score saved predictions (--save-probs, a train run's predictions.npz): "
+                             "each file's and their average's metrics; no model or data is loaded")
+    parser.add_argument("--save-probs", type=Path, metavar="NPZ",
+                        help="also write the probabilities (labels, classes, items) for --probs")
     parser.add_argument("--data", default="fer2013", help="dataset name for load_dataset (default fer2013)")
     parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--split", default="PrivateTest",
@@ -61,10 +73,28 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_errors_argument(parser)
 
 
+def rescore(paths: list[Path]) -> dict[str, Any]:
+    """Metrics of the average of saved predictions, with each member's accuracy, their mean and
+    sample standard deviation."""
+    labels, members, classes = load_predictions(paths)
+    accuracies = [float((p.argmax(1) == labels).mean()) for p in members]
+    return {"members": {str(p): a for p, a in zip(paths, accuracies)},
+            "member_accuracy_mean": float(np.mean(accuracies)), "member_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+            **classification_metrics(labels, average_probs(members), classes)}
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print a summary and the JSON path (``--out`` is checked writable first)."""
-    if args.out is not None:
-        check_writable(args.out)
+    for path in (args.out, args.save_probs):
+        if path is not None:
+            check_writable(path)
+    if args.probs is not None:
+        if args.save_probs is not None:
+            raise DatasetError("--save-probs goes with --checkpoint, not with --probs")
+        metrics = rescore(args.probs)
+        print(f"ensemble of {len(args.probs)} ({metrics['n']} items): accuracy {metrics['accuracy']:.4f}; "
+              f"members {metrics['member_accuracy_mean']:.4f} +- {metrics['member_accuracy_std']:.4f}")
+        return _write(metrics, args.out)
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
     subset = random_subset(data if split == "all" else data.split(split), args.subset)
@@ -73,16 +103,21 @@ def run(args: argparse.Namespace) -> int:
         twins = seen_in(data.split(args.drop_twins_of), subset)
         subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
-                                  device=args.device)
+                                  device=args.device, save_probs=args.save_probs)
     metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
           f"ECE {metrics['calibration']['ece']:.4f}")
+    return _write(metrics, args.out)
+
+
+def _write(metrics: dict[str, Any], out: Path | None) -> int:
+    """The metrics JSON to ``out`` (printed when None)."""
     text = json.dumps(metrics, indent=1)
-    if args.out is not None:
-        with atomic_write(args.out, "w") as handle:
+    if out is not None:
+        with atomic_write(out, "w") as handle:
             handle.write(text)
-        print(f"metrics written to {args.out}")
+        print(f"metrics written to {out}")
     else:
         print(text)
     return 0

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import load_model
-from fer_utils.data import FaceData
+from fer_utils.data import DatasetError, FaceData
 from fer_utils.evaluate.inference import predict_proba
 
 
@@ -49,3 +50,31 @@ def ensemble_proba(
             model, _ = load_model(member, device=device or "cpu", expected_classes=expected)
         probs.append(predict_proba(model, data, batch_size=batch_size, device=device, tta=tta))
     return average_probs(probs, weights)
+
+
+def save_predictions(path: str | os.PathLike, data: FaceData, probs: np.ndarray) -> None:
+    """``probs`` of ``data``'s items as ``.npz`` (atomically): ``y_true``, ``probs``, ``classes`` and
+    ``items`` (``data``'s fingerprint), so that members can be averaged later without models or data."""
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, y_true=data.labels, probs=probs, classes=np.array(data.classes),
+                            items=np.array(data.fingerprint()))
+
+
+def load_predictions(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+    """Labels, the probabilities of each file and the classes of :func:`save_predictions` files;
+    ``DatasetError`` naming a file that is no such file or was made on other items or classes."""
+    first, members = None, []
+    for path in paths:
+        try:
+            with np.load(path) as saved:
+                record = {k: saved[k] for k in ("y_true", "probs", "classes", "items")}
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a predictions file with y_true, probs, classes and items "
+                               f"(written by evaluate --save-probs or train) ({exc})") from None
+        first = first or (path, record)
+        if str(record["items"]) != str(first[1]["items"]) or list(record["classes"]) != list(first[1]["classes"]):
+            raise DatasetError(f"{path}: made on other items or classes than {first[0]}; re-score members of one split")
+        members.append(record["probs"])
+    if first is None:
+        raise DatasetError("no predictions files given")
+    return first[1]["y_true"], members, [str(c) for c in first[1]["classes"]]

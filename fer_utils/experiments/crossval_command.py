@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)
     if args.subset_subjects:
-        clips = subset_subjects(clips, args.subset_subjects, args.seed)
+        clips = subset_subjects(clips, args.subset_subjects, cfg.seed)
     print(f"{clips.summary()}, {len(np.unique(clips.subjects))} subjects")
     results = []
     for name in models:
         result = run_crossval(
-            name, clips, cfg, k=args.folds, seed=args.seed, model_kwargs=args.model_kwargs,
+            name, clips, cfg, k=args.folds, seed=cfg.seed, model_kwargs=args.model_kwargs,
             init_checkpoint=args.init_checkpoint, device=args.device, progress=not args.quiet, loso=args.loso,
             fold_dir=args.out / f"{name}.folds",
         )

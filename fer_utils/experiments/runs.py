@@ -4,7 +4,7 @@ A config is the model (name, kwargs), the data (a :class:`DataSpec`, or a finger
 given :class:`Splits`) and the :class:`~fer_utils.train.TrainConfig`. Its hash names the
 folder (:func:`fer_utils.experiments.cache.cached`); when ``metrics.json`` there is complete the
 run is not repeated. A run folder holds ``config.json``, ``history.csv``/``.json``, ``metrics.json``,
-``predictions.npz`` (test labels and probabilities) and, when asked, ``best.pt``.
+``predictions.npz`` (test labels and probabilities, :func:`~fer_utils.evaluate.ensemble.save_predictions`) and, when asked, ``best.pt``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from fer_utils.experiments.cache import Planned, Work, cached
@@ -24,6 +23,7 @@ from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
+from fer_utils.evaluate.ensemble import save_predictions
 from fer_utils.models import count_parameters, create_model
 from fer_utils.models.pretrained import architecture_kwargs, identify_weight_files
 from fer_utils.train import TrainConfig, fit
@@ -147,7 +147,7 @@ def train_and_evaluate(
     }
     if splits.test is not None:
         probs = predict_proba(result.model, splits.test, batch_size=cfg.eval_batch_size, device=device)
-        np.savez_compressed(run_dir / "predictions.npz", y_true=splits.test.labels, probs=probs)
+        save_predictions(run_dir / "predictions.npz", splits.test, probs)
         summary["test"] = classification_metrics(splits.test.labels, probs, splits.test.classes)
     return summary
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
 from fer_utils.files import write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from fer_utils.train.distributed import Rank, process_group, rank_device
+from fer_utils.train.recipes import RECIPES
 from fer_utils.train.engine import LOCK_NAME, run_lock
 
 #: Files a run folder gets (``--overwrite`` removes them, nothing else).
@@ -49,53 +51,56 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_errors_argument(parser)
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_training_arguments(parser)
+    add_training_arguments(parser, recipes=True)
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig = TrainConfig()) -> None:
-    """The TrainConfig flags (shared by ``train`` and ``crossval``), defaulting to ``defaults``."""
-    group = parser.add_argument_group("training (see fer_utils.train.TrainConfig)")
-    group.add_argument("--epochs", type=positive_int, default=defaults.epochs)
-    group.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    group.add_argument("--lr", type=positive_float, default=defaults.lr, help="peak / base learning rate")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    group.add_argument("--momentum", type=non_negative_float, default=defaults.momentum)
-    group.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay)
-    group.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
-    group.add_argument("--warmup-epochs", type=non_negative_float, default=defaults.warmup_epochs)
-    group.add_argument("--label-smoothing", type=non_negative_float, default=defaults.label_smoothing)
-    group.add_argument("--class-weighting", action="store_true", help="inverse-frequency class weights")
-    group.add_argument("--augment", choices=list_augments(), default=defaults.augment,
-                       help="augmentation preset (clips: the same transform on every frame)")
-    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
-                       help="bf16 autocast on CUDA")
-    group.add_argument("--channels-last", action="store_true")
-    group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--grad-clip", type=positive_float, default=None, help="max gradient norm")
-    group.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience (epochs)")
-    group.add_argument("--seed", type=int, default=defaults.seed)
-    group.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, metavar="N",
-                       help="write last.pt every N epochs (and at the end or on interruption); "
-                            "default: every epoch, every 5 for models over 50 MB")
+def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig = TrainConfig(),
+                           recipes: bool = False) -> None:
+    """The TrainConfig flags (shared by ``train`` and ``crossval``). A flag left out takes its value
+    from ``--recipe`` (offered when ``recipes``; see :data:`~fer_utils.train.recipes.RECIPES`), else
+    from ``defaults``."""
+    parser.set_defaults(training_defaults=defaults, recipe=None)
+    group = parser.add_argument_group("training (see fer_utils.train.TrainConfig; defaults: "
+                                      + ", ".join(f"{k}={v}" for k, v in defaults.identity().items()) + ")")
+    if recipes:
+        group.add_argument("--recipe", choices=sorted(RECIPES),
+                           help="start from a named recipe (fer_utils.train.recipes); flags given override it")
+    add = partial(group.add_argument, default=argparse.SUPPRESS)
+    add("--epochs", type=positive_int)
+    add("--batch-size", type=positive_int)
+    add("--lr", type=positive_float, help="peak / base learning rate")
+    add("--optimizer", choices=OPTIMIZERS)
+    add("--momentum", type=non_negative_float)
+    add("--weight-decay", type=non_negative_float)
+    add("--scheduler", choices=SCHEDULERS)
+    add("--warmup-epochs", type=non_negative_float)
+    add("--min-lr", type=non_negative_float, help="final learning rate of the cosine schedule")
+    add("--label-smoothing", type=non_negative_float)
+    add("--class-weighting", action="store_true", help="inverse-frequency class weights")
+    add("--augment", choices=list_augments(), help="augmentation preset (clips: the same transform on every frame)")
+    add("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA")
+    add("--channels-last", action=argparse.BooleanOptionalAction)
+    add("--compile", action="store_true", help="torch.compile the model")
+    add("--grad-clip", type=positive_float, help="max gradient norm")
+    add("--patience", dest="early_stopping_patience", type=positive_int, metavar="N", help="early-stopping patience (epochs)")
+    add("--ema-decay", type=positive_float, help="validate and keep an EMA of the weights (e.g. 0.999)")
+    add("--mixup-alpha", type=non_negative_float, help="mixup Beta(a, a) per batch (0: off)")
+    add("--cutmix-alpha", type=non_negative_float, help="CutMix Beta(a, a) per batch (0: off)")
+    add("--seed", type=int)
+    add("--checkpoint-every", type=positive_int, metavar="N",
+        help="write last.pt every N epochs (and at the end or on interruption); "
+             "default: every epoch, every 5 for models over 50 MB")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the parsed arguments describe (``DatasetError`` if inconsistent)."""
+    """The TrainConfig the parsed arguments describe: defaults, then the recipe, then the flags given
+    (``DatasetError`` if inconsistent)."""
+    values = {**args.training_defaults.to_dict(), **(RECIPES[args.recipe] if args.recipe else {})}
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
     try:
-        return _config(args)
+        return TrainConfig(**values)
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-
-
-def _config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
-        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        class_weighting=args.class_weighting, augment=args.augment, amp=args.amp,
-        channels_last=args.channels_last, compile=args.compile, grad_clip=args.grad_clip,
-        early_stopping_patience=args.patience, seed=args.seed, checkpoint_every=args.checkpoint_every,
-    )
 
 
 def _split_arg(value: str) -> str | None:

@@ -10,6 +10,9 @@ SCHEDULERS: tuple[str, ...] = ("onecycle", "cosine", "step", "plateau", "none")
 AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
 #: Fields that decide how a run is written, not what it computes: left out of :meth:`TrainConfig.identity`.
 BOOKKEEPING_FIELDS: tuple[str, ...] = ("checkpoint_every",)
+#: Fields added after runs were stored, with their "off" values: left out of :meth:`TrainConfig.identity`
+#: at those values, so the hashes of stored experiments and the resume checks of older runs still match.
+LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0}
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,11 @@ class TrainConfig:
     eval_batch_size: batch size for validation (no gradients, so larger).
     checkpoint_every: write ``last.pt`` every this many epochs, at the end, and when the run
     is interrupted or diverges; ``None`` chooses by model size (see ``fer_utils.train.engine``).
+    ema_decay: keep an exponential moving average of the weights and buffers (updated after every
+    step); validation, the best epoch and ``best.pt`` then use it. ``None``: off.
+    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing of each training batch with its reverse
+    (:class:`~fer_utils.data.augment.BatchMix`, soft-target loss; both > 0: one or the other per
+    batch, at random); 0: off.
     """
 
     epochs: int = 30
@@ -53,6 +61,9 @@ class TrainConfig:
     eval_batch_size: int = 512
     seed: int = 0
     checkpoint_every: int | None = None
+    ema_decay: float | None = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,6 +82,10 @@ class TrainConfig:
              f"early_stopping_patience must be >= 1 or None, got {self.early_stopping_patience}"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1,
              f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}"),
+            (self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
+             f"ema_decay must be in (0, 1) or None, got {self.ema_decay}"),
+            (self.mixup_alpha >= 0 and self.cutmix_alpha >= 0,
+             f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -81,8 +96,10 @@ class TrainConfig:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """:meth:`to_dict` without :data:`BOOKKEEPING_FIELDS`: what config hashes and resume checks compare."""
-        return {k: v for k, v in self.to_dict().items() if k not in BOOKKEEPING_FIELDS}
+        """:meth:`to_dict` without :data:`BOOKKEEPING_FIELDS` nor :data:`LATER_FIELDS` at their off
+        values: what config hashes and resume checks compare."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in BOOKKEEPING_FIELDS and (k not in LATER_FIELDS or v != LATER_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

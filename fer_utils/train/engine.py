@@ -3,7 +3,7 @@
 ``fit`` trains a model on a :class:`~fer_utils.data.FaceData`, validates after every epoch
 without augmentation, keeps the best weights (validation accuracy) and, given a ``run_dir``,
 writes ``config.json``, ``history.csv``/``history.json``, ``best.pt`` (weights + metadata) and
-``last.pt`` (everything needed to resume: optimizer, schedule, scaler, RNG states, history),
+``last.pt`` (everything needed to resume: optimizer, schedule, scaler, EMA, RNG states, history),
 both every ``checkpoint_every`` epochs, at the end, and when the run stops on an error.
 """
 from __future__ import annotations
@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from fer_utils.data import BatchIterator, DatasetError, FaceData, create_augment
+from fer_utils.data import BatchIterator, BatchMix, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.devices import resolve_device, seed_everything
-from fer_utils.train.config import BOOKKEEPING_FIELDS, TrainConfig
+from fer_utils.train.config import TrainConfig
 from fer_utils.train.distributed import Rank, current
 from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
 
@@ -98,7 +99,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns; ``model`` holds the best weights, in eval mode."""
+    """What :func:`fit` returns; ``model`` holds the best weights (the EMA's with ``ema_decay``), in eval mode."""
 
     model: nn.Module
     history: pd.DataFrame
@@ -144,17 +145,32 @@ def make_criterion(cfg: TrainConfig, train: FaceData, device: torch.device) -> n
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
+def create_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and buffers (batch-norm statistics
+    included) that ``cfg.ema_decay`` asks for, else None."""
+    if cfg.ema_decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
+
 class TrainStep:
-    """One optimisation step with autocast, gradient scaling and clipping (shared with ``lr_find``)."""
+    """One optimisation step with mixup/CutMix, autocast, gradient scaling and clipping, then the
+    EMA update when given ``ema`` (shared with ``lr_find``)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                 cfg: TrainConfig, device: torch.device) -> None:
-        self.model, self.optimizer, self.criterion, self.cfg = model, optimizer, criterion, cfg
+                 cfg: TrainConfig, device: torch.device, ema: AveragedModel | None = None) -> None:
+        self.model, self.optimizer, self.criterion, self.cfg, self.ema = model, optimizer, criterion, cfg, ema
         self.device_type = device.type
         self.amp = cfg.amp and device.type == "cuda"
         self.amp_dtype = getattr(torch, cfg.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.mix = BatchMix(cfg.mixup_alpha, cfg.cutmix_alpha)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the mixing draws of epoch ``epoch`` by ``(cfg.seed, epoch)``, as the augmentation's."""
+        self.mix_rng = np.random.default_rng((self.cfg.seed % 2**63, epoch))
 
     def autocast(self) -> torch.autocast:
         """Autocast context (a no-op unless ``amp`` on CUDA)."""
@@ -165,22 +181,29 @@ class TrainStep:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and x.dim() == 4 else x
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward and update; returns the detached loss and logits."""
+        """Forward, backward and update; returns the detached loss and logits (of the mixed batch)."""
+        lam = 1.0
+        if self.mix.enabled:
+            x, lam = self.mix(x, self.mix_rng)
         with self.autocast():
             logits = self.model(self.prepare(x))
-        loss = self.criterion(logits.float(), y)
+        target = self.mix.targets(y, lam, logits.shape[1]) if self.mix.enabled else y
+        loss = self.criterion(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.update()
         return loss.detach(), logits.detach()
 
     def update(self) -> None:
-        """The update once the scaled loss is back-propagated: unscale and clip, optimizer and scaler steps."""
+        """The update once the scaled loss is back-propagated: unscale and clip, optimizer and scaler
+        steps, EMA update."""
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
 
 @torch.no_grad()
@@ -237,7 +260,7 @@ def write_history(history: list[dict[str, Any]], run_dir: Path) -> None:
 
 
 def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], path: Path) -> None:
-    saved = {k: v for k, v in ckpt.get("config", {}).items() if k not in BOOKKEEPING_FIELDS}
+    saved = TrainConfig.from_dict(ckpt["config"]).identity()
     now = cfg.identity()
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
@@ -350,6 +373,8 @@ def fit(
         run_info: extra JSON-able facts written into ``config.json``.
         on_epoch_end: called with each epoch's history row once the epoch is recorded.
 
+    With ``cfg.ema_decay`` the moving average of the weights is what is validated, chosen as best,
+    written to ``best.pt`` and returned; ``last.pt`` holds both (the trained weights and the EMA).
     Without ``val`` the last epoch counts as best and early stopping is off; ``plateau`` then
     monitors the training loss. ``run_dir`` is locked (:func:`run_lock`) while training; resuming
     checks the data's fingerprint; a NaN/inf loss or weight raises ``TrainingDivergedError``.
@@ -385,9 +410,11 @@ def fit(
     optimizer, schedule = create_optimization(model, cfg, len(train_batches))
     trained = model if ddp is None else nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None)
+    ema = create_ema(model, cfg)
     step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
-                     make_criterion(cfg, train, device), cfg, device)
-    evaluator = step if ddp is None else TrainStep(model, optimizer, step.criterion, cfg, device)
+                     make_criterion(cfg, train, device), cfg, device, ema)
+    evaluated = model if ema is None else ema.module  # what validation, best.pt and the result use
+    evaluator = step if ddp is None and ema is None else TrainStep(evaluated, optimizer, step.criterion, cfg, device)
 
     lock = run_lock(out_dir) if out_dir is not None else nullcontext()
     with lock:
@@ -401,6 +428,8 @@ def fit(
             optimizer.load_state_dict(ckpt["optimizer_state"])
             schedule.load_state_dict(ckpt["scheduler_state"])
             step.scaler.load_state_dict(ckpt["scaler_state"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema_state"])
             state = _RunState(**{f.name: ckpt[f.name] for f in fields(_RunState)})
             if (run_dir / "best.pt").is_file():
                 best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
@@ -422,6 +451,8 @@ def fit(
                 if ddp is not None:
                     train_loss, train_acc = ddp.mean((train_loss, train_acc))
                     ddp.share_buffers(model)
+                    if ema is not None:
+                        ddp.share_buffers(ema.module)
                 val_loss, val_acc = (math.nan, math.nan) if val_batches is None \
                     else evaluate_loss_acc(evaluator, val_batches)
                 if ddp is not None and val_batches is not None:
@@ -431,14 +462,16 @@ def fit(
                 row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                            val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
                 improved = state.record(row, val_batches is not None, cfg)
-                # one CPU snapshot of the weights serves as best weights and as last.pt's weights
+                # without EMA one CPU snapshot of the weights serves as best weights and as last.pt's weights
                 weights = _cpu_copy(model.state_dict()) if improved or out_dir is not None else None
                 if improved:
-                    best_weights, best_info = weights, dict(epoch=epoch, val_acc=_json_value(val_acc))
+                    best_weights = weights if ema is None else _cpu_copy(evaluated.state_dict())
+                    best_info = dict(epoch=epoch, val_acc=_json_value(val_acc))
                 if out_dir is not None:
                     pending = weights, _cpu_copy(dict(
                         epoch=epoch, optimizer_state=optimizer.state_dict(), scheduler_state=schedule.state_dict(),
-                        scaler_state=step.scaler.state_dict(), rng_state=_rng_state(),
+                        scaler_state=step.scaler.state_dict(), ema_state=None if ema is None else ema.state_dict(),
+                        rng_state=_rng_state(),
                         data_fingerprint=data_fingerprint, **asdict(state)))
                     if epoch % every == 0 or state.finished:
                         _write_checkpoints(out_dir, meta, pending, best_weights, best_info)
@@ -488,6 +521,7 @@ def train_epoch(step: TrainStep, schedule: LRSchedule, batches: BatchIterator, e
     """
     step.model.train()
     batches.set_epoch(epoch)
+    step.set_epoch(epoch)
     loss_sum = torch.zeros((), device=batches.device)
     correct = torch.zeros((), device=batches.device)
     seen = 0
