@@ -106,6 +106,8 @@ def process_group(device: torch.device) -> Iterator[Rank | None]:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        yield current()
+        rank = current()
+        yield rank
+        rank.barrier()  # no process tears the group down while another still uses it (rank 0 tests and writes)
     finally:
         dist.destroy_process_group()
