@@ -156,14 +156,17 @@ class BlazeFaceDetector(FaceDetector):
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Faces in each image, most confident first. The pyramid is laid out for the image shrunk to
         ``max_side`` but each scale is resized from the image itself (no intermediate copy)."""
-        images = [check_image(image, f"image {i}") for i, image in enumerate(images)]
+        return self._detect([check_image(image, f"image {i}") for i, image in enumerate(images)])
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Full-size RGB ``images`` shared out to the workers (one image: all threads on it)."""
         workers = min(self.threads, len(images))
         if workers <= 1:
-            return self._detect(images, self.threads)
+            return self._detect_here(images, self.threads)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="blazeface")
         shares = np.array_split(np.arange(len(images)), workers)
-        done = self._pool.map(lambda share: self._detect([images[i] for i in share], 1), shares)
+        done = self._pool.map(lambda share: self._detect_here([images[i] for i in share], 1), shares)
         return [found for share in done for found in share]
 
     def _pyramid(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -210,7 +213,7 @@ class BlazeFaceDetector(FaceDetector):
         return tuple(np.concatenate([out[:fine].reshape(n, -1, out.shape[-1]), out[fine:].reshape(n, -1, out.shape[-1])],
                                     axis=1) for out in outputs)
 
-    def _detect(self, images: list[np.ndarray], threads: int) -> list[list[Detection]]:
+    def _detect_here(self, images: list[np.ndarray], threads: int) -> list[list[Detection]]:
         """Faces in ``images`` on this thread: inputs of the same size go through the model together."""
         pyramids = [self._pyramid(image) for image in images]
         by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray, float]]] = {}
