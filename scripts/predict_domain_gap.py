@@ -25,10 +25,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sklearn.metrics import f1_score
 from tqdm import tqdm
 
 from fer_utils.data import DatasetError, load_dataset
+from fer_utils.evaluate import classification_metrics
 from fer_utils.faces import Detection, paste_faces
 from fer_utils.faces.detection import iou
 from fer_utils.faces.synthetic import textured_background
@@ -39,16 +39,15 @@ SCENE_BOX = (200, 120, 360, 280)
 
 
 def scores(classes: Sequence[str], y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro F1, recall per class and the share of predictions per class against the true shares."""
+    """Accuracy, macro F1, recall per class (:func:`~fer_utils.evaluate.classification_metrics`) and the
+    share of predictions per class against the true shares."""
+    metrics = classification_metrics(y_true, probabilities, classes)
     y_pred = probabilities.argmax(1)
-    labels = np.arange(len(classes))
     neutral, sad = classes.index("neutral"), classes.index("sad")
     is_neutral = y_true == neutral
     return {
-        "faces": int(len(y_true)), "accuracy": round(float((y_pred == y_true).mean()), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 4),
-        "recall": {c: round(float((y_pred[y_true == i] == i).mean()), 4)
-                   for i, c in enumerate(classes) if (y_true == i).any()},
+        "faces": metrics["n"], "accuracy": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
+        "recall": {c: round(m["recall"], 4) for c, m in metrics["per_class"].items() if m["support"]},
         "predicted_share": {c: round(float((y_pred == i).mean()), 4) for i, c in enumerate(classes)},
         "true_share": {c: round(float((y_true == i).mean()), 4) for i, c in enumerate(classes)},
         "neutral_called_sad": round(float((y_pred[is_neutral] == sad).mean()), 4) if is_neutral.any() else None,
