@@ -118,7 +118,8 @@ def test_detector_flags_map_to_detector_options():
     args = parser.parse_args(["--detector", "haar", "--min-face-size", "40", "--detect-side", "640"])
     assert detector_options(args) == {"max_side": 640, "min_size": 40}
     assert detector_options(parser.parse_args(["--min-face-size", "40"]))["min_face_size"] == 40
-    assert detector_options(parser.parse_args(["--detector", "blazeface", "--min-face-size", "40"]))["min_face"] == 40
+    blazeface = parser.parse_args(["--detector", "blazeface", "--min-face-size", "40"])
+    assert detector_options(blazeface)["min_face_size"] == 40
     with pytest.raises(ValueError, match="--cascade"):
         detector_options(parser.parse_args(["--detector", "blazeface", "--cascade", "x.xml"]))
     with pytest.raises(SystemExit):
@@ -140,7 +141,7 @@ def test_blazeface_decoding_matches_mediapipe(faces):
     and scores are MediaPipe's own; several images in one batch give what each gives alone."""
     solutions = pytest.importorskip("mediapipe.python.solutions.face_detection")
     reference = solutions.FaceDetection(model_selection=0, min_detection_confidence=0.5)
-    ours = create_detector("blazeface", min_face=None, max_side=None)
+    ours = create_detector("blazeface", min_face_size=None, max_side=None)
     scenes = [cv2.cvtColor(paste_faces([face], [box], (128, 128)), cv2.COLOR_GRAY2RGB)
               for face in faces for box in ((30, 20, 100, 90), (10, 40, 74, 104))]
     batched = ours.detect_batch(scenes)
@@ -162,17 +163,17 @@ def test_blazeface_finds_small_faces_on_its_finer_scale(faces):
     scales = detector.scales(1280, 720)  # the 1080p scene shrunk to max_side
     assert scales[0] == 128 / 1280 and scales[-1] == pytest.approx(19 / 64, rel=0.01)
     assert all(1 < b / a <= 3 for a, b in zip(scales, scales[1:]))
-    assert len(create_detector("blazeface", min_face=20).scales(1280, 720)) == 4  # 3x apart at most
+    assert len(create_detector("blazeface", min_face_size=20).scales(1280, 720)) == 4  # 3x apart at most
     found = detector.detect(scene)
     assert len(found) == 3 and found == sorted(found, key=lambda d: -d.score)
     for box in boxes:
         assert max(iou(d.box, box) for d in found) > 0.5
-    assert create_detector("blazeface", min_face=None).detect(scene) == []  # whole image in 128 px: too small
+    assert create_detector("blazeface", min_face_size=None).detect(scene) == []  # whole image in 128 px: too small
     assert all(d.score >= 0.9 for d in create_detector("blazeface", min_score=0.9).detect(scene))
     row = detector.detect(cv2.cvtColor(paste_faces(faces, ROW_BOXES), cv2.COLOR_GRAY2RGB))
     assert len(row) == 3 and all(max(iou(d.box, box) for d in row) > 0.5 for box in ROW_BOXES)
-    with pytest.raises(ValueError, match="min_face"):
-        create_detector("blazeface", min_face=4)
+    with pytest.raises(ValueError, match="min_face_size"):
+        create_detector("blazeface", min_face_size=4)
 
 
 @pytest.mark.realdata

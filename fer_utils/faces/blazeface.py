@@ -111,10 +111,10 @@ class BlazeFaceDetector(FaceDetector):
     """BlazeFace short-range over a scale pyramid (CPU, LiteRT; no landmarks used).
 
     The coarsest scale fits the image in 128 pixels, as MediaPipe does, and finds the largest faces;
-    the finest makes a ``min_face``-pixel face (measured on the image shrunk to ``max_side``) as
+    the finest makes a ``min_face_size``-pixel face (measured on the image shrunk to ``max_side``) as
     large as the smallest face the model finds (19 input pixels); scales in between are at most
-    3x apart. ``min_face=None``: the coarsest scale only. Boxes of all scales go through one weighted
-    non-maximum suppression; faces scoring below ``min_score`` are dropped. Boxes are MediaPipe's
+    3x apart. ``min_face_size=None``: the coarsest scale only. Boxes of all scales go through one
+    weighted non-maximum suppression; faces scoring below ``min_score`` are dropped. Boxes are MediaPipe's
     mapped by :func:`face_frame` to the face frame MTCNN and FER2013's crops use. Batches of
     images are shared out to ``threads`` workers (default: all cores), each running its own
     single-threaded interpreter: on a machine also decoding video, that beats one interpreter
@@ -123,11 +123,11 @@ class BlazeFaceDetector(FaceDetector):
 
     name = "blazeface"
 
-    def __init__(self, *, min_score: float = 0.5, min_face: int | None = 64, threads: int | None = None,
+    def __init__(self, *, min_score: float = 0.5, min_face_size: int | None = 64, threads: int | None = None,
                  model: str | os.PathLike | None = None, max_side: int | None = DEFAULT_MAX_SIDE) -> None:
         super().__init__(max_side)
-        if min_face is not None and min_face < 8:
-            raise ValueError(f"min_face must be >= 8 pixels or None, got {min_face}")
+        if min_face_size is not None and min_face_size < 8:
+            raise ValueError(f"min_face_size must be >= 8 pixels or None, got {min_face_size}")
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as err:  # pragma: no cover - depends on the environment
@@ -137,7 +137,7 @@ class BlazeFaceDetector(FaceDetector):
         if not self.model_path.is_file():
             raise FileNotFoundError(f"blazeface model not found: {self.model_path}")
         self.min_score = float(min_score)
-        self.min_face = min_face
+        self.min_face_size = min_face_size
         self.threads = threads or os.cpu_count() or 1
         self._interpreter_class = Interpreter
         self._interpreters: dict[tuple[int, ...], Any] = {}
@@ -147,7 +147,7 @@ class BlazeFaceDetector(FaceDetector):
         """Input pixels per image pixel at each scale searched in a ``width`` x ``height`` image (already
         shrunk to ``max_side``), coarsest first."""
         coarse = INPUT_SIDE / max(width, height)
-        fine = coarse if self.min_face is None else MIN_FACE_INPUT / self.min_face
+        fine = coarse if self.min_face_size is None else MIN_FACE_INPUT / self.min_face_size
         if fine <= coarse:
             return [coarse]
         steps = math.ceil(math.log(fine / coarse) / math.log(SCALE_STEP))
@@ -210,8 +210,8 @@ class BlazeFaceDetector(FaceDetector):
         fine = n * (height // MAPS[0][0]) * (width // MAPS[0][0]) * MAPS[0][1]
         outputs = (interpreter.get_tensor(o["index"])[0] for o in sorted(
             interpreter.get_output_details(), key=lambda o: o["name"] != "regressors"))
-        return tuple(np.concatenate([out[:fine].reshape(n, -1, out.shape[-1]), out[fine:].reshape(n, -1, out.shape[-1])],
-                                    axis=1) for out in outputs)
+        return tuple(np.concatenate([out[:fine].reshape(n, -1, out.shape[-1]),
+                                     out[fine:].reshape(n, -1, out.shape[-1])], axis=1) for out in outputs)
 
     def _detect_here(self, images: list[np.ndarray], threads: int) -> list[list[Detection]]:
         """Faces in ``images`` on this thread: inputs of the same size go through the model together."""

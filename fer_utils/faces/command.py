@@ -34,7 +34,7 @@ def detector_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--cascade only applies to --detector haar/lbp")
         options["cascade"] = args.cascade
     if args.min_face_size:
-        options[{"mtcnn": "min_face_size", "blazeface": "min_face"}.get(args.detector, "min_size")] = args.min_face_size
+        options["min_size" if args.detector in ("haar", "lbp") else "min_face_size"] = args.min_face_size
     return options
 
 
