@@ -140,9 +140,8 @@ class Recorder:
     def __call__(self, name: str, path: Path, hit: bool, work: Work) -> bool:
         row = self.rows.get(path)
         if row is None:
-            flops = forward_flops(work)
-            seconds, source = self.rates.seconds(work, TRAIN_PASSES * flops * work.items * work.epochs)
-            row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, flops, seconds, source)
+            row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, forward_flops(work), 0.0, "")
+            row.seconds, row.rate_source = self.rates.seconds(work, row.training_flops)
         return self.decide(row)
 
     def decide(self, row: PlanRow) -> bool:
