@@ -4,7 +4,8 @@
 with augmentation on the CPU and, when present, CUDA (real FER2013 Training when
 ``$FER_DATA_DIR`` holds it, else random faces of the same size). ``train`` measures training
 images/s of a model fed by that pipeline against the same steps on one pre-made float batch
-(the ratio shows whether the data pipeline limits training). ``predict`` measures frames/s of
+(the ratio shows whether the data pipeline limits training); with ``--processes N``, N processes
+train at once on one device, as N seeds would share a GPU, and the aggregate is reported. ``predict`` measures frames/s of
 face detection + classification + tracking on ``--video`` or on a synthetic video (``--size``,
 default 640x480) of two moving FER2013 faces, and counts the faces found (on the synthetic video,
 also how many of them are its true faces).
@@ -16,7 +17,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection, iou
 from fer_utils.faces.detectors import create_detector
 from fer_utils.faces.synthetic import moving_faces
+from fer_utils.models import model_entry
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 from fer_utils.predict.video import BATCH_FRAMES, analyse_video, iter_frames, open_video, open_writer, video_threads
 from fer_utils.report.plan import bench_file
@@ -61,9 +64,12 @@ def benchmark_iterator(
 
 def benchmark_training(
     images: np.ndarray, model_name: str, device: str, batch_size: int = 128, augment: str = "standard",
-    steps: int = 50, amp: bool = True, channels_last: bool = False,
+    steps: int = 50, amp: bool = True, channels_last: bool = False, sync: Callable[[], Any] | None = None,
 ) -> dict:
-    """Training images/s through the augmented iterator vs. on one pre-made batch (same steps)."""
+    """Training images/s through the augmented iterator vs. on one pre-made batch (same steps).
+
+    ``sync`` is called after the warm-up steps of each measurement, before its clock starts (a barrier
+    shared by concurrent processes)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     from fer_utils.models import create_model
@@ -86,6 +92,8 @@ def benchmark_training(
             if i == 5:  # warm-up steps excluded
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
+                if sync is not None:
+                    sync()
                 start = time.perf_counter()
             step(x, y)
             if i == steps + 4:
@@ -101,9 +109,38 @@ def benchmark_training(
     fed = timed(pipeline())
     premade = timed((fixed_x, fixed_y) for _ in range(steps + 5))
     return {"device": device, "model": model_name, "augment": augment, "batch_size": batch_size, "steps": steps,
-            "amp": amp and dev.type == "cuda", "pipeline_images_per_s": round(fed, 1),
+            "amp": amp and dev.type == "cuda", "channels_last": channels_last, "pipeline_images_per_s": round(fed, 1),
             "premade_images_per_s": round(premade, 1), "pipeline_over_premade": round(fed / premade, 3),
-            "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
+            "images": len(images), "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
+
+
+def _train_in_process(model_name: str, device: str, barrier: Any, errors: str, options: dict[str, Any]) -> dict:
+    """One of :func:`benchmark_concurrent_training`'s processes (loads its own copy of the data)."""
+    try:
+        images, source = _training_images(errors)
+        return {**benchmark_training(images, model_name, device, sync=barrier.wait, **options), "data": source}
+    except BaseException:
+        barrier.abort()  # the other processes stop waiting for this one
+        raise
+
+
+def benchmark_concurrent_training(model_name: str, device: str, processes: int, errors: str = "raise",
+                                  **options: Any) -> dict:
+    """:func:`benchmark_training` in ``processes`` processes at once on one device, their clocks
+    started together by a barrier. The aggregate counts every process's images over the slowest
+    one's time: what N seeds trained side by side get from the device."""
+    context = torch.multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+        barrier = manager.Barrier(processes, timeout=600)
+        runs = [pool.submit(_train_in_process, model_name, device, barrier, errors, options)
+                for _ in range(processes)]
+        each = [run.result() for run in runs]
+    fed, premade = (min(result[key] for result in each) for key in ("pipeline_images_per_s", "premade_images_per_s"))
+    return {**each[0], "processes": processes, "pipeline_images_per_s": fed, "premade_images_per_s": premade,
+            "pipeline_over_premade": round(fed / premade, 3),
+            "epoch_seconds_at_pipeline_rate": round(each[0]["images"] / fed, 2),
+            "per_process_pipeline_images_per_s": [result["pipeline_images_per_s"] for result in each],
+            "aggregate_pipeline_images_per_s": round(processes * fed, 1)}
 
 
 def store_training_rate(result: dict[str, Any]) -> Path:
@@ -135,11 +172,14 @@ def frame_size(text: str) -> tuple[int, int]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench``."""
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
-    parser.add_argument("--model", default="vgg_fer", help="model to train (train)")
+    parser.add_argument("--model", nargs="+", default=["vgg_fer"], help="model(s) to train, one after another (train)")
+    parser.add_argument("--processes", type=positive_int, default=1,
+                        help="train: processes training at once on the device, as seeds side by side (stored only if 1)")
+    parser.add_argument("--channels-last", action="store_true", help="train in channels-last memory format (train)")
     parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
     parser.add_argument("--device", default=None, help="device for train/predict (default: cuda if available)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (data), 128 (train)")
-    parser.add_argument("--augment", default="standard", help="augmentation preset (data)")
+    parser.add_argument("--augment", default="standard", help="augmentation preset (data, train)")
     parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs (data)")
     parser.add_argument("--frames", type=positive_int, default=None,
                         help="video frames (predict; default: all of --video, 60 of the synthetic video)")
@@ -167,15 +207,23 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
             print(json.dumps(result))
     elif args.what == "train":
-        images, source = _training_images(args.errors)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        result = benchmark_training(images, args.model, device, args.batch_size or 128, args.augment, args.steps)
-        result["data"] = source
-        if torch.device(device).type == "cuda":
-            result["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        results.append(result)
-        print(json.dumps(result))
-        print(f"stored in {store_training_rate(result)} (read by python -m fer_utils.report --plan)")
+        options = dict(batch_size=args.batch_size or 128, augment=args.augment, steps=args.steps,
+                       channels_last=args.channels_last)
+        for model in args.model:
+            model_entry(model)  # an unknown name fails here, before any process starts
+        images, source = _training_images(args.errors) if args.processes == 1 else (None, None)
+        for model in args.model:
+            if args.processes == 1:
+                result = {**benchmark_training(images, model, device, **options), "data": source}
+            else:
+                result = benchmark_concurrent_training(model, device, args.processes, args.errors, **options)
+            if torch.device(device).type == "cuda":
+                result["gpu"] = torch.cuda.get_device_name(torch.device(device))
+            results.append(result)
+            print(json.dumps(result))
+            if args.processes == 1:
+                print(f"stored in {store_training_rate(result)} (read by python -m fer_utils.report --plan)")
     else:
         try:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,

@@ -1,4 +1,6 @@
 """The benchmark functions return sane numbers (speed itself is measured by the CLI, not here)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,26 @@ def test_cli_lists_commands_and_rejects_unknown(capsys):
     assert main([]) == 0
     assert "predict" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+def test_concurrent_training_reports_the_aggregate_of_processes_started_together(monkeypatch):
+    from fer_utils.bench import benchmark_concurrent_training
+
+    monkeypatch.delenv("FER_DATA_DIR", raising=False)  # the processes train on random faces
+    result = benchmark_concurrent_training("simple_cnn", "cpu", processes=2, batch_size=16, steps=2)
+    assert result["processes"] == 2 and len(result["per_process_pipeline_images_per_s"]) == 2
+    assert result["pipeline_images_per_s"] == min(result["per_process_pipeline_images_per_s"])
+    assert result["aggregate_pipeline_images_per_s"] == pytest.approx(2 * result["pipeline_images_per_s"], abs=0.1)
+    assert result["epoch_seconds_at_pipeline_rate"] == pytest.approx(28709 / result["pipeline_images_per_s"], rel=1e-3)
+
+
+def test_bench_train_runs_several_models_and_rejects_an_unknown_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FER_DATA_DIR", raising=False)
+    args = ["bench", "train", "--device", "cpu", "--batch-size", "16", "--steps", "1", "--json", "out.json"]
+    assert main([*args, "--model", "simple_cnn", "vgg_small", "--augment", "crop", "--channels-last"]) == 0
+    results = json.loads((tmp_path / "out.json").read_text())
+    assert [r["model"] for r in results] == ["simple_cnn", "vgg_small"]
+    assert all(r["augment"] == "crop" and r["channels_last"] for r in results)
+    assert main([*args, "--model", "simple_cnn", "no_such_net", "--processes", "2"]) == 2
+    assert "unknown model 'no_such_net'" in capsys.readouterr().err
