@@ -84,6 +84,7 @@ def test_plan_lists_experiments_writes_nothing_and_budget_trains_what_fits(repo,
     assert not (root / "figures").exists()
     parts = sorted((root / "pack").iterdir())
     assert 1 <= len(parts) <= packing.MAX_PARTS and all(p.stat().st_size <= packing.PART_BYTES for p in parts)
+    assert sum(p.stat().st_size for p in parts) <= packing.TOTAL_BYTES
     assert f"--unpack {root / 'pack'}" in out
 
 
@@ -117,6 +118,9 @@ def test_pack_leaves_out_what_does_not_fit_and_unpack_refuses_bad_input(tmp_path
     big.write_bytes(bytes(range(256)) * 64)  # 16 KiB
     parts, left_out = packing.pack([small, big], tmp_path, tmp_path / "pack")
     assert left_out == [big] and len(parts) <= 2
+    monkeypatch.setattr(packing, "MAX_PARTS", 8)  # 8 parts would hold it, a share of 6000 bytes does not
+    assert packing.pack([small, big], tmp_path, tmp_path / "shared", limit=6000)[1] == [big]
+    assert packing.pack([small, big], tmp_path, tmp_path / "whole")[1] == []
     with pytest.raises(packing.PackError, match="empty or new folder"):
         packing.pack([small], tmp_path, tmp_path / "pack")
     target = tmp_path / "elsewhere"

@@ -1,4 +1,5 @@
-"""Bring results back from a GPU machine in at most :data:`MAX_PARTS` files of :data:`PART_BYTES` each.
+"""Bring results back from a GPU machine in at most :data:`MAX_PARTS` files of :data:`PART_BYTES` each,
+:data:`TOTAL_BYTES` in all (less when several packs share one command's return).
 
 ``pack`` writes the given files (paths relative to the repository root) as one gzipped tar cut
 into ``results.tar.gz.part<i>`` files; when they would not fit, the largest files are left out
@@ -12,8 +13,8 @@ import io
 import tarfile
 from pathlib import Path, PurePosixPath
 
-#: What one command may bring back from the GPU machine: this many files of at most this size.
-MAX_PARTS, PART_BYTES = 8, 16 * 2**20
+#: What one command may bring back from the GPU machine: this many files of at most this size, this much in all.
+MAX_PARTS, PART_BYTES, TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20
 PART_PREFIX, NOTE = "results.tar.gz.part", "PACK_NOTE.txt"
 #: Room kept for tar headers and gzip's worst case on incompressible checkpoints.
 HEADROOM = 0.97
@@ -62,14 +63,16 @@ def check_pack_folder(out: Path) -> None:
         raise PackError(f"--pack {out}: needs an empty or new folder")
 
 
-def pack(files: list[Path], root: Path, out: Path) -> tuple[list[Path], list[Path]]:
-    """Archive ``files`` (under ``root``) into parts in the empty or new folder ``out``.
+def pack(files: list[Path], root: Path, out: Path, limit: int | None = None) -> tuple[list[Path], list[Path]]:
+    """Archive ``files`` (under ``root``) into parts in the empty or new folder ``out``, at most ``limit``
+    bytes in all (default :data:`TOTAL_BYTES`).
 
     Returns the parts written and the files left out (largest first) because they did not fit.
     """
     check_pack_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    room, kept, left_out = HEADROOM * MAX_PARTS * PART_BYTES, [], []
+    room = HEADROOM * min(TOTAL_BYTES if limit is None else limit, MAX_PARTS * PART_BYTES)
+    kept, left_out = [], []
     for path in sorted(files, key=lambda p: p.stat().st_size):
         size = path.stat().st_size + 1024  # header and padding
         (kept if size <= room else left_out).append(path)

@@ -59,7 +59,7 @@ from fer_utils.arguments import positive_float
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS
-from fer_utils.report.pack import MAX_PARTS, PART_BYTES, PackError, check_pack_folder, pack, unpack
+from fer_utils.report.pack import MAX_PARTS, PART_BYTES, TOTAL_BYTES, PackError, check_pack_folder, pack, unpack
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 
 #: The notebooks that train: what ``--plan`` and ``--budget-minutes`` run unless ``--only`` says otherwise.
@@ -279,7 +279,10 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--unpack", type=Path, metavar="DIR", help="extract a --pack folder into the repository")
     parser.add_argument("--pack", type=Path, metavar="DIR",
                         help=f"with --budget-minutes: pack what was made into at most {MAX_PARTS} files of "
-                             f"{PART_BYTES // 2**20} MiB in DIR")
+                             f"{PART_BYTES // 2**20} MiB in DIR, --pack-mib in all")
+    parser.add_argument("--pack-mib", type=positive_float, default=TOTAL_BYTES / 2**20,
+                        help="the pack's size limit in MiB (default: all a device command brings back; "
+                             "a share of it when several budget runs pack in one command)")
     parser.add_argument("--tflops", type=positive_float, default=DEFAULT_TFLOPS,
                         help="effective training TFLOP/s assumed for models without a `bench train` figure")
     parser.add_argument("--bench", type=Path, default=None,
@@ -302,7 +305,7 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     files = [f for row in recorder.started for f in result_files(row)]
     print(f"budget: {len(recorder.started)} experiment(s) started, {len(files)} files made")
     if args.pack is not None:
-        parts, left_out = pack(files, root, args.pack)
+        parts, left_out = pack(files, root, args.pack, int(args.pack_mib * 2**20))
         for path in left_out:
             print(f"pack: left out {path.relative_to(root)} ({path.stat().st_size / 2**20:.1f} MiB): too large")
         print(f"pack: {len(parts)} file(s) in {args.pack}; on the other machine, from the repository root: "
