@@ -88,6 +88,19 @@ def test_plan_lists_experiments_writes_nothing_and_budget_trains_what_fits(repo,
     assert f"--unpack {root / 'pack'}" in out
 
 
+def test_budget_select_trains_only_the_matching_experiments(repo, capsys):
+    root = repo(epochs=1)
+    _bench(root)
+    assert main(["--budget-minutes", "0.5", "--smoke", "1", "--device", "cpu", "--select", "^lo"]) == 0
+    out = capsys.readouterr().out
+    assert "budget: training long" in out and "budget: training small" not in out
+    rows = _plan_rows(root)
+    assert rows["long"].cached and not rows["small"].cached
+    with pytest.raises(SystemExit):
+        main(["--plan", "--select", "small"])
+    assert "--select go with --budget-minutes" in capsys.readouterr().err
+
+
 def test_budget_interrupts_with_resumable_state_and_pack_round_trips(repo, tmp_path_factory, monkeypatch, capsys):
     root = repo(epochs=100_000)
     _bench(root)

@@ -35,6 +35,9 @@ or more is left, so that long runs progress across sessions; every later one get
 At the deadline (N minutes less a packing margin) training is interrupted as Ctrl-C would:
 ``last.pt`` keeps the last finished epoch and a cross-validation keeps its finished folds, which
 the same command resumes. Notebook figures and tables go to a temporary folder: render later.
+``--select REGEX`` trains only the missing experiments whose name matches (the rest get stand-ins),
+so that budget runs side by side on one GPU can share out experiments that do not depend on one
+another, each packing its share with ``--pack-mib``.
 """
 from __future__ import annotations
 
@@ -153,16 +156,19 @@ class Recorder:
 
 
 class BudgetRecorder(Recorder):
-    """A planner that computes missing results in order while their estimates fit before ``deadline``."""
+    """A planner that computes missing results in order while their estimates fit before ``deadline``
+    (only those whose name ``select`` matches, when given)."""
 
-    def __init__(self, rates: Rates, deadline: float) -> None:
+    def __init__(self, rates: Rates, deadline: float, select: re.Pattern[str] | None = None) -> None:
         super().__init__(rates)
-        self.deadline = deadline
+        self.deadline, self.select = deadline, select
         self.started: list[PlanRow] = []
         self.stopped = False
 
     def decide(self, row: PlanRow) -> bool:
         if row.cached or self.stopped or row in self.started:
+            return False
+        if self.select is not None and not self.select.search(row.name):
             return False
         left = self.deadline - time.monotonic()
         if row.seconds > left:  # the first that does not fit: later ones wait for it
@@ -239,11 +245,12 @@ def result_files(row: PlanRow) -> list[Path]:
     return sorted(f for p in found for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
-def run_budget(profile: str, minutes: float, device: str, root: Path, rates: Rates, only: str = "") -> BudgetRecorder:
+def run_budget(profile: str, minutes: float, device: str, root: Path, rates: Rates, only: str = "",
+               select: re.Pattern[str] | None = None) -> BudgetRecorder:
     """Run the notebooks, training missing results in order within ``minutes`` (see the module docstring)."""
     start = time.monotonic()
     budget_s = minutes * 60 - min(PACK_MARGIN_S, 0.1 * minutes * 60)
-    recorder = BudgetRecorder(rates, start + budget_s)
+    recorder = BudgetRecorder(rates, start + budget_s, select)
     previous = signal.signal(signal.SIGALRM, _interrupt)
     signal.setitimer(signal.ITIMER_REAL, budget_s)
     try:
@@ -283,6 +290,9 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack-mib", type=positive_float, default=TOTAL_BYTES / 2**20,
                         help="the pack's size limit in MiB (default: all a device command brings back; "
                              "a share of it when several budget runs pack in one command)")
+    parser.add_argument("--select", type=re.compile, metavar="REGEX",
+                        help="with --budget-minutes: train only the missing experiments whose name matches (the "
+                             "rest get stand-ins), to share independent experiments out among concurrent runs")
     parser.add_argument("--tflops", type=positive_float, default=DEFAULT_TFLOPS,
                         help="effective training TFLOP/s assumed for models without a `bench train` figure")
     parser.add_argument("--bench", type=Path, default=None,
@@ -301,7 +311,7 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     except PackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    recorder = run_budget(profile, args.budget_minutes, args.device, root, rates, args.only)
+    recorder = run_budget(profile, args.budget_minutes, args.device, root, rates, args.only, args.select)
     files = [f for row in recorder.started for f in result_files(row)]
     print(f"budget: {len(recorder.started)} experiment(s) started, {len(files)} files made")
     if args.pack is not None:

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     add_plan_arguments(parser)
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else args.profile
-    if args.pack is not None and args.budget_minutes is None:
-        parser.error("--pack goes with --budget-minutes")
+    if (args.pack is not None or args.select is not None) and args.budget_minutes is None:
+        parser.error("--pack and --select go with --budget-minutes")
     if args.unpack is not None:
         return unpack_command(args.unpack, repo_root())
     make_env_paths_absolute()
