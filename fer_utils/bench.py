@@ -5,10 +5,10 @@ with augmentation on the CPU and, when present, CUDA (real FER2013 Training when
 ``$FER_DATA_DIR`` holds it, else random faces of the same size). ``train`` measures training
 images/s of a model fed by that pipeline against the same steps on one pre-made float batch
 (the ratio shows whether the data pipeline limits training); with ``--processes N``, N processes
-train at once on one device, as N seeds would share a GPU, and the aggregate is reported. ``predict`` measures frames/s of
-face detection + classification + tracking on ``--video`` or on a synthetic video (``--size``,
-default 640x480) of two moving FER2013 faces, and counts the faces found (on the synthetic video,
-also how many of them are its true faces).
+train at once on one device, as N seeds would share a GPU, and the aggregate is reported.
+``predict`` measures frames/s of face detection + classification + tracking on ``--video`` or
+on a synthetic video (``--size``, default 640x480) of two moving FER2013 faces, and counts the
+faces found (on the synthetic video, also how many of them are its true faces).
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["data", "train", "predict"], help="what to benchmark")
     parser.add_argument("--model", nargs="+", default=["vgg_fer"], help="model(s) to train, one after another (train)")
     parser.add_argument("--processes", type=positive_int, default=1,
-                        help="train: processes training at once on the device, as seeds side by side (stored only if 1)")
+                        help="processes training at once on the device, as seeds side by side (train; stored if 1)")
     parser.add_argument("--channels-last", action="store_true", help="train in channels-last memory format (train)")
     parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
     parser.add_argument("--device", default=None, help="device for train/predict (default: cuda if available)")

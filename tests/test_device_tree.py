@@ -9,7 +9,7 @@ import pytest
 
 from conftest import load_script
 
-#: Size of .devdata/ (57,297,562 bytes) from `python -m fer_utils pack-data .devdata` on the real data (FER2013 + CK+48).
+#: Size of .devdata/ (57,297,562 bytes) from `python -m fer_utils pack-data .devdata` (FER2013 + CK+48).
 PACKED_DATA_BYTES = 57_300_000
 
 
@@ -26,8 +26,8 @@ def commit_all(root: Path) -> None:
 @pytest.fixture
 def repo(tmp_path):
     """A small repository shaped like ours: figures, a CPU checkpoint, an executed notebook, ignored data."""
-    files = {"figures/a.png": b"p" * 1000, "results/cpu/run/best.pt": b"w" * 2000, "results/best_model.pt": b"m" * 300,
-             "fer_utils/x.py": b"x = 1\n", ".gitignore": b"/.devdata/\n"}
+    files = {"figures/a.png": b"p" * 1000, "results/cpu/run/best.pt": b"w" * 2000,
+             "results/best_model.pt": b"m" * 300, "fer_utils/x.py": b"x = 1\n", ".gitignore": b"/.devdata/\n"}
     for name, content in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content)
