@@ -164,8 +164,9 @@ class BatchMix:
 
     @staticmethod
     def targets(labels: torch.Tensor, lam: float, num_classes: int) -> torch.Tensor:
-        """Soft targets of a mixed batch: ``lam`` on each item's label, ``1 - lam`` on its partner's."""
-        one_hot = F.one_hot(labels, num_classes).float()
+        """Soft targets of a mixed batch: ``lam`` on each item's label, ``1 - lam`` on its partner's
+        (``labels``: int classes, or ``(B, C)`` class probabilities)."""
+        one_hot = labels.float() if labels.dim() == 2 else F.one_hot(labels, num_classes).float()
         return one_hot.lerp(one_hot.flip(0), 1.0 - lam)
 
 

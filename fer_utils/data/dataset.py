@@ -31,6 +31,8 @@ class FaceData:
         skipped: count of bad inputs skipped with ``errors="skip"``, by reason.
         preprocessing: how the faces were cut (margin, channels, normalisation); its size and
             frames always match ``images``. Training records it in checkpoints.
+        soft_labels: optional float32 ``(N, len(classes))`` class probabilities that training aims
+            at instead of the one-hot labels (distillation targets); ``labels`` stay the truth.
     """
 
     images: np.ndarray
@@ -40,6 +42,7 @@ class FaceData:
     name: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    soft_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -60,16 +63,27 @@ class FaceData:
             raise ValueError(f"{self.name}: labels outside 0..{len(self.classes) - 1}")
         self.meta = self.meta.reset_index(drop=True)
         self.preprocessing = self.preprocessing.for_images(self.images)
+        if self.soft_labels is not None:
+            self.soft_labels = np.asarray(self.soft_labels, dtype=np.float32)
+            if self.soft_labels.shape != (n, len(self.classes)):
+                raise ValueError(f"{self.name}: soft_labels must be ({n}, {len(self.classes)}), "
+                                 f"got {self.soft_labels.shape}")
+            if n and not (np.isfinite(self.soft_labels).all() and (self.soft_labels >= 0).all()
+                          and np.allclose(self.soft_labels.sum(1), 1.0, atol=1e-3)):
+                raise ValueError(f"{self.name}: soft_labels must be non-negative rows summing to 1")
 
     def __len__(self) -> int:
         return len(self.images)
 
     def fingerprint(self) -> str:
-        """SHA-1 of the images, labels and classes (identifies the data in configs and checkpoints)."""
+        """SHA-1 of the images, labels, classes and soft labels if any (identifies the data in configs
+        and checkpoints)."""
         h = hashlib.sha1()
         h.update(np.ascontiguousarray(self.images).tobytes())
         h.update(np.ascontiguousarray(self.labels).tobytes())
         h.update(json.dumps(list(self.classes)).encode())
+        if self.soft_labels is not None:
+            h.update(np.ascontiguousarray(self.soft_labels).tobytes())
         return h.hexdigest()
 
     @property
@@ -95,7 +109,7 @@ class FaceData:
         return FaceData(
             images=self.images[idx], labels=self.labels[idx], classes=self.classes,
             meta=self.meta.iloc[idx], name=self.name, skipped=dict(self.skipped),
-            preprocessing=self.preprocessing,
+            preprocessing=self.preprocessing, soft_labels=None if self.soft_labels is None else self.soft_labels[idx],
         )
 
     def split(self, *names: str) -> "FaceData":

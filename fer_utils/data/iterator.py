@@ -19,7 +19,8 @@ class BatchIterator:
     is reproducible on its own (:meth:`set_epoch` before iterating, e.g. after a resume).
     ``cpu_rng`` draws them on the CPU instead of ``device``: the same batches on CPU and CUDA.
     Without :meth:`set_epoch`, each new iteration advances to the next epoch.
-    Yields ``(x, y)``: float ``(B,1,H,W)`` or ``(B,T,1,H,W)`` in [0, 1] and int64 labels.
+    Yields ``(x, y)``: float ``(B,1,H,W)`` or ``(B,T,1,H,W)`` in [0, 1] and int64 labels, or float
+    ``(B, C)`` class probabilities when ``labels`` is a float ``(N, C)`` array (soft labels).
     """
 
     def __init__(
@@ -41,7 +42,9 @@ class BatchIterator:
             raise ValueError("labels are required unless a FaceData is given")
         self.device = resolve_device(device)
         self.images = torch.as_tensor(images).to(self.device)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
+        labels = np.asarray(labels)
+        soft = labels.dtype.kind == "f" and labels.ndim == 2  # class probabilities (soft labels)
+        self.labels = torch.as_tensor(labels, dtype=torch.float32 if soft else torch.int64).to(self.device)
         if self.images.dtype != torch.uint8 or len(self.images) != len(self.labels):
             raise ValueError(
                 f"expected uint8 images and one label each, got {self.images.dtype} "

@@ -11,13 +11,15 @@ from typing import Any
 import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import DatasetError, FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.data.paths import check_writable
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
-from fer_utils.evaluate.ensemble import average_probs, load_predictions, save_predictions
+from fer_utils.evaluate.ensemble import (
+    average_predictions, average_probs, load_predictions, save_predictions, write_predictions,
+)
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
@@ -56,7 +58,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="re-score saved predictions (--save-probs, a train run's predictions.npz): "
                              "each file's and their average's metrics; no model or data is loaded")
     parser.add_argument("--save-probs", type=Path, metavar="NPZ",
-                        help="also write the probabilities (labels, classes, items) for --probs")
+                        help="also write the probabilities (labels, classes, items, sources) for --probs or "
+                             "train --distill-from; with --probs: their average")
     parser.add_argument("--data", default="fer2013", help="dataset name for load_dataset (default fer2013)")
     parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--split", default="PrivateTest",
@@ -89,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     if args.probs is not None:
-        if args.save_probs is not None:
-            raise DatasetError("--save-probs goes with --checkpoint, not with --probs")
         metrics = rescore(args.probs)
+        if args.save_probs is not None:  # the ensemble, e.g. as distillation targets (train --distill-from)
+            write_predictions(args.save_probs, average_predictions(args.probs))
         print(f"ensemble of {len(args.probs)} ({metrics['n']} items): accuracy {metrics['accuracy']:.4f}; "
               f"members {metrics['member_accuracy_mean']:.4f} +- {metrics['member_accuracy_std']:.4f}")
         return _write(metrics, args.out)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,29 +53,64 @@ def ensemble_proba(
     return average_probs(probs, weights)
 
 
+class Predictions(NamedTuple):
+    """A predictions file: true labels, ``(N, C)`` probabilities, class names, the items' fingerprint
+    and each item's source (file and line or path; None in files written before sources were kept)."""
+
+    y_true: np.ndarray
+    probs: np.ndarray
+    classes: list[str]
+    items: str
+    sources: np.ndarray | None
+
+
 def save_predictions(path: str | os.PathLike, data: FaceData, probs: np.ndarray) -> None:
-    """``probs`` of ``data``'s items as ``.npz`` (atomically): ``y_true``, ``probs``, ``classes`` and
-    ``items`` (``data``'s fingerprint), so that members can be averaged later without models or data."""
+    """``probs`` of ``data``'s items as ``.npz`` (atomically, see :class:`Predictions`), so that members
+    can be averaged later without models or data, and serve as distillation targets."""
+    write_predictions(path, Predictions(data.labels, probs, list(data.classes), data.fingerprint(),
+                                        data.meta["source"].to_numpy(dtype=str)))
+
+
+def write_predictions(path: str | os.PathLike, predictions: Predictions) -> None:
+    """Write a :class:`Predictions` record as ``.npz`` (atomically)."""
+    optional = {} if predictions.sources is None else {"sources": predictions.sources}
     with atomic_write(path) as handle:
-        np.savez_compressed(handle, y_true=data.labels, probs=probs, classes=np.array(data.classes),
-                            items=np.array(data.fingerprint()))
+        np.savez_compressed(handle, y_true=predictions.y_true, probs=predictions.probs,
+                            classes=np.array(predictions.classes), items=np.array(predictions.items), **optional)
+
+
+def read_predictions(path: str | os.PathLike) -> Predictions:
+    """A :func:`save_predictions` file; ``DatasetError`` naming it when it is no such file."""
+    try:
+        with np.load(path) as saved:
+            record = {k: saved[k] for k in ("y_true", "probs", "classes", "items")}
+            sources = saved["sources"] if "sources" in saved.files else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a predictions file with y_true, probs, classes and items "
+                           f"(written by evaluate --save-probs or train) ({exc})") from None
+    return Predictions(record["y_true"], record["probs"], [str(c) for c in record["classes"]],
+                       str(record["items"]), sources)
 
 
 def load_predictions(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
     """Labels, the probabilities of each file and the classes of :func:`save_predictions` files;
     ``DatasetError`` naming a file that is no such file or was made on other items or classes."""
-    first, members = None, []
-    for path in paths:
-        try:
-            with np.load(path) as saved:
-                record = {k: saved[k] for k in ("y_true", "probs", "classes", "items")}
-        except (OSError, KeyError, ValueError) as exc:
-            raise DatasetError(f"{path}: not a predictions file with y_true, probs, classes and items "
-                               f"(written by evaluate --save-probs or train) ({exc})") from None
-        first = first or (path, record)
-        if str(record["items"]) != str(first[1]["items"]) or list(record["classes"]) != list(first[1]["classes"]):
-            raise DatasetError(f"{path}: made on other items or classes than {first[0]}; re-score members of one split")
-        members.append(record["probs"])
-    if first is None:
+    if not paths:
         raise DatasetError("no predictions files given")
-    return first[1]["y_true"], members, [str(c) for c in first[1]["classes"]]
+    first = read_predictions(paths[0])
+    members = [first.probs]
+    for path in paths[1:]:
+        record = read_predictions(path)
+        if record.items != first.items or record.classes != first.classes:
+            raise DatasetError(f"{path}: made on other items or classes than {paths[0]}; "
+                               "re-score members of one split")
+        members.append(record.probs)
+    return first.y_true, members, first.classes
+
+
+def average_predictions(paths: Sequence[str | os.PathLike]) -> Predictions:
+    """The ensemble of :func:`save_predictions` files made on one split: their probabilities averaged,
+    with the first file's labels, classes, items and sources."""
+    labels, members, classes = load_predictions(paths)
+    first = read_predictions(paths[0])
+    return Predictions(labels, average_probs(members), classes, first.items, first.sources)

@@ -5,7 +5,8 @@ The folder gets ``config.json``, ``history.csv``/``.json``, ``best.pt``, ``last.
 folder is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace its run files);
 ``OUT/.lock`` keeps a second process out while one trains.
 Validation: the ``PublicTest`` split, or ``--val-split holdout`` (stratified 10% of
-``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it.
+``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it. ``--distill-from``
+trains towards teachers' probabilities mixed with the labels (:mod:`fer_utils.experiments.distill`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
 from fer_utils.data import DatasetError, list_augments
+from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
+from fer_utils.models.pretrained import file_digest
 from fer_utils.files import write_json
 from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from fer_utils.train.distributed import Rank, process_group, rank_device
@@ -51,6 +54,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_errors_argument(parser)
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--distill-from", nargs="+", type=Path, default=[], metavar="NPZ",
+                        help="teachers' predictions on the training split (evaluate --save-probs; several are "
+                             "averaged): train towards them mixed with the labels (fer_utils.experiments.distill)")
+    parser.add_argument("--distill-weight", type=positive_float, default=0.5, metavar="W",
+                        help="weight of the teachers' probabilities in the targets, in (0, 1] (default 0.5)")
     add_training_arguments(parser, recipes=True)
 
 
@@ -145,6 +153,10 @@ def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None
         ddp.barrier()  # the run folder is ready
         run_info["processes"] = ddp.world_size
     splits = load_splits(spec, args.data_dir)
+    if args.distill_from:
+        splits = replace(splits, train=with_distillation_targets(splits.train, args.distill_from, args.distill_weight))
+        run_info["distillation"] = {"from": [str(p) for p in args.distill_from], "weight": args.distill_weight,
+                                    "sha256": [file_digest(p, "sha256") for p in args.distill_from]}
     if ddp is not None and not ddp.is_main:  # trains its shard; rank 0 tests and writes
         train_and_evaluate(args.model, args.model_kwargs, replace(splits, test=None), cfg, args.out,
                            device=device, progress=False, resume=args.resume, run_info=run_info)

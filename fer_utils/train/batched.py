@@ -72,6 +72,8 @@ def batch_refusal(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: 
         return "EMA and mixup/CutMix are steps of fit's TrainStep, not of the stacked step"
     if any(isinstance(m, nn.RNNBase) for model in models for m in model.modules()):
         return "torch.func.vmap has no batching rule for GRU/LSTM layers"
+    if any(t.soft_labels is not None for t in trains):
+        return "soft labels (distillation targets) are fit's, not the stacked step's"
     if any(len(t) <= cfg.batch_size for t in trains):
         return f"a fold has no more training samples than one batch ({cfg.batch_size}), so batch shapes differ"
     return None

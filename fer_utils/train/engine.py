@@ -118,10 +118,12 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def training_batches(train: FaceData, cfg: TrainConfig, device: torch.device, cpu_rng: bool = False) -> BatchIterator:
-    """Shuffled, augmented training batches seeded by ``cfg.seed`` (a ragged last batch dropped);
-    ``cpu_rng``: order and augmentation drawn on the CPU, so every device sees the same batches."""
+    """Shuffled, augmented training batches seeded by ``cfg.seed`` (a ragged last batch dropped), with
+    ``train``'s soft labels as targets when it has them; ``cpu_rng``: order and augmentation drawn on
+    the CPU, so every device sees the same batches."""
     return BatchIterator(
-        train.images, train.labels, batch_size=cfg.batch_size, device=device, shuffle=True,
+        train.images, train.labels if train.soft_labels is None else train.soft_labels,
+        batch_size=cfg.batch_size, device=device, shuffle=True,
         augment=create_augment(cfg.augment), seed=cfg.seed, drop_last=len(train) > cfg.batch_size, cpu_rng=cpu_rng,
     )
 
@@ -530,8 +532,8 @@ def train_epoch(step: TrainStep, schedule: LRSchedule, batches: BatchIterator, e
         loss, output = step(x, x if reconstruct else y)
         schedule.step_batch()
         loss_sum += loss * len(y)
-        if not reconstruct:
-            correct += (output.argmax(1) == y).sum()
+        if not reconstruct:  # with soft labels: agreement with their most likely class
+            correct += (output.argmax(1) == (y if y.dim() == 1 else y.argmax(1))).sum()
         seen += len(y)
         if progress and (i % 20 == 0 or i == len(batches) - 1):
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
