@@ -115,3 +115,17 @@ def test_strong_recipe_trains_resumes_and_ships_from_the_command_line(tmp_path, 
     assert torch.load(dest, weights_only=True)["config"]["seed"] == int(chosen.name[-1])
     assert dest.stat().st_size < 0.55 * (chosen / "best.pt").stat().st_size < 12e6
     assert main(["ship", str(tmp_path / "seed0"), "--dest", str(dest)]) == 2  # differs: needs --overwrite
+
+
+def test_cpu_profile_trunk_is_a_fixed_frame_cnn_that_the_stored_ckplus48_results_are_keyed_on():
+    """Shipping another model (issue 11) must leave the cpu profile's CK+48 transfers valid: their cache
+    keys hold the SHA-1 of the trunk's bytes, the model shipped until then."""
+    import hashlib
+
+    from fer_utils.experiments.study import CPU_TRUNK
+    from fer_utils.models.checkpoints import load_checkpoint
+
+    trunk = Path(__file__).resolve().parents[1] / "results" / "cpu" / CPU_TRUNK
+    assert hashlib.sha1(trunk.read_bytes()).hexdigest() == "869c13a3b3e6d65932f819e9959b366341922efd"
+    ckpt = load_checkpoint(trunk)
+    assert ckpt["model_name"] == "frame_cnn" and ckpt["model_kwargs"]["width"] == 16
