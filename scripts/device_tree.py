@@ -2,18 +2,19 @@
 
 The device tool sends the working tree (tracked files present on disk, untracked files git does not
 ignore) plus the carried paths, at most 64 MiB in all. The tracked files (about 20 MB: executed
-notebooks, figures, committed CPU checkpoints) plus the packed data in ``.devdata/`` (about 57 MB) are
-over it. No GPU command reads the figures, the notebooks' outputs or the CPU profile's checkpoints, so:
+notebooks, figures, committed checkpoints) plus the packed data in ``.devdata/`` (about 57 MB) are
+over it. No GPU command reads the figures, the notebooks' outputs or those checkpoints, so:
 
     python scripts/device_tree.py size --carry .devdata   # what would travel; exit 2 when over 64 MiB
     python scripts/device_tree.py slim --carry .devdata   # before the device calls
     python scripts/device_tree.py restore                 # after them, before committing anything
 
-``slim`` deletes tracked figures and CPU checkpoints from the working tree and clears the notebooks'
-outputs (their code stays: the report's script engine reads it). It refuses when one of those files has
-uncommitted changes, and records the commit it left; ``restore`` brings back from that commit every file
-still as ``slim`` left it, and names any file changed since (left alone). Hand-written: no library
-knows the device tool's rule.
+``slim`` deletes the tracked figures, CPU checkpoints and shipped model (issue 11's ``ship`` writes a
+new one there) from the working tree and clears the notebooks' outputs (their code stays: the report's
+script engine reads it). It refuses when one of those files has uncommitted changes, and records the
+commit it left; ``restore`` brings back from that commit every file still as ``slim`` left it, and
+names any file changed since (left alone: a new shipped model, say). Hand-written: no library knows
+the device tool's rule.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pathlib import Path
 LIMIT = 64 * 2**20
 ROOT = Path(__file__).resolve().parents[1]
 #: Tracked files no GPU command reads: deleted by ``slim`` (notebooks only lose their outputs).
-DROPPED = ("figures/*.png", "results/cpu/*.pt")
+DROPPED = ("figures/*.png", "results/cpu/*.pt", "results/best_model.pt")
 STRIPPED = ("notebooks/*.ipynb",)
 
 
