@@ -86,22 +86,22 @@ def slim(root: Path) -> list[str]:
     """Drop or strip the files no GPU command reads; exits 2 when one has uncommitted changes."""
     if state_file(root).exists():
         sys.exit(f"{state_file(root)}: already slimmed; run `restore` first")
-    dropped = git("ls-files", "-z", "--", *DROPPED, root=root).split("\0")
-    stripped = git("ls-files", "-z", "--", *STRIPPED, root=root).split("\0")
-    names = [name for name in dropped + stripped if name]
+    dropped, stripped = (git("ls-files", "-z", "--", *patterns, root=root).split("\0")[:-1]
+                         for patterns in (DROPPED, STRIPPED))
+    names = dropped + stripped
     changed = git("status", "--porcelain", "--", *names, root=root).strip()
     if changed:
         print(f"slim: uncommitted changes, commit or stash them first:\n{changed}", file=sys.stderr)
         sys.exit(2)
-    for name in filter(None, dropped):
+    for name in dropped:
         (root / name).unlink()
-    for name in filter(None, stripped):
+    for name in stripped:
         strip_outputs(root / name)
     state = {"commit": git("rev-parse", "HEAD", root=root).strip(),
              "files": {name: digest(root / name) for name in names}}
     state_file(root).write_text(json.dumps(state, indent=1) + "\n")
-    print(f"slim: {len([n for n in dropped if n])} files deleted, {len([n for n in stripped if n])} notebooks "
-          f"stripped of outputs; do not commit before `restore`")
+    print(f"slim: {len(dropped)} files deleted, {len(stripped)} notebooks stripped of outputs; "
+          "do not commit before `restore`")
     return names
 
 

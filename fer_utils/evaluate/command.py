@@ -18,7 +18,7 @@ from fer_utils.devices import resolve_device
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 from fer_utils.evaluate.ensemble import (
-    average_predictions, average_probs, load_predictions, save_predictions, write_predictions,
+    Predictions, average_predictions, load_predictions, save_predictions, write_predictions,
 )
 from fer_utils.evaluate.inference import predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
@@ -76,14 +76,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_errors_argument(parser)
 
 
-def rescore(paths: list[Path]) -> dict[str, Any]:
-    """Metrics of the average of saved predictions, with each member's accuracy, their mean and
+def rescore(members: dict[Path, Predictions], ensemble: Predictions) -> dict[str, Any]:
+    """Metrics of ``ensemble`` (the members' average), with each member's accuracy, their mean and
     sample standard deviation."""
-    labels, members, classes = load_predictions(paths)
-    accuracies = [float((p.argmax(1) == labels).mean()) for p in members]
-    return {"members": {str(p): a for p, a in zip(paths, accuracies)},
-            "member_accuracy_mean": float(np.mean(accuracies)), "member_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
-            **classification_metrics(labels, average_probs(members), classes)}
+    accuracies = [float((m.probs.argmax(1) == m.y_true).mean()) for m in members.values()]
+    return {"members": {str(p): a for p, a in zip(members, accuracies)},
+            "member_accuracy_mean": float(np.mean(accuracies)),
+            "member_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+            **classification_metrics(ensemble.y_true, ensemble.probs, ensemble.classes)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     if args.probs is not None:
-        metrics = rescore(args.probs)
+        members = dict(zip(args.probs, load_predictions(args.probs)))
+        ensemble = average_predictions(list(members.values()))
+        metrics = rescore(members, ensemble)
         if args.save_probs is not None:  # the ensemble, e.g. as distillation targets (train --distill-from)
-            write_predictions(args.save_probs, average_predictions(args.probs))
+            write_predictions(args.save_probs, ensemble)
         print(f"ensemble of {len(args.probs)} ({metrics['n']} items): accuracy {metrics['accuracy']:.4f}; "
               f"members {metrics['member_accuracy_mean']:.4f} +- {metrics['member_accuracy_std']:.4f}")
         return _write(metrics, args.out)

@@ -92,25 +92,22 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                        str(record["items"]), sources)
 
 
-def load_predictions(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
-    """Labels, the probabilities of each file and the classes of :func:`save_predictions` files;
-    ``DatasetError`` naming a file that is no such file or was made on other items or classes."""
+def load_predictions(paths: Sequence[str | os.PathLike]) -> list[Predictions]:
+    """The :func:`save_predictions` files of an ensemble's members, made on one split; ``DatasetError``
+    naming a file that is no such file or was made on other items or classes than the first."""
     if not paths:
         raise DatasetError("no predictions files given")
-    first = read_predictions(paths[0])
-    members = [first.probs]
+    members = [read_predictions(paths[0])]
     for path in paths[1:]:
         record = read_predictions(path)
-        if record.items != first.items or record.classes != first.classes:
+        if record.items != members[0].items or record.classes != members[0].classes:
             raise DatasetError(f"{path}: made on other items or classes than {paths[0]}; "
                                "re-score members of one split")
-        members.append(record.probs)
-    return first.y_true, members, first.classes
+        members.append(record)
+    return members
 
 
-def average_predictions(paths: Sequence[str | os.PathLike]) -> Predictions:
-    """The ensemble of :func:`save_predictions` files made on one split: their probabilities averaged,
-    with the first file's labels, classes, items and sources."""
-    labels, members, classes = load_predictions(paths)
-    first = read_predictions(paths[0])
-    return Predictions(labels, average_probs(members), classes, first.items, first.sources)
+def average_predictions(members: Sequence[Predictions]) -> Predictions:
+    """The ensemble of :func:`load_predictions` members: their probabilities averaged, with the first
+    member's labels, classes, items and sources."""
+    return members[0]._replace(probs=average_probs([member.probs for member in members]))

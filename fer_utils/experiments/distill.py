@@ -20,7 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from fer_utils.data import DatasetError, FaceData
-from fer_utils.evaluate.ensemble import average_predictions
+from fer_utils.evaluate.ensemble import average_predictions, load_predictions
 
 
 def with_distillation_targets(train: FaceData, paths: Sequence[str | os.PathLike], weight: float) -> FaceData:
@@ -29,7 +29,7 @@ def with_distillation_targets(train: FaceData, paths: Sequence[str | os.PathLike
     labels do not cover ``train``."""
     if not 0.0 < weight <= 1.0:
         raise DatasetError(f"distillation weight must be in (0, 1], got {weight}")
-    teachers = average_predictions(paths)
+    teachers = average_predictions(load_predictions(paths))
     if teachers.sources is None:
         raise DatasetError(f"{paths[0]}: holds no item sources (written by an older version); "
                            "save the teachers' predictions again with evaluate --save-probs")
