@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -37,14 +38,14 @@ print(long["test"]["accuracy"])  # fails on a stand-in: the cell is skipped
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A repository root holding one training notebook (``03_toy``) whose second run lasts ``EPOCHS`` epochs."""
-    def make(epochs: int):
+    def make(epochs: int, code: str = NOTEBOOK_CODE):
         (tmp_path / "pyproject.toml").write_text("")
         (tmp_path / "fer_utils").mkdir(exist_ok=True)
         (tmp_path / "notebooks").mkdir(exist_ok=True)
         cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
                   "source": "profile = None\ndevice = 'auto'"},
                  {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                  "source": NOTEBOOK_CODE.replace("EPOCHS", str(epochs))}]
+                  "source": code.replace("EPOCHS", str(epochs))}]
         (tmp_path / "notebooks" / "03_toy.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}}))
         monkeypatch.chdir(tmp_path)
         monkeypatch.setattr("fer_utils.report.runner.check_datasets", lambda: [])
@@ -79,6 +80,7 @@ def test_plan_lists_experiments_writes_nothing_and_budget_trains_what_fits(repo,
     assert main(["--budget-minutes", "0.5", "--smoke", "1", "--device", "cpu", "--pack", str(root / "pack")]) == 0
     out = capsys.readouterr().out
     assert "budget: training small" in out and "budget: training long" not in out
+    assert "cells that failed" in out and "03 cell 2: TypeError" in out  # long["test"] of a stand-in
     rows = _plan_rows(root)
     assert rows["small"].cached and not rows["long"].cached
     assert not (root / "figures").exists()
@@ -109,7 +111,8 @@ def test_budget_interrupts_with_resumable_state_and_pack_round_trips(repo, tmp_p
     assert main(["--budget-minutes", "0.25", "--smoke", "1", "--device", "cpu", "--pack", str(root / "pack")]) == 0
     assert time.monotonic() - started < 60
     out = capsys.readouterr().out
-    assert "budget: training small" in out and "budget: training long" in out and "stopped after" in out
+    for line in "budget: training small", "budget: training long", "budget: stopped after":
+        assert line in out, out
     long_dir = next((root / "scratch" / "smoke" / "results").glob("long-*"))
     assert (long_dir / "last.pt").is_file() and not (long_dir / "metrics.json").exists()  # resumable
 
@@ -120,6 +123,31 @@ def test_budget_interrupts_with_resumable_state_and_pack_round_trips(repo, tmp_p
     assert main(["--unpack", str(root / "pack")]) == 0
     made = sorted(p.relative_to(root) for p in (root / "scratch").rglob("*") if p.is_file())
     assert made and all((other / p).read_bytes() == (root / p).read_bytes() for p in made)
+
+
+def test_the_alarm_repeats_when_code_swallows_it(repo, monkeypatch, capsys):
+    """A ``KeyboardInterrupt`` raised in a ``__del__`` is printed and dropped: the alarm comes again."""
+    root = repo(epochs=1, code="import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    pass\n"
+                               "print('swallowed')\ntime.sleep(60)\n")
+    monkeypatch.setattr(plan, "ALARM_REPEAT_S", 0.5)
+    started = time.monotonic()
+    assert main(["--budget-minutes", "0.05", "--smoke", "1", "--device", "cpu"]) == 0  # 2.7 s, then 0.5 s
+    assert time.monotonic() - started < 10
+    out = capsys.readouterr().out
+    assert "swallowed" in out and "budget: stopped after" in out, out
+
+
+def test_a_cell_failing_after_the_alarm_stops_the_budget_run():
+    """Library code can turn the alarm's KeyboardInterrupt into another error (torch.save did): once
+    the alarm went off, a failing cell stops the run; before it, the cell is recorded and skipped."""
+    recorder = plan.BudgetRecorder(plan.Rates(), deadline=time.monotonic() + 60)
+    recorder.notebook = "04"
+    recorder.cell_failed(3, ValueError("a stand-in has no history"))
+    with pytest.raises(KeyboardInterrupt):
+        recorder.interrupt(signal.SIGALRM, None)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.cell_failed(5, RuntimeError("unexpected pos 46 vs 0"))
+    assert recorder.failed_cells == ["04 cell 3: ValueError: a stand-in has no history"]
 
 
 def test_pack_leaves_out_what_does_not_fit_and_unpack_refuses_bad_input(tmp_path, monkeypatch, capsys):

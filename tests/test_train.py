@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from fer_utils.models.autoencoder import conv_autoencoder, encoder_state
-from fer_utils.models.checkpoints import load_model
+from fer_utils.models.checkpoints import load_model, save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FaceData, random_subset, to_model_input
 from fer_utils.evaluate import classification_metrics, predict_proba
@@ -100,6 +101,34 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler, extra):
     assert all(torch.equal(last_full["model_state"][k], last_cut["model_state"][k]) for k in last_full["model_state"])
     if cfg.ema_decay is not None:
         assert all(torch.equal(last_full["ema_state"][k], last_cut["ema_state"][k]) for k in last_full["ema_state"])
+
+
+def test_ctrl_c_during_a_checkpoint_write_arrives_after_it(tmp_path, monkeypatch):
+    """Ctrl-C inside ``torch.save`` used to surface as a RuntimeError from its zip writer ("unexpected
+    pos"): a failure, not a stop. The write holds it back: the checkpoint is whole, then it arrives."""
+    real_save = torch.save
+
+    class Interrupting:
+        """A file that receives SIGINT on its third write, in the middle of the weights."""
+
+        def __init__(self, handle):
+            self.handle, self.writes = handle, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                signal.raise_signal(signal.SIGINT)
+            return self.handle.write(data)
+
+        def flush(self):
+            self.handle.flush()
+
+    monkeypatch.setattr(torch, "save", lambda obj, handle: real_save(obj, Interrupting(handle)))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(100_000)}, model_name="tiny", classes=["a"])
+    monkeypatch.undo()
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["w"], torch.ones(100_000))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
 
 
 def test_ema_is_what_is_validated_kept_and_returned(tmp_path):

@@ -34,7 +34,10 @@ their estimates fit in what is left. The first one that does not fit still start
 or more is left, so that long runs progress across sessions; every later one gets a stand-in.
 At the deadline (N minutes less a packing margin) training is interrupted as Ctrl-C would:
 ``last.pt`` keeps the last finished epoch and a cross-validation keeps its finished folds, which
-the same command resumes. Notebook figures and tables go to a temporary folder: render later.
+the same command resumes. The interrupt waits for a file being written
+(:func:`~fer_utils.files.interrupts_deferred`); a cell that fails after it counts as the stop (library code
+may turn it into another error), and the alarm repeats until the run stops (a ``__del__`` drops it).
+Notebook figures and tables go to a temporary folder: render later.
 ``--select REGEX`` trains only the missing experiments whose name matches (the rest get stand-ins),
 so that budget runs side by side on one GPU can share out experiments that do not depend on one
 another, each packing its share with ``--pack-mib``.
@@ -80,6 +83,8 @@ def bench_file(device_type: str) -> Path:
 
 #: Time kept after the deadline to pack, and the least time worth starting an experiment that will not finish.
 PACK_MARGIN_S, MIN_PARTIAL_S = 60.0, 60.0
+#: Seconds between repeats of the deadline's alarm until the run stops.
+ALARM_REPEAT_S = 20.0
 
 
 def forward_flops(work: Work) -> int:
@@ -164,6 +169,23 @@ class BudgetRecorder(Recorder):
         self.deadline, self.select = deadline, select
         self.started: list[PlanRow] = []
         self.stopped = False
+        self.spent = False  # the deadline's alarm went off
+        self.stopping = False  # the run caught the interrupt and is winding up
+
+    def interrupt(self, _signum: int, _frame: object) -> None:
+        """The deadline's alarm: stop the run as Ctrl-C would. It repeats (:data:`ALARM_REPEAT_S`)
+        until the run stops, in case code that ignores exceptions (a ``__del__``) swallowed one."""
+        if self.stopping:
+            return
+        self.spent = True
+        raise KeyboardInterrupt("time budget spent")
+
+    def cell_failed(self, cell: int, error: Exception) -> None:
+        """After the alarm, a failing cell is the interrupt seen through library code (say, a
+        ``RuntimeError`` from a write it cut): stop; before it, record and go on."""
+        if self.spent:
+            raise KeyboardInterrupt("time budget spent") from error
+        super().cell_failed(cell, error)
 
     def decide(self, row: PlanRow) -> bool:
         if row.cached or self.stopped or row in self.started:
@@ -220,10 +242,15 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
     lines.append(f"inputs: training images (clips for crossval) per epoch, summed over folds; training = "
                  f"{TRAIN_PASSES} x forward. Seconds: {'bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
                  f"{rates.tflops:g} TFLOP/s assumed otherwise. Stored: in {_relative(rows, root)}.")
-    if recorder.failed_cells:
-        lines.append("cells that failed, mostly on stand-ins (the rest of each was skipped):")
-        lines += [f"  {line}" for line in recorder.failed_cells]
-    return "\n".join(lines)
+    return "\n".join(lines + failed_cells_lines(recorder))
+
+
+def failed_cells_lines(recorder: Recorder) -> list[str]:
+    """The cells that failed (each skipped from there on), for the plan's and the budget's summaries."""
+    if not recorder.failed_cells:
+        return []
+    return ["cells that failed, mostly on stand-ins (the rest of each was skipped):"] + \
+        [f"  {line}" for line in recorder.failed_cells]
 
 
 def _total(label: str, rows: list[PlanRow]) -> str:
@@ -251,20 +278,17 @@ def run_budget(profile: str, minutes: float, device: str, root: Path, rates: Rat
     start = time.monotonic()
     budget_s = minutes * 60 - min(PACK_MARGIN_S, 0.1 * minutes * 60)
     recorder = BudgetRecorder(rates, start + budget_s, select)
-    previous = signal.signal(signal.SIGALRM, _interrupt)
-    signal.setitimer(signal.ITIMER_REAL, budget_s)
+    previous = signal.signal(signal.SIGALRM, recorder.interrupt)
+    signal.setitimer(signal.ITIMER_REAL, budget_s, ALARM_REPEAT_S)
     try:
         run_notebooks(recorder, profile, device, root, only, quiet=False)
     except KeyboardInterrupt:
+        recorder.stopping = True
         print(f"budget: stopped after {(time.monotonic() - start) / 60:.1f} min; the same command resumes", flush=True)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     return recorder
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt("time budget spent")
 
 
 @contextlib.contextmanager
@@ -313,7 +337,8 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
         return 2
     recorder = run_budget(profile, args.budget_minutes, args.device, root, rates, args.only, args.select)
     files = [f for row in recorder.started for f in result_files(row)]
-    print(f"budget: {len(recorder.started)} experiment(s) started, {len(files)} files made")
+    print("\n".join([f"budget: {len(recorder.started)} experiment(s) started, {len(files)} files made"]
+                    + failed_cells_lines(recorder)))
     if args.pack is not None:
         parts, left_out = pack(files, root, args.pack, int(args.pack_mib * 2**20))
         for path in left_out:
