@@ -89,7 +89,7 @@ def slim(root: Path) -> list[str]:
     dropped, stripped = (git("ls-files", "-z", "--", *patterns, root=root).split("\0")[:-1]
                          for patterns in (DROPPED, STRIPPED))
     names = dropped + stripped
-    changed = git("status", "--porcelain", "--", *names, root=root).strip()
+    changed = git("status", "--porcelain", "--", *names, root=root).strip() if names else ""  # none: whole tree
     if changed:
         print(f"slim: uncommitted changes, commit or stash them first:\n{changed}", file=sys.stderr)
         sys.exit(2)

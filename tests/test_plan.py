@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+import torch
 
 from fer_utils.report import pack as packing
 from fer_utils.report import plan
@@ -115,6 +116,11 @@ def test_budget_interrupts_with_resumable_state_and_pack_round_trips(repo, tmp_p
         assert line in out, out
     long_dir = next((root / "scratch" / "smoke" / "results").glob("long-*"))
     assert (long_dir / "last.pt").is_file() and not (long_dir / "metrics.json").exists()  # resumable
+    long = _plan_rows(root)["long"]  # the next budget counts only the epochs left
+    done = len(torch.load(long_dir / "last.pt", weights_only=True)["history"])
+    assert long.epochs_done == done > 0 and long.part_left == 1 - done / 100_000
+    assert main(["--plan", "--smoke", "1"]) == 0
+    assert f"no, after epoch {done}/100000" in capsys.readouterr().out
 
     other = tmp_path_factory.mktemp("other")
     (other / "pyproject.toml").write_text("")
@@ -127,8 +133,8 @@ def test_budget_interrupts_with_resumable_state_and_pack_round_trips(repo, tmp_p
 
 def test_the_alarm_repeats_when_code_swallows_it(repo, monkeypatch, capsys):
     """A ``KeyboardInterrupt`` raised in a ``__del__`` is printed and dropped: the alarm comes again."""
-    root = repo(epochs=1, code="import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    pass\n"
-                               "print('swallowed')\ntime.sleep(60)\n")
+    repo(epochs=1, code="import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    pass\n"
+                         "print('swallowed')\ntime.sleep(60)\n")
     monkeypatch.setattr(plan, "ALARM_REPEAT_S", 0.5)
     started = time.monotonic()
     assert main(["--budget-minutes", "0.05", "--smoke", "1", "--device", "cpu"]) == 0  # 2.7 s, then 0.5 s

@@ -30,7 +30,8 @@ x epochs / the training images/s that ``python -m fer_utils bench train`` stored
 ``--budget-minutes N`` runs the notebooks the same way on the real device, but computes missing
 results in the notebooks' order (dependencies come first: the FER2013 trunk before the CK+48
 transfers, the encoder before its classifiers, the lr range test before the schedules) while
-their estimates fit in what is left. The first one that does not fit still starts when a minute
+their estimates fit in what is left (a run interrupted before counts only the epochs after its
+``last.pt``). The first one that does not fit still starts when a minute
 or more is left, so that long runs progress across sessions; every later one gets a stand-in.
 At the deadline (N minutes less a packing margin) training is interrupted as Ctrl-C would:
 ``last.pt`` keeps the last finished epoch and a cross-validation keeps its finished folds, which
@@ -67,6 +68,7 @@ from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS
 from fer_utils.report.pack import MAX_PARTS, PART_BYTES, TOTAL_BYTES, PackError, check_pack_folder, pack, unpack
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
+from fer_utils.train.engine import epochs_saved
 
 #: The notebooks that train: what ``--plan`` and ``--budget-minutes`` run unless ``--only`` says otherwise.
 TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
@@ -130,10 +132,16 @@ class PlanRow:
     forward_flops: int
     seconds: float
     rate_source: str
+    epochs_done: int = 0  # saved in ``last.pt`` by an interrupted run, which resumes after them
 
     @property
     def training_flops(self) -> float:
         return TRAIN_PASSES * self.forward_flops * self.work.items * self.work.epochs
+
+    @property
+    def part_left(self) -> float:
+        """The share of the training still to do: 0 when stored, less than 1 after an interruption."""
+        return 0.0 if self.cached else 1 - self.epochs_done / self.work.epochs
 
 
 class Recorder:
@@ -148,7 +156,8 @@ class Recorder:
     def __call__(self, name: str, path: Path, hit: bool, work: Work) -> bool:
         row = self.rows.get(path)
         if row is None:
-            row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, forward_flops(work), 0.0, "")
+            done = epochs_saved(path) if work.kind == "experiment" and not hit else 0
+            row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, forward_flops(work), 0.0, "", done)
             row.seconds, row.rate_source = self.rates.seconds(work, row.training_flops)
         return self.decide(row)
 
@@ -193,12 +202,13 @@ class BudgetRecorder(Recorder):
         if self.select is not None and not self.select.search(row.name):
             return False
         left = self.deadline - time.monotonic()
-        if row.seconds > left:  # the first that does not fit: later ones wait for it
+        if row.seconds * row.part_left > left:  # the first that does not fit: later ones wait for it
             self.stopped = True
             if left < MIN_PARTIAL_S:
                 return False
         self.started.append(row)
-        print(f"budget: training {row.name} (estimated {row.seconds / 60:.1f} min, {left / 60:.1f} min left)",
+        print(f"budget: training {row.name} (estimated {row.seconds * row.part_left / 60:.1f} min, "
+              f"{left / 60:.1f} min left{_progress(row, ', from epoch ')})",
               flush=True)
         return True
 
@@ -233,6 +243,7 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
         lines.append(f"{r.notebook:2s} {r.name[:34]:34s} {r.work.kind:10s} {r.work.model[:16]:16s} {r.work.epochs:6d} "
                      f"{r.work.folds or '':>5} {r.work.items:9,d} {r.forward_flops / 1e9:9.3f} "
                      f"{r.training_flops / 1e15:8.2f} {r.seconds / 60:8.1f}  {'yes' if r.cached else 'no'}"
+                     f"{_progress(r, ', after epoch ')}"
                      f"{'' if r.rate_source == 'assumed' else ' (bench)'}")
     lines.append("")
     for notebook in dict.fromkeys(r.notebook for r in rows):
@@ -257,7 +268,13 @@ def _total(label: str, rows: list[PlanRow]) -> str:
     todo = [r for r in rows if not r.cached]
     return (f"{label:12s} {len(rows):3d} experiments, {sum(r.training_flops for r in rows) / 1e15:9.2f} PFLOP, "
             f"{sum(r.seconds for r in rows) / 60:7.1f} min; to train: {len(todo):3d}, "
-            f"{sum(r.training_flops for r in todo) / 1e15:9.2f} PFLOP, {sum(r.seconds for r in todo) / 60:7.1f} min")
+            f"{sum(r.training_flops * r.part_left for r in todo) / 1e15:9.2f} PFLOP, "
+            f"{sum(r.seconds * r.part_left for r in todo) / 60:7.1f} min")
+
+
+def _progress(row: PlanRow, lead: str) -> str:
+    """``lead`` + the resumed run's saved epochs (``12/40``), or nothing for a fresh run."""
+    return f"{lead}{row.epochs_done}/{row.work.epochs}" if row.epochs_done else ""
 
 
 def _relative(rows: list[PlanRow], root: Path) -> str:

@@ -8,7 +8,6 @@ both every ``checkpoint_every`` epochs, at the end, and when the run stops on an
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -30,6 +29,7 @@ from fer_utils.data import BatchIterator, BatchMix, DatasetError, FaceData, crea
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.models.pretrained import architecture_kwargs
 from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.files import atomic_write, write_json
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.distributed import Rank, current
 from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
@@ -255,10 +255,16 @@ def _json_value(value: Any) -> Any:
 
 def write_history(history: list[dict[str, Any]], run_dir: Path) -> None:
     """``history.csv`` and ``history.json`` (one record per epoch)."""
-    frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
-    frame.to_csv(run_dir / "history.csv", index=False)
-    records = [{k: _json_value(v) for k, v in row.items()} for row in history]
-    (run_dir / "history.json").write_text(json.dumps(records, indent=1))
+    with atomic_write(run_dir / "history.csv", "w") as handle:
+        pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(handle, index=False)
+    write_json(run_dir / "history.json", [{k: _json_value(v) for k, v in row.items()} for row in history])
+
+
+def epochs_saved(run_dir: Path) -> int:
+    """Epochs a resume of ``run_dir`` starts after: ``last.pt``'s epoch (0 without one). Memory-maps the
+    file, so the weights are not read."""
+    last = run_dir / "last.pt"
+    return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"]) if last.is_file() else 0
 
 
 def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], path: Path) -> None:
@@ -345,7 +351,7 @@ def _write_config(run_dir: Path, meta: dict[str, Any], train: FaceData, val: Fac
     info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing")},
             "train": meta["config"], "train_size": len(train), "val_size": 0 if val is None else len(val),
             **(run_info or {})}
-    (run_dir / "config.json").write_text(json.dumps(info, indent=1))
+    write_json(run_dir / "config.json", info)
 
 
 def fit(
