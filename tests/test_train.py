@@ -1,6 +1,7 @@
 """Training engine, optimizer/schedule factories, LR finder, experiment cache and train CLI (CPU)."""
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import signal
@@ -25,7 +26,7 @@ from fer_utils.models import count_parameters
 from fer_utils.models.pretrained import file_digest
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
-from fer_utils.train.engine import class_weights
+from fer_utils.train.engine import TrainStep, class_weights
 from fer_utils.train.lr_finder import suggest_lr
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -72,7 +73,7 @@ def _weights_equal(a: nn.Module, b: nn.Module) -> bool:
 
 @pytest.mark.parametrize("optimizer,scheduler,extra", [
     ("sgd", "onecycle", {}), ("adamw", "plateau", {}),
-    ("sgd", "cosine", dict(ema_decay=0.9, mixup_alpha=0.4, cutmix_alpha=1.0, augment="crop")),
+    ("sgd", "cosine", dict(ema_decay=0.9, mixup_alpha=0.4, cutmix_alpha=1.0, augment="crop", sam_rho=0.05)),
 ])
 def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler, extra):
     train, val = squares(160, size=16), squares(64, size=16, seed=1)
@@ -151,13 +152,41 @@ def test_ema_is_what_is_validated_kept_and_returned(tmp_path):
 
 
 def test_later_fields_leave_older_config_identities_alone():
-    """Configs without EMA / mixup hash (and resume) as before these fields existed."""
-    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("ema_decay", "mixup_alpha", "cutmix_alpha")}
+    """Configs without EMA / mixup / SAM hash (and resume) as before these fields existed."""
+    later = ("ema_decay", "mixup_alpha", "cutmix_alpha", "sam_rho")
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in later}
     assert TrainConfig.from_dict(older).identity() == {k: v for k, v in older.items() if k != "checkpoint_every"}
     assert TrainConfig(ema_decay=0.999, cutmix_alpha=1.0).identity()["ema_decay"] == 0.999
-    for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0)):
-        with pytest.raises(ValueError, match="ema_decay|mixup_alpha"):
+    assert TrainConfig(sam_rho=0.05).identity()["sam_rho"] == 0.05
+    for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0), dict(sam_rho=-0.1), dict(sam_rho=float("nan"))):
+        with pytest.raises(ValueError, match="ema_decay|mixup_alpha|sam_rho"):
             TrainConfig(**bad)
+
+
+def test_sam_steps_with_the_gradient_at_the_sharpest_nearby_weights():
+    """One SAM step, by hand: g at w, w' = w + rho g/|g|, w - lr * grad(w'); batch-norm statistics are
+    updated once, by the pass at w (the pass at w' leaves them alone)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    before = copy.deepcopy(model)
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                     TrainConfig(sam_rho=0.05), torch.device("cpu"))
+    step(x, y)
+
+    probe, stats = copy.deepcopy(before), copy.deepcopy(before)
+    grads = torch.autograd.grad(nn.functional.cross_entropy(probe(x), y), list(probe.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    with torch.no_grad():
+        for p, g in zip(probe.parameters(), grads):
+            p.add_(0.05 * g / norm)
+    sharp = torch.autograd.grad(nn.functional.cross_entropy(probe(x), y), list(probe.parameters()))
+    expected = [p.detach() - 0.1 * g for p, g in zip(before.parameters(), sharp)]
+    assert all(torch.allclose(p, e, atol=1e-6) for p, e in zip(model.parameters(), expected))
+    plain = [p.detach() - 0.1 * g for p, g in zip(before.parameters(), grads)]  # what SGD alone would do
+    assert not all(torch.allclose(p, e, atol=1e-6) for p, e in zip(model.parameters(), plain))
+    stats(x)
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), stats.buffers()))
 
 
 
@@ -432,10 +461,11 @@ def test_train_and_evaluate_cli(tmp_path, data_dir, fer2013):
     out = tmp_path / "run"
     code = main(["train", "--model", "simple_cnn", "--data", "fer2013", "--data-dir", str(data_dir),
                  "--epochs", "1", "--batch-size", "32", "--subset", "128", "--lr", "0.01",
-                 "--augment", "light", "--out", str(out), "--device", "cpu", "--no-progress"])
+                 "--augment", "light", "--sam-rho", "0.05", "--out", str(out), "--device", "cpu", "--no-progress"])
     assert code == 0
     for name in ("config.json", "history.csv", "history.json", "best.pt", "last.pt", "metrics.json"):
         assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["train"]["sam_rho"] == 0.05
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_split"] == "PublicTest" and metrics["test"]["n"] == 128  # no PrivateTest here
     model, ckpt = load_model(out / "best.pt", expected_classes=CLASSES)

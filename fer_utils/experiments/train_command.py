@@ -94,6 +94,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     add("--ema-decay", type=positive_float, help="validate and keep an EMA of the weights (e.g. 0.999)")
     add("--mixup-alpha", type=non_negative_float, help="mixup Beta(a, a) per batch (0: off)")
     add("--cutmix-alpha", type=non_negative_float, help="CutMix Beta(a, a) per batch (0: off)")
+    add("--sam-rho", type=non_negative_float, help="sharpness-aware minimisation radius (e.g. 0.05; 0: off; "
+                                                   "two passes per step)")
     add("--seed", type=int)
     add("--checkpoint-every", type=positive_int, metavar="N",
         help="write last.pt every N epochs (and at the end or on interruption); "

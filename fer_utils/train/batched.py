@@ -68,8 +68,8 @@ def batch_refusal(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: 
         return "early stopping needs each fold's validation and best weights"
     if cfg.compile or cfg.channels_last:
         return "compile and channels_last act on a single module, not on stacked parameters"
-    if cfg.ema_decay is not None or cfg.mixup_alpha or cfg.cutmix_alpha:
-        return "EMA and mixup/CutMix are steps of fit's TrainStep, not of the stacked step"
+    if cfg.ema_decay is not None or cfg.mixup_alpha or cfg.cutmix_alpha or cfg.sam_rho:
+        return "EMA, mixup/CutMix and SAM are steps of fit's TrainStep, not of the stacked step"
     if any(isinstance(m, nn.RNNBase) for model in models for m in model.modules()):
         return "torch.func.vmap has no batching rule for GRU/LSTM layers"
     if any(t.soft_labels is not None for t in trains):

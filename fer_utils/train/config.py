@@ -12,7 +12,7 @@ AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
 BOOKKEEPING_FIELDS: tuple[str, ...] = ("checkpoint_every",)
 #: Fields added after runs were stored, with their "off" values: left out of :meth:`TrainConfig.identity`
 #: at those values, so the hashes of stored experiments and the resume checks of older runs still match.
-LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0}
+LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class TrainConfig:
     mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing of each training batch with its reverse
     (:class:`~fer_utils.data.augment.BatchMix`, soft-target loss; both > 0: one or the other per
     batch, at random); 0: off.
+    sam_rho: sharpness-aware minimisation (Foret et al., 2021): each step takes the gradient at the
+    weights moved this far (L2) along the normalised gradient, two forward/backward passes per
+    step; 0: off. The paper's default for SGD is 0.05.
     """
 
     epochs: int = 30
@@ -64,6 +67,7 @@ class TrainConfig:
     ema_decay: float | None = None
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    sam_rho: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -86,6 +90,7 @@ class TrainConfig:
              f"ema_decay must be in (0, 1) or None, got {self.ema_decay}"),
             (self.mixup_alpha >= 0 and self.cutmix_alpha >= 0,
              f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}"),
+            (math.isfinite(self.sam_rho) and self.sam_rho >= 0, f"sam_rho must be >= 0, got {self.sam_rho}"),
         ]
         for ok, message in checks:
             if not ok:

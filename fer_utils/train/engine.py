@@ -156,7 +156,7 @@ def create_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
 
 
 class TrainStep:
-    """One optimisation step with mixup/CutMix, autocast, gradient scaling and clipping, then the
+    """One optimisation step with mixup/CutMix, autocast, gradient scaling, SAM and clipping, then the
     EMA update when given ``ema`` (shared with ``lr_find``)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
@@ -187,14 +187,48 @@ class TrainStep:
         lam = 1.0
         if self.mix.enabled:
             x, lam = self.mix(x, self.mix_rng)
+        x = self.prepare(x)
+        loss, logits = self.backward(x, y, lam)
+        if self.cfg.sam_rho > 0:
+            with self.sharpest_nearby():
+                self.backward(x, y, lam)
+        self.update()
+        return loss.detach(), logits.detach()
+
+    def backward(self, x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the loss on ``x`` (mixed with weight ``lam``) in place of the old ones; the loss and logits."""
         with self.autocast():
-            logits = self.model(self.prepare(x))
+            logits = self.model(x)
         target = self.mix.targets(y, lam, logits.shape[1]) if self.mix.enabled else y
         loss = self.criterion(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.update()
-        return loss.detach(), logits.detach()
+        return loss, logits
+
+    @contextmanager
+    def sharpest_nearby(self) -> Iterator[None]:
+        """SAM (Foret et al., 2021): inside, the weights are moved ``cfg.sam_rho`` along the normalised
+        gradient (the loss's steepest rise), so a backward there gives the gradient SAM steps with; then
+        weights and buffers (batch-norm statistics) are put back exactly. Hand-written: the ascent must sit
+        between this step's autocast, scaled backward and update, which an optimizer wrapper cannot see.
+        The gradient scaler's factor cancels in the normalisation; an overflowing gradient moves nothing
+        (the scaler then skips the step)."""
+        with torch.no_grad():
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            scale = torch.where(torch.isfinite(norm), self.cfg.sam_rho / (norm + 1e-12), 0.0)
+            weights = [p.detach().clone() for p in self.params]
+            buffers = [b.detach().clone() for b in self.model.buffers()]
+            for p, g in zip(self.params, grads):
+                p.add_(torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0) * scale.to(g.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(self.params, weights):
+                    p.copy_(w)
+                for b, saved in zip(self.model.buffers(), buffers):
+                    b.copy_(saved)
 
     def update(self) -> None:
         """The update once the scaled loss is back-propagated: unscale and clip, optimizer and scaler

@@ -20,8 +20,8 @@ CKPLUS_RECIPE: dict[str, Any] = dict(
 #: schedule (250 epochs as WuJie1010's; cosine after 5 warm-up epochs, so it ends where it was planned,
 #: not when a plateau rule fires), 40-44 px random crops + flips + 10 degree rotations + erasing
 #: (``crop``; ten-crop averaging at test), EMA of the weights (0.999: a horizon of ~5 epochs of 201
-#: steps), SGD with Nesterov momentum, label smoothing. Mixup / CutMix are variants to try
-#: (``--mixup-alpha``, ``--cutmix-alpha``), not part of it.
+#: steps), SGD with Nesterov momentum, label smoothing. Mixup / CutMix and SAM are variants to try
+#: (``--mixup-alpha``, ``--cutmix-alpha``, ``--sam-rho``: twice the cost per step), not part of it.
 FER2013_STRONG_RECIPE: dict[str, Any] = dict(
     epochs=250, batch_size=128, lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="cosine",
     warmup_epochs=5, label_smoothing=0.1, augment="crop", ema_decay=0.999, channels_last=True,
