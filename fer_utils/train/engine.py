@@ -211,8 +211,8 @@ class TrainStep:
         gradient (the loss's steepest rise), so a backward there gives the gradient SAM steps with; then
         weights and buffers (batch-norm statistics) are put back exactly. Hand-written: the ascent must sit
         between this step's autocast, scaled backward and update, which an optimizer wrapper cannot see.
-        The gradient scaler's factor cancels in the normalisation; an overflowing gradient moves nothing
-        (the scaler then skips the step)."""
+        The gradient scaler's factor cancels in the normalisation; a gradient that overflowed (float16
+        scaling) moves nothing, so that step is a plain one."""
         with torch.no_grad():
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
