@@ -28,7 +28,7 @@ import torch
 
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
-from fer_utils.devices import resolve_device
+from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection, iou
 from fer_utils.faces.detectors import create_detector
@@ -79,7 +79,7 @@ def benchmark_training(
     dev = torch.device(device)
     cfg = TrainConfig(batch_size=batch_size, augment=augment, amp=amp, channels_last=channels_last)
     model = create_model(model_name).to(dev)
-    if channels_last:
+    if channels_last and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     step = TrainStep(model.train(), create_optimizer(model, "sgd", lr=0.01), torch.nn.CrossEntropyLoss(), cfg, dev)
     labels = np.random.default_rng(0).integers(0, 7, len(images))
@@ -109,9 +109,31 @@ def benchmark_training(
     fed = timed(pipeline())
     premade = timed((fixed_x, fixed_y) for _ in range(steps + 5))
     return {"device": device, "model": model_name, "augment": augment, "batch_size": batch_size, "steps": steps,
-            "amp": amp and dev.type == "cuda", "channels_last": channels_last, "pipeline_images_per_s": round(fed, 1),
+            "precision": step.precision.label, "channels_last": step.channels_last,
+            "pipeline_images_per_s": round(fed, 1),
             "premade_images_per_s": round(premade, 1), "pipeline_over_premade": round(fed / premade, 3),
             "images": len(images), "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
+
+
+#: ``bench train --precisions``: the columns (amp, channels_last), slowest first.
+PRECISION_COLUMNS: tuple[tuple[bool, bool], ...] = ((False, False), (False, True), (True, False), (True, True))
+
+
+def precision_table(images: np.ndarray, models: list[str], device: str, **options: Any) -> tuple[list[dict], str]:
+    """Each model's training images/s (pre-made batch: the bare step) in the four columns of
+    :data:`PRECISION_COLUMNS`, and a Markdown table of them."""
+    rows, lines = [], []
+    for model in models:
+        cells = []
+        for amp, channels_last in PRECISION_COLUMNS:
+            result = benchmark_training(images, model, device, amp=amp, channels_last=channels_last, **options)
+            rows.append(result)
+            cells.append(f"{result['premade_images_per_s']:,.0f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    fast = rows[-1]["precision"] if rows else device
+    header = (f"| model ({device}, batch {options.get('batch_size', 128)}, images/s) | fp32 | fp32 + channels_last "
+              f"| {fast} autocast | {fast} + channels_last |\n|---|---|---|---|---|")
+    return rows, "\n".join([header, *lines])
 
 
 def _train_in_process(model_name: str, device: str, barrier: Any, errors: str, options: dict[str, Any]) -> dict:
@@ -176,6 +198,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=positive_int, default=1,
                         help="processes training at once on the device, as seeds side by side (train; stored if 1)")
     parser.add_argument("--channels-last", action="store_true", help="train in channels-last memory format (train)")
+    parser.add_argument("--precisions", action="store_true",
+                        help="train: each --model's bare-step images/s in fp32, fp32 + channels-last, autocast and "
+                             "autocast + channels-last, as a Markdown table")
     parser.add_argument("--steps", type=positive_int, default=50, help="timed training steps (train)")
     parser.add_argument("--device", default=None, help="device for train/predict (default: cuda if available)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (data), 128 (train)")
@@ -213,7 +238,12 @@ def run(args: argparse.Namespace) -> int:
         for model in args.model:
             model_entry(model)  # an unknown name fails here, before any process starts
         images, source = _training_images(args.errors) if args.processes == 1 else (None, None)
-        for model in args.model:
+        if args.precisions:
+            options.pop("channels_last")
+            rows, table = precision_table(images, args.model, device, **options)
+            results.extend({**r, "data": source} for r in rows)
+            print(table)
+        for model in [] if args.precisions else args.model:
             if args.processes == 1:
                 result = {**benchmark_training(images, model, device, **options), "data": source}
             else:

@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from fer_utils.data.errors import DatasetError
+from fer_utils.devices import UnsupportedPrecisionError
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (DatasetError, FileNotFoundError) as exc:
+    except (DatasetError, UnsupportedPrecisionError, FileNotFoundError) as exc:
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

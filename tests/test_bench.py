@@ -59,3 +59,15 @@ def test_bench_train_runs_several_models_and_rejects_an_unknown_one(tmp_path, mo
     assert all(r["augment"] == "crop" and r["channels_last"] for r in results)
     assert main([*args, "--model", "simple_cnn", "no_such_net", "--processes", "2"]) == 2
     assert "unknown model 'no_such_net'" in capsys.readouterr().err
+
+
+def test_bench_train_precisions_prints_the_four_columns(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FER_DATA_DIR", raising=False)
+    assert main(["bench", "train", "--device", "cpu", "--batch-size", "16", "--steps", "1", "--precisions",
+                 "--model", "simple_cnn", "--json", "out.json"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| simple_cnn |")]
+    assert len(table) == 1 and len(table[0].split("|")) == 7 and "fp32 + channels_last" in out
+    results = json.loads((tmp_path / "out.json").read_text())
+    assert [(r["precision"].endswith("fp32"), r["channels_last"]) for r in results][:2] == [(True, False), (True, True)]

@@ -269,7 +269,7 @@ def test_batched_crossval_matches_fold_by_fold(ckplus48_clips, monkeypatch):
 
     clips = subset_subjects(ckplus48_clips, 12, seed=0)
     cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, optimizer="adamw", weight_decay=0.01, augment="light",
-                      class_weighting=True, label_smoothing=0.1)
+                      class_weighting=True, label_smoothing=0.1, amp=False, channels_last=False)  # fp32, one layout
     fitted: dict[str, list] = {"fit": [], "fit_folds": []}
     monkeypatch.setattr(crossval, "fit", lambda *a, **k: fitted["fit"].append(fit(*a, **k)) or fitted["fit"][-1])
     monkeypatch.setattr(crossval, "fit_folds", lambda *a, **k: fitted["fit_folds"].extend(fit_folds(*a, **k))

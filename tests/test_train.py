@@ -25,6 +25,7 @@ from fer_utils.experiments.study import results_table
 from fer_utils.models import count_parameters
 from fer_utils.models.pretrained import file_digest
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
+from fer_utils.train.config import CPU_AMP_KEY
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import TrainStep, class_weights
 from fer_utils.train.lr_finder import suggest_lr
@@ -154,8 +155,12 @@ def test_ema_is_what_is_validated_kept_and_returned(tmp_path):
 def test_later_fields_leave_older_config_identities_alone():
     """Configs without EMA / mixup / SAM hash (and resume) as before these fields existed."""
     later = ("ema_decay", "mixup_alpha", "cutmix_alpha", "sam_rho")
-    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in later}
+    older = {k: v for k, v in TrainConfig(amp=False).to_dict().items() if k not in later}
     assert TrainConfig.from_dict(older).identity() == {k: v for k, v in older.items() if k != "checkpoint_every"}
+    # amp autocasts on CPU now: an amp run's identity is not the one stored when amp meant fp32 on CPU
+    with_amp = {**older, "amp": True}
+    assert TrainConfig.from_dict(with_amp).identity() == {**{k: v for k, v in with_amp.items()
+                                                             if k != "checkpoint_every"}, CPU_AMP_KEY: True}
     assert TrainConfig(ema_decay=0.999, cutmix_alpha=1.0).identity()["ema_decay"] == 0.999
     assert TrainConfig(sam_rho=0.05).identity()["sam_rho"] == 0.05
     for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0), dict(sam_rho=-0.1), dict(sam_rho=float("nan"))):
@@ -171,7 +176,7 @@ def test_sam_steps_with_the_gradient_at_the_sharpest_nearby_weights():
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     before = copy.deepcopy(model)
     step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
-                     TrainConfig(sam_rho=0.05), torch.device("cpu"))
+                     TrainConfig(sam_rho=0.05, amp=False), torch.device("cpu"))  # fp32, as the hand computation
     step(x, y)
 
     probe, stats = copy.deepcopy(before), copy.deepcopy(before)
@@ -325,7 +330,7 @@ def test_lr_find_suggests_a_working_lr_stops_on_divergence_and_restores_the_mode
     torch.manual_seed(0)
     model = tiny_cnn().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(batch_size=32, augment="none")  # SGD: squares learn at lr 0.05 (test_fit_learns...)
+    cfg = TrainConfig(batch_size=32, augment="none", amp=False)  # SGD: squares learn at lr 0.05 (test_fit_learns...)
     result = lr_find(model, squares(128, size=16), cfg, start_lr=1e-5, end_lr=1e3, num_iter=60)
     assert 0.01 <= result.suggested_lr <= 0.5
     assert result.suggested_lr == suggest_lr(np.array(result.lrs), np.array(result.losses))

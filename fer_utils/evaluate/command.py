@@ -14,13 +14,13 @@ from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.data.paths import check_writable
 from fer_utils.data.stats import seen_in
-from fer_utils.devices import resolve_device
+from fer_utils.devices import resolve_device, resolve_precision
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
 from fer_utils.evaluate.ensemble import (
     Predictions, average_predictions, load_predictions, save_predictions, write_predictions,
 )
-from fer_utils.evaluate.inference import predict_proba
+from fer_utils.evaluate.inference import model_device, predict_proba
 from fer_utils.evaluate.metrics import classification_metrics
 from fer_utils.evaluate.tta import TTA_MODES
 
@@ -33,6 +33,7 @@ def evaluate_checkpoint(
     batch_size: int = 512,
     device: str | None = None,
     save_probs: str | os.PathLike | None = None,
+    amp: bool = True,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
     ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes`` or its
@@ -43,11 +44,13 @@ def evaluate_checkpoint(
     if differences:
         raise CheckpointMismatchError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
-    probs = predict_proba(model, data, batch_size=batch_size, tta=tta)
+    probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp)
     if save_probs is not None:
         save_predictions(save_probs, data, probs)
     metrics = classification_metrics(data.labels, probs, data.classes)
-    return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, **metrics}
+    precision = resolve_precision(model_device(model), amp).label
+    return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, "precision": precision,
+            **metrics}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +75,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help="N random items (smoke runs)")
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="bf16 autocast where the device runs it natively, channels-last (default on)")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
     add_errors_argument(parser)
 
@@ -108,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
         twins = seen_in(data.split(args.drop_twins_of), subset)
         subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
-                                  device=args.device, save_probs=args.save_probs)
+                                  device=args.device, save_probs=args.save_probs, amp=args.amp)
     metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
-          f"accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+          f"{metrics['precision']}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
           f"ECE {metrics['calibration']['ece']:.4f}")
     return _write(metrics, args.out)
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fer_utils.data import FaceData, to_model_input
+from fer_utils.devices import resolve_precision, uses_channels_last
 from fer_utils.evaluate.tta import tta_views
 
 
@@ -22,18 +23,23 @@ def predict_proba(
     batch_size: int = 512,
     device: str | torch.device | None = None,
     tta: str = "none",
+    amp: bool = True,
 ) -> np.ndarray:
     """Softmax probabilities ``(N, C)`` (float32 numpy) in eval mode, averaged over TTA views.
 
     ``data``: a FaceData, uint8 images ``(N,H,W)``/clips ``(N,T,H,W)`` (converted without
     augmentation), or an already converted float tensor. ``device``: where to run (the model
-    is moved there); default: the model's current device. The model's train/eval mode is
-    restored afterwards.
+    is moved there); default: the model's current device. ``amp``: the fast path, bf16 autocast
+    where :func:`~fer_utils.devices.resolve_precision` allows it and channels-last batches for 2-D
+    convolutional models (ten-crop PublicTest accuracy within 0.2 points of fp32, README); False:
+    plain fp32. The model's train/eval mode is restored afterwards.
     """
     images = data.images if isinstance(data, FaceData) else data
     if device is not None:
         model.to(device)
     device = model_device(model)
+    precision = resolve_precision(device, amp)
+    layout = torch.channels_last if amp and uses_channels_last(model) else torch.contiguous_format
     was_training = model.training
     model.eval()
     out = []
@@ -45,7 +51,9 @@ def predict_proba(
             else:
                 x = to_model_input(chunk, device)
             views = tta_views(x, tta)
-            probs = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
+            with precision.autocast():
+                logits = [model(v.contiguous(memory_format=layout) if v.dim() == 4 else v) for v in views]
+            probs = sum(torch.softmax(v.float(), dim=1) for v in logits) / len(views)
             out.append(probs.cpu())
     finally:
         model.train(was_training)

@@ -21,11 +21,12 @@ import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
 from fer_utils.data import DatasetError, list_augments
+from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
 from fer_utils.models.pretrained import file_digest
 from fer_utils.files import write_json
-from fer_utils.train.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from fer_utils.train.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig
 from fer_utils.train.distributed import Rank, process_group, rank_device
 from fer_utils.train.recipes import RECIPES
 from fer_utils.train.engine import LOCK_NAME, run_lock
@@ -69,7 +70,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     from ``defaults``."""
     parser.set_defaults(training_defaults=defaults, recipe=None)
     group = parser.add_argument_group("training (see fer_utils.train.TrainConfig; defaults: "
-                                      + ", ".join(f"{k}={v}" for k, v in defaults.identity().items()) + ")")
+                                      + ", ".join(f"{k}={v}" for k, v in defaults.to_dict().items()) + ")")
     if recipes:
         group.add_argument("--recipe", choices=sorted(RECIPES),
                            help="start from a named recipe (fer_utils.train.recipes); flags given override it")
@@ -86,8 +87,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     add("--label-smoothing", type=non_negative_float)
     add("--class-weighting", action="store_true", help="inverse-frequency class weights")
     add("--augment", choices=list_augments(), help="augmentation preset (clips: the same transform on every frame)")
-    add("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA")
-    add("--channels-last", action=argparse.BooleanOptionalAction)
+    add("--amp", action=argparse.BooleanOptionalAction,
+        help="autocast (default on): --amp-dtype on CUDA; bf16 on a CPU with native bf16, else fp32")
+    add("--amp-dtype", choices=AMP_DTYPES, help="autocast dtype (float16: CUDA only, with a gradient scaler)")
+    add("--channels-last", action=argparse.BooleanOptionalAction,
+        help="channels-last layout for 2-D convolutional models (default on)")
     add("--compile", action="store_true", help="torch.compile the model")
     add("--grad-clip", type=positive_float, help="max gradient norm")
     add("--patience", dest="early_stopping_patience", type=positive_int, metavar="N", help="early-stopping patience (epochs)")
@@ -145,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None) -> int:
     cfg = config_from_args(args)
+    resolve_precision(device, cfg.amp, cfg.amp_dtype)  # a dtype the device cannot run: refused before any work
     spec = DataSpec(dataset=args.data, train=args.train_split, val=_split_arg(args.val_split),
                     test=_split_arg(args.test_split), subset=args.subset,
                     load_kwargs={"errors": args.errors})

@@ -78,6 +78,8 @@ def vgg_small(num_classes: int = 7, in_chans: int = 1, img_size: int = 48, dropo
 
 
 @register_model("vgg_gap")
-def vgg_gap(num_classes: int = 7, in_chans: int = 1, dropout: float = 0.2) -> nn.Module:
-    """Compact VGGNet: vgg_fer's 4x(2 conv-BN-ReLU + pool) 64-512 trunk, global average pool, 4.7 M params."""
-    return FerVGG((64, 128, 256, 512), (), num_classes, in_chans, dropout=dropout, global_pool=True)
+def vgg_gap(num_classes: int = 7, in_chans: int = 1, dropout: float = 0.2, width: int = 64) -> nn.Module:
+    """Compact VGGNet: vgg_fer's 4x(2 conv-BN-ReLU + pool) trunk (``width``-2x-4x-8x channels; 64: vgg_fer's
+    64-512, 4.7 M params), global average pool; cost grows with ``width`` squared."""
+    return FerVGG((width, 2 * width, 4 * width, 8 * width), (), num_classes, in_chans, dropout=dropout,
+                  global_pool=True)

@@ -66,8 +66,8 @@ def batch_refusal(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: 
     """Why these models cannot be trained together by :func:`fit_folds` (None: they can)."""
     if cfg.early_stopping_patience is not None:
         return "early stopping needs each fold's validation and best weights"
-    if cfg.compile or cfg.channels_last:
-        return "compile and channels_last act on a single module, not on stacked parameters"
+    if cfg.compile:
+        return "compile acts on a single module, not on stacked parameters"
     if cfg.ema_decay is not None or cfg.mixup_alpha or cfg.cutmix_alpha or cfg.sam_rho:
         return "EMA, mixup/CutMix and SAM are steps of fit's TrainStep, not of the stacked step"
     if any(isinstance(m, nn.RNNBase) for model in models for m in model.modules()):

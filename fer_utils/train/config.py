@@ -13,6 +13,9 @@ BOOKKEEPING_FIELDS: tuple[str, ...] = ("checkpoint_every",)
 #: Fields added after runs were stored, with their "off" values: left out of :meth:`TrainConfig.identity`
 #: at those values, so the hashes of stored experiments and the resume checks of older runs still match.
 LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0}
+#: Identity key of runs with ``amp`` on since ``amp`` autocasts on CPU too: results stored when it meant
+#: fp32 on CPU (before) are then not taken for bf16 ones.
+CPU_AMP_KEY = "amp_on_cpu"
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,10 @@ class TrainConfig:
     ``step`` (x ``gamma`` every ``step_size`` epochs), ``plateau`` (x ``gamma`` after
     ``plateau_patience`` epochs without validation-accuracy gain), ``none``.
     warmup_epochs: linear warm-up for ``cosine``. class_weighting: inverse-frequency class
-    weights in the training loss. amp: autocast in ``amp_dtype`` on CUDA (ignored on CPU;
-    ``float16`` adds a gradient scaler). grad_clip: max global gradient norm.
+    weights in the training loss. amp: autocast in ``amp_dtype`` (CUDA: as asked, ``float16`` adds a
+    gradient scaler; CPU: ``bfloat16`` where the CPU has it natively, else fp32, see
+    :func:`fer_utils.devices.resolve_precision`). channels_last: the channels-last memory layout for
+    2-D convolutional models (others ignore it). grad_clip: max global gradient norm.
     early_stopping_patience: stop after this many epochs without validation-accuracy gain.
     eval_batch_size: batch size for validation (no gradients, so larger).
     checkpoint_every: write ``last.pt`` every this many epochs, at the end, and when the run
@@ -57,7 +62,7 @@ class TrainConfig:
     augment: str = "standard"
     amp: bool = True
     amp_dtype: str = "bfloat16"
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     grad_clip: float | None = None
     early_stopping_patience: int | None = None
@@ -102,9 +107,10 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """:meth:`to_dict` without :data:`BOOKKEEPING_FIELDS` nor :data:`LATER_FIELDS` at their off
-        values: what config hashes and resume checks compare."""
-        return {k: v for k, v in self.to_dict().items()
-                if k not in BOOKKEEPING_FIELDS and (k not in LATER_FIELDS or v != LATER_FIELDS[k])}
+        values, plus :data:`CPU_AMP_KEY` when ``amp`` is on: what config hashes and resume checks compare."""
+        values = {k: v for k, v in self.to_dict().items()
+                  if k not in BOOKKEEPING_FIELDS and (k not in LATER_FIELDS or v != LATER_FIELDS[k])}
+        return {**values, CPU_AMP_KEY: True} if self.amp else values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

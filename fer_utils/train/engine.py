@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fer_utils.data import BatchIterator, BatchMix, DatasetError, FaceData, create_augment
 from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from fer_utils.models.pretrained import architecture_kwargs
-from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.devices import DTYPE_LABELS, resolve_device, resolve_precision, seed_everything, uses_channels_last
 from fer_utils.files import atomic_write, write_json
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.distributed import Rank, current
@@ -162,10 +162,9 @@ class TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                  cfg: TrainConfig, device: torch.device, ema: AveragedModel | None = None) -> None:
         self.model, self.optimizer, self.criterion, self.cfg, self.ema = model, optimizer, criterion, cfg, ema
-        self.device_type = device.type
-        self.amp = cfg.amp and device.type == "cuda"
-        self.amp_dtype = getattr(torch, cfg.amp_dtype)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.precision = resolve_precision(device, cfg.amp, cfg.amp_dtype)
+        self.channels_last = cfg.channels_last and uses_channels_last(model)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.dtype == torch.float16)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.mix = BatchMix(cfg.mixup_alpha, cfg.cutmix_alpha)
         self.set_epoch(0)
@@ -175,12 +174,12 @@ class TrainStep:
         self.mix_rng = np.random.default_rng((self.cfg.seed % 2**63, epoch))
 
     def autocast(self) -> torch.autocast:
-        """Autocast context (a no-op unless ``amp`` on CUDA)."""
-        return torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp)
+        """Autocast context of the run's precision (a no-op in fp32)."""
+        return self.precision.autocast()
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Channels-last layout for image batches when configured."""
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and x.dim() == 4 else x
+        """Channels-last layout for image batches of a 2-D convolutional model when configured."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and update; returns the detached loss and logits (of the mixed batch)."""
@@ -314,6 +313,18 @@ def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], pat
         raise CheckpointMismatchError(f"{path}: classes {ckpt['classes']} differ from the data's {list(classes)}")
 
 
+def _check_same_precision(ckpt: dict, precision: str, path: Path) -> None:
+    """``DatasetError`` when ``ckpt`` was trained in another precision (a checkpoint from before
+    precisions were recorded ran fp32 on CPU and its ``amp_dtype`` on CUDA)."""
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    device = precision.split()[0]
+    legacy = f"{device} {'fp32' if device != 'cuda' or not cfg.amp else DTYPE_LABELS[cfg.amp_dtype]}"
+    saved = ckpt.get("precision", legacy)
+    if saved != precision:
+        raise DatasetError(f"{path}: cannot resume, the run trained in {saved} and would go on in {precision} "
+                           "(other device, CPU or --amp); resume where it started or start a new run folder")
+
+
 def _check_same_data(ckpt: dict, data_fingerprint: dict[str, str | None], path: Path) -> None:
     saved = ckpt.get("data_fingerprint")
     if saved is not None and saved != data_fingerprint:
@@ -382,7 +393,7 @@ def _cpu_copy(value: Any) -> Any:
 
 def _write_config(run_dir: Path, meta: dict[str, Any], train: FaceData, val: FaceData | None,
                   run_info: dict[str, Any] | None) -> None:
-    info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing")},
+    info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing", "precision")},
             "train": meta["config"], "train_size": len(train), "val_size": 0 if val is None else len(val),
             **(run_info or {})}
     write_json(run_dir / "config.json", info)
@@ -443,7 +454,7 @@ def fit(
     data_fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
     seed_everything(cfg.seed)
     model.to(device)
-    if cfg.channels_last:
+    if cfg.channels_last and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     rank_train, rank_val, rank_cfg = (train, val, cfg) if ddp is None else _rank_share(ddp, train, val, cfg)
     train_batches = training_batches(rank_train, rank_cfg, device)
@@ -455,6 +466,7 @@ def fit(
     ema = create_ema(model, cfg)
     step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
                      make_criterion(cfg, train, device), cfg, device, ema)
+    meta["precision"] = step.precision.label
     evaluated = model if ema is None else ema.module  # what validation, best.pt and the result use
     evaluator = step if ddp is None and ema is None else TrainStep(evaluated, optimizer, step.criterion, cfg, device)
 
@@ -465,6 +477,7 @@ def fit(
             last_path = run_dir / "last.pt"
             ckpt = load_checkpoint(last_path)
             _check_resumable(ckpt, cfg, train.classes, last_path)
+            _check_same_precision(ckpt, step.precision.label, last_path)
             _check_same_data(ckpt, data_fingerprint, last_path)
             model.load_state_dict(ckpt["model_state"])
             optimizer.load_state_dict(ckpt["optimizer_state"])
