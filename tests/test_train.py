@@ -107,8 +107,11 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler, extra):
 
 def test_ctrl_c_during_a_checkpoint_write_arrives_after_it(tmp_path, monkeypatch):
     """Ctrl-C inside ``torch.save`` used to surface as a RuntimeError from its zip writer ("unexpected
-    pos"): a failure, not a stop. The write holds it back: the checkpoint is whole, then it arrives."""
+    pos"): a failure, not a stop. The write holds it back: the checkpoint is whole, then it arrives.
+    Python's own Ctrl-C handler is set for the test: a suite started with SIGINT ignored (``nohup``, ``&``
+    in a script) has none."""
     real_save = torch.save
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     class Interrupting:
         """A file that receives SIGINT on its third write, in the middle of the weights."""
@@ -126,11 +129,14 @@ def test_ctrl_c_during_a_checkpoint_write_arrives_after_it(tmp_path, monkeypatch
             self.handle.flush()
 
     monkeypatch.setattr(torch, "save", lambda obj, handle: real_save(obj, Interrupting(handle)))
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(100_000)}, model_name="tiny", classes=["a"])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(100_000)}, model_name="tiny", classes=["a"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["w"], torch.ones(100_000))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
 
 
 def test_ema_is_what_is_validated_kept_and_returned(tmp_path):

@@ -1,0 +1,76 @@
+"""Figures of the FER2013 models trained on this project's 2-core CPU, for the README's "Training on a CPU".
+
+- ``figures/cpu_accuracy_vs_hours.png``: PublicTest accuracy against training hours for every run folder
+  under ``results/`` trained on all of Training on a CPU (single view; ten-crop too where
+  ``metrics_publictest_tencrop.json`` exists), with its precision;
+- ``figures/cpu_shipped_history.png``: the history of the run named by ``--shipped``.
+
+    python scripts/cpu_training_figures.py --shipped results/vgg_gap_w32-cpu
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from fer_utils.plots import finish, new_figure, plot_history
+
+#: A run counts when it trained on at least this many faces (all of Training but a hold-out).
+FULL_TRAINING = 25_000
+
+
+def cpu_runs(results: Path) -> pd.DataFrame:
+    """One row per finished full-Training CPU run under ``results``: name, precision, hours, epochs, accuracies."""
+    rows = []
+    for metrics_file in sorted(results.rglob("metrics.json")):
+        run_dir = metrics_file.parent
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("device") != "cpu" or metrics.get("train_size", 0) < FULL_TRAINING or not metrics.get("test"):
+            continue
+        config = json.loads((run_dir / "config.json").read_text())
+        tencrop_file = run_dir / "metrics_publictest_tencrop.json"
+        tencrop = json.loads(tencrop_file.read_text())["accuracy"] if tencrop_file.is_file() else None
+        rows.append({"run": str(run_dir.relative_to(results)), "model": metrics["model_name"],
+                     "precision": config.get("precision", "cpu fp32"), "epochs": metrics["epochs_run"],
+                     "hours": metrics["train_seconds"] / 3600, "accuracy": metrics["test"]["accuracy"],
+                     "tencrop_accuracy": tencrop})
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
+    """Scatter of PublicTest accuracy (%) against training hours, coloured by precision, ten-crop as stars."""
+    fig = new_figure(9, 5.5)
+    ax = fig.subplots()
+    for precision, part in runs.groupby("precision"):
+        ax.scatter(part["hours"], part["accuracy"] * 100, s=40, label=f"{precision}, single view")
+        crops = part.dropna(subset=["tencrop_accuracy"])
+        if len(crops):
+            ax.scatter(crops["hours"], crops["tencrop_accuracy"] * 100, marker="*", s=140,
+                       label=f"{precision}, ten-crop")
+    for row in runs.itertuples():
+        ax.annotate(f"{row.model} {row.epochs} ep", (row.hours, row.accuracy * 100), fontsize=7,
+                    xytext=(4, -10), textcoords="offset points")
+    ax.set(xlabel="training wall-clock hours on the 2-core CPU", ylabel="FER2013 PublicTest accuracy (%)",
+           title="FER2013 models trained on the 2-core CPU: accuracy against training time")
+    ax.legend(fontsize=8)
+    finish(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--figures", type=Path, default=Path("figures"))
+    parser.add_argument("--shipped", type=Path, required=True, help="run folder of the shipped model")
+    args = parser.parse_args(argv)
+    runs = cpu_runs(args.results)
+    print(runs.to_string(index=False))
+    plot_accuracy_vs_hours(runs, args.figures / "cpu_accuracy_vs_hours.png")
+    plot_history(args.shipped / "history.csv", args.figures / "cpu_shipped_history.png",
+                 title=f"Shipped model: {args.shipped.name} trained on the 2-core CPU (EMA weights validated)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
