@@ -65,6 +65,7 @@ def benchmark_iterator(
 def benchmark_training(
     images: np.ndarray, model_name: str, device: str, batch_size: int = 128, augment: str = "standard",
     steps: int = 50, amp: bool = True, channels_last: bool = False, sync: Callable[[], Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> dict:
     """Training images/s through the augmented iterator vs. on one pre-made batch (same steps).
 
@@ -78,7 +79,7 @@ def benchmark_training(
 
     dev = torch.device(device)
     cfg = TrainConfig(batch_size=batch_size, augment=augment, amp=amp, channels_last=channels_last)
-    model = create_model(model_name).to(dev)
+    model = create_model(model_name, **(model_kwargs or {})).to(dev)
     if channels_last and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     step = TrainStep(model.train(), create_optimizer(model, "sgd", lr=0.01), torch.nn.CrossEntropyLoss(), cfg, dev)
@@ -108,7 +109,7 @@ def benchmark_training(
 
     fed = timed(pipeline())
     premade = timed((fixed_x, fixed_y) for _ in range(steps + 5))
-    return {"device": device, "model": model_name, "augment": augment, "batch_size": batch_size, "steps": steps,
+    return {"device": device, "model": model_name, "model_kwargs": model_kwargs or {}, "augment": augment, "batch_size": batch_size, "steps": steps,
             "precision": step.precision.label, "channels_last": step.channels_last,
             "pipeline_images_per_s": round(fed, 1),
             "premade_images_per_s": round(premade, 1), "pipeline_over_premade": round(fed / premade, 3),
@@ -129,7 +130,8 @@ def precision_table(images: np.ndarray, models: list[str], device: str, **option
             result = benchmark_training(images, model, device, amp=amp, channels_last=channels_last, **options)
             rows.append(result)
             cells.append(f"{result['premade_images_per_s']:,.0f}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        kwargs = options.get("model_kwargs")
+        lines.append(f"| {model}{' ' + json.dumps(kwargs) if kwargs else ''} | " + " | ".join(cells) + " |")
     fast = rows[-1]["precision"] if rows else device
     header = (f"| model ({device}, batch {options.get('batch_size', 128)}, images/s) | fp32 | fp32 + channels_last "
               f"| {fast} autocast | {fast} + channels_last |\n|---|---|---|---|---|")
@@ -198,6 +200,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=positive_int, default=1,
                         help="processes training at once on the device, as seeds side by side (train; stored if 1)")
     parser.add_argument("--channels-last", action="store_true", help="train in channels-last memory format (train)")
+    parser.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                        help='train: extra arguments of every --model, e.g. \'{"width": 32}\' for vgg_gap')
     parser.add_argument("--precisions", action="store_true",
                         help="train: each --model's bare-step images/s in fp32, fp32 + channels-last, autocast and "
                              "autocast + channels-last, as a Markdown table")
@@ -234,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.what == "train":
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         options = dict(batch_size=args.batch_size or 128, augment=args.augment, steps=args.steps,
-                       channels_last=args.channels_last)
+                       channels_last=args.channels_last, model_kwargs=args.model_kwargs)
         for model in args.model:
             model_entry(model)  # an unknown name fails here, before any process starts
         images, source = _training_images(args.errors) if args.processes == 1 else (None, None)
@@ -252,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 result["gpu"] = torch.cuda.get_device_name(torch.device(device))
             results.append(result)
             print(json.dumps(result))
-            if args.processes == 1:
+            if args.processes == 1 and not args.model_kwargs:  # the plan reads rates by model name alone
                 print(f"stored in {store_training_rate(result)} (read by python -m fer_utils.report --plan)")
     else:
         try:

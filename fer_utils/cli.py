@@ -2,15 +2,21 @@
 
 A command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is
 imported only when its command is used, so ``predict`` never loads training code.
-Expected errors (bad data, checkpoint, run folder or argument: ``DatasetError``, a missing
-file) print one line ``error: ...`` and exit with status 2; ``--debug`` shows the traceback.
+Expected errors (bad data, checkpoint, run folder or argument: ``DatasetError``; a missing file,
+a full disk, a read-only folder: ``OSError``) print one line ``error: ...`` and exit with status 2;
+Ctrl-C and SIGTERM print one line (with how to resume, where the command says) and exit with 130
+and 143; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fer_utils.data.errors import DatasetError
 from fer_utils.devices import UnsupportedPrecisionError
@@ -41,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit status (2: bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # file names of any bytes are printed, escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] not in COMMANDS:
@@ -52,9 +61,39 @@ def main(argv: list[str] | None = None) -> int:
     module.configure_parser(parser)
     args = parser.parse_args(rest)
     try:
-        return int(module.run(args) or 0)
-    except (DatasetError, UnsupportedPrecisionError, FileNotFoundError) as exc:
+        with terminate_as_interrupt():
+            return int(module.run(args) or 0)
+    except (DatasetError, UnsupportedPrecisionError, OSError) as exc:  # OSError: disk full, read-only folder...
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        if debug:
+            traceback.print_exc()
+        terminated = isinstance(exc, Terminated)
+        print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}. "
+              + getattr(module, "INTERRUPTED_HINT", ""), file=sys.stderr)
+        return 143 if terminated else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a run stops the same way (``last.pt`` kept)."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the block (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,8 +32,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         tmp.unlink(missing_ok=True)
 
 
-#: Signals held back while a file is written: Ctrl-C and the alarm that ends a ``--budget-minutes`` run.
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGALRM)
+#: Signals held back while a file is written: Ctrl-C, the alarm that ends a ``--budget-minutes`` run, SIGTERM.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGALRM, signal.SIGTERM)
 
 
 @contextmanager
@@ -67,3 +69,24 @@ def write_json(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
     with atomic_write(path, "w") as handle:
         json.dump(payload, handle, indent=indent)
     return Path(path)
+
+
+@contextmanager
+def opencv_name(path: str | os.PathLike) -> Iterator[str]:
+    """A name of ``path`` that OpenCV can take: ``str(path)``, or, when that is not valid UTF-8 (a file name
+    of arbitrary bytes; OpenCV's Python binding crashes on it), a symbolic link with an ASCII name in a
+    temporary folder, removed when the block ends. Open the capture or writer inside the block: OpenCV
+    opens the file at once and keeps reading or writing it after the link is gone."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        folder = Path(tempfile.mkdtemp(prefix="fer-opencv-"))
+        link = folder / f"file{Path(path).suffix.encode('ascii', 'replace').decode()}"
+        try:
+            link.symlink_to(Path(path).absolute())
+            yield str(link)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    yield name

@@ -375,6 +375,8 @@ def test_predict_reports_a_truncated_video_and_a_symlink_loop(tmp_path, capsys):
     assert results["clip.avi"]["status"] == "error"
     assert "truncated or damaged video: frame" in results["clip.avi"]["message"]
     assert "of the 40 in its header cannot be decoded" in results["clip.avi"]["message"]
+    summary = json.loads((out / "clip_summary.json").read_text())
+    assert summary["partial"] is True and summary["frames_in_header"] == 40 > summary["frames_decoded"] > 0
 
 
 # ---- property-based: the FER2013 CSV parser -------------------------------------------------------------
@@ -425,3 +427,225 @@ def test_csv_parser_property(tmp_path, rows):
     assert np.array_equal(data.images, expected)
     assert sum(data.skipped.values()) == len(bad)
     assert data.skipped == {r: list(bad.values()).count(r) for r in set(bad.values())}
+
+
+# ---- issue 29: nothing destroyed, any file name, wrong results become errors ---------------------------------
+
+
+def predictions_file(path, sources, labels, probs=None, classes=FER2013_CLASSES, items="x"):
+    """A predictions .npz as evaluate --save-probs writes it (rows uniform unless ``probs``)."""
+    probs = np.full((len(labels), len(classes)), 1 / len(classes)) if probs is None else probs
+    np.savez_compressed(path, y_true=np.asarray(labels), probs=probs, classes=np.array(classes),
+                        items=np.array(items), sources=np.array(sources))
+    return str(path)
+
+
+def test_evaluate_never_writes_over_its_inputs_nor_existing_files(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = (run / "best.pt").read_bytes()
+    for flag in ("--out", "--save-probs"):
+        for extra in ((), ("--overwrite",)):
+            code, err = run_cli(capsys, "evaluate", "--checkpoint", str(run / "best.pt"), flag, str(run / "best.pt"),
+                                *extra)
+            assert code == 2 and "is one of this command's inputs" in one_error_line(err)
+    assert (run / "best.pt").read_bytes() == before
+    rng = np.random.default_rng(0)
+    a = predictions_file(tmp_path / "a.npz", ["s0", "s1", "s2"], [0, 1, 2], rng.dirichlet(np.ones(7), 3))
+    existing = tmp_path / "old.json"
+    existing.write_text("keep me")
+    code, err = run_cli(capsys, "evaluate", "--probs", a, "--out", str(existing))
+    assert code == 2 and "exists; pass --overwrite" in one_error_line(err) and existing.read_text() == "keep me"
+    code, err = run_cli(capsys, "evaluate", "--probs", a, "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in one_error_line(err)
+    code, err = run_cli(capsys, "evaluate", "--probs", a, "--save-probs", a, "--overwrite")
+    assert code == 2 and "inputs" in one_error_line(err)
+    assert run_cli(capsys, "evaluate", "--probs", a, "--out", str(existing), "--overwrite")[0] == 0
+    assert json.loads(existing.read_text())["n"] == 3
+
+
+def test_ensemble_members_are_matched_by_source_and_disagreements_refused(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(7), 4)
+    sources, labels = ["r0", "r1", "r2", "r3"], np.array([0, 3, 3, 6])
+    a = predictions_file(tmp_path / "a.npz", sources, labels, probs, items="a")
+    order = [2, 0, 3, 1]  # the same items in another order (another fingerprint): rows follow the sources
+    b = predictions_file(tmp_path / "b.npz", [sources[i] for i in order], labels[order], probs[order][:, ::-1].copy(),
+                         items="b")
+    assert run_cli(capsys, "evaluate", "--probs", a, b, "--save-probs", str(tmp_path / "ens.npz"))[0] == 0
+    with np.load(tmp_path / "ens.npz") as ens:
+        assert np.allclose(ens["probs"], (probs + probs[:, ::-1]) / 2) and list(ens["sources"]) == sources
+    cases = {
+        "relabelled": (dict(sources=sources, labels=(labels + 1) % 7), "4 items have other labels"),
+        "fewer": (dict(sources=sources[:3], labels=labels[:3]), "lacks 1 of the 4 items"),
+        "more": (dict(sources=[*sources, "r4"], labels=[*labels, 0]), "holds 5 items"),
+        "nan": (dict(sources=sources, labels=labels, probs=np.full((4, 7), np.nan)), "NaN, infinite or negative"),
+        "negative": (dict(sources=sources, labels=labels, probs=np.eye(7)[labels] * 2 - 1 / 7), "negative"),
+        "five": (dict(sources=sources, labels=labels, probs=np.full((4, 5), 0.2)), "expected (4, 7)"),
+        "transposed": (dict(sources=sources, labels=labels, probs=np.full((7, 4), 0.25)), "expected (4, 7)"),
+        "flat": (dict(sources=sources, labels=labels, probs=np.full(28, 1 / 7)), "expected (4, 7)"),
+    }
+    for name, (kwargs, message) in cases.items():
+        bad = predictions_file(tmp_path / f"{name}.npz", **kwargs)
+        code, err = run_cli(capsys, "evaluate", "--probs", a, bad)
+        assert code == 2 and f"{bad}: " in err and message in one_error_line(err), (name, err)
+
+
+def test_checkpoints_that_do_not_fit_are_one_line(fer_dir, trained, tmp_path, capsys):
+    text = tmp_path / "notes.pt"
+    text.write_text("these are my notes, not weights\n" * 20)
+    ckpt = torch.load(trained / "best.pt", weights_only=True)
+    other = tmp_path / "other.pt"
+    torch.save({**ckpt, "model_name": "vgg_small"}, other)  # simple_cnn weights under another architecture
+    kwargs = tmp_path / "kwargs.pt"
+    torch.save({**ckpt, "model_kwargs": {"dropout": 0.1, "width": 3}}, kwargs)
+    for path, message in ((text, "not a readable fer_utils checkpoint"), (other, "weights do not fit"),
+                          (kwargs, "weights do not fit")):
+        for command in (["evaluate", "--data-dir", str(fer_dir)], ["predict", str(tmp_path / "x.png"), "--detector",
+                                                                    "haar", "--out", str(tmp_path / "p")]):
+            code = main([*command, "--checkpoint", str(path)])
+            shown = "".join(capsys.readouterr())
+            assert code == 2 and message in shown and "Traceback" not in shown, (path, command, shown)
+
+
+def test_train_refuses_model_kwargs_the_data_cannot_take_before_writing(fer_dir, tmp_path, capsys):
+    for i, kwargs in enumerate(('{"img_size": 64}', '{"img_size": 7}')):
+        out = tmp_path / f"run{i}"
+        code, err = run_cli(capsys, *train_args(fer_dir, out, "--model-kwargs", kwargs))
+        assert code == 2 and "cannot take" in one_error_line(err) and "(48, 48)" in err
+        assert not out.exists() or not any(p.name != ".lock" for p in out.iterdir())
+        assert run_cli(capsys, *train_args(fer_dir, out))[0] == 0  # no stray config.json demands --overwrite
+
+
+def test_resume_with_other_settings_is_one_line(fer_dir, trained, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    code, err = run_cli(capsys, *[a if a != "1" else "2" for a in train_args(fer_dir, out, "--resume")])
+    assert code == 2 and "cannot resume, the training config differs in ['epochs']" in one_error_line(err)
+
+
+def test_ctrl_c_and_sigterm_say_how_to_resume(fer_dir, tmp_path, capsys, monkeypatch):
+    import signal
+    import fer_utils.experiments.train_command as command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    code, err = run_cli(capsys, *train_args(fer_dir, tmp_path / "run"))
+    assert code == 130 and "interrupted (Ctrl-C)" in err and "--resume" in err and "Traceback" not in err
+    monkeypatch.setattr(command, "run", lambda args: signal.raise_signal(signal.SIGTERM))
+    code, err = run_cli(capsys, *train_args(fer_dir, tmp_path / "run"))
+    assert code == 143 and "terminated (SIGTERM)" in err and "--resume" in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_read_only_output_folder_is_one_line(fer_dir, tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    code, err = run_cli(capsys, *train_args(fer_dir, folder / "run"))
+    assert code == 2 and "Permission denied" in one_error_line(err)
+
+
+def test_a_stale_lock_is_taken_over_with_a_notice(fer_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / ".lock").write_text(dead.stdout.strip())
+    code, err = run_cli(capsys, *train_args(fer_dir, out))
+    assert code == 0 and f"taking over .lock left by process {dead.stdout.strip()}" in err
+
+
+def test_report_refuses_unknown_notebooks_smoke_values_and_broken_notebooks(data_dir, tmp_path, monkeypatch, capsys):
+    from fer_utils.report.runner import main as report
+
+    monkeypatch.setenv("FER_DATA_DIR", str(data_dir))
+    for argv, message in ((["--only", "99"], "no notebook numbered 99"), (["--smoke", "7"], "invalid choice: 7")):
+        code, err = run_cli_function(report, capsys, argv)
+        assert code == 2 and message in err
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "fer_utils").mkdir()
+    (tmp_path / "notebooks" / "03_broken.ipynb").write_text('{"cells": [')
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--plan"], ["--engine", "script"]):
+        code, err = run_cli_function(report, capsys, argv)
+        assert code == 2 and "03_broken.ipynb: not a Jupyter notebook" in err and "Traceback" not in err
+
+
+def run_cli_function(function, capsys, argv) -> tuple[int, str]:
+    try:
+        code = function(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def test_unpack_checks_every_member_before_writing_any(tmp_path, capsys):
+    import io
+    import tarfile
+
+    from fer_utils.report import pack as packing
+
+    root = tmp_path / "repo"
+    (root / "fer_utils").mkdir(parents=True)
+    (root / "fer_utils" / "cli.py").write_text("original")
+    for name, members in {"escape": ["results/a.json", "../outside.txt"], "source": ["results/a.json", "fer_utils/cli.py"],
+                          "hook": ["results/a.json", ".git/hooks/post-checkout"]}.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        with tarfile.open(folder / f"{packing.PART_PREFIX}0", "w:gz") as tar:
+            for member in members:
+                info = tarfile.TarInfo(member)
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"new"))
+        with pytest.raises(packing.PackError, match="refusing member .* nothing was extracted"):
+            packing.unpack(folder, root)
+        assert not (root / "results").exists() and (root / "fer_utils" / "cli.py").read_text() == "original"
+    (root / "results").mkdir()
+    (root / "results" / "a.json").write_text("mine")
+    folder = tmp_path / "exists"
+    folder.mkdir()
+    with tarfile.open(folder / f"{packing.PART_PREFIX}0", "w:gz") as tar:
+        info = tarfile.TarInfo("results/a.json")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"new"))
+    with pytest.raises(packing.PackError, match="exists already"):
+        packing.unpack(folder, root)
+    assert (root / "results" / "a.json").read_text() == "mine"
+
+
+@pytest.mark.realdata
+def test_predict_takes_any_file_name_and_keeps_earlier_results(fer2013, tmp_path, capsys):
+    from fer_utils.faces.synthetic import paste_faces
+
+    src = os.fsencode(tmp_path / "in")
+    os.mkdir(src)
+    scene = paste_faces([fer2013.images[8548]], [(100, 60, 220, 180)], (240, 320))
+    encoded = cv2.imencode(".jpg", cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))[1].tobytes()
+    with open(os.path.join(src, b"f\xffface.jpg"), "wb") as handle:
+        handle.write(encoded)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (320, 240))
+    for _ in range(4):
+        writer.write(cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    os.rename(tmp_path / "clip.mp4", os.path.join(src, b"v\xfe.mp4"))
+    with open(os.path.join(src, b"notes.txt"), "w") as handle:
+        handle.write("not media")
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", create_model("simple_cnn"), model_name="simple_cnn",
+                                 classes=FER2013_CLASSES)
+    out = tmp_path / "pred"
+    args = ["predict", os.fsdecode(src), "--checkpoint", str(checkpoint), "--detector", "haar", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    run = json.loads((out / RUN_SUMMARY).read_text())
+    assert run["processed"] == 2 and run["skipped_not_media"] == 1 and "1 other file(s) skipped" in printed
+    assert (out / "f_face_annotated.jpg").is_file() and (out / "v__annotated.mp4").is_file()
+    before = (out / RUN_SUMMARY).read_bytes()
+    assert main(args) == 2 and "holds an earlier run's results" in capsys.readouterr().out
+    assert (out / RUN_SUMMARY).read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0

@@ -213,4 +213,4 @@ def test_ensemble_is_rescored_from_saved_predictions_without_models(tmp_path, da
     assert main([*common, "--subset", "100", "--save-probs", str(tmp_path / "other.npz")]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--probs", files[0], str(tmp_path / "other.npz")]) == 2  # other items
-    assert "other items" in capsys.readouterr().err
+    assert "re-score members of one split" in capsys.readouterr().err

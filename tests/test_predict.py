@@ -197,7 +197,9 @@ def test_predict_stream_handles_a_video_file_live(tmp_path, faces, checkpoint, c
     assert (out / "live_summary.json").is_file() and (out / "live_timeline.png").is_file()
     assert main(["predict", str(video), "--stream", str(video), *args]) == 2
     assert "not both" in capsys.readouterr().out
-    assert main(["predict", "--camera", "97", *args]) == 1
+    assert main(["predict", "--camera", "97", *args]) == 2  # the folder holds the stream's results
+    assert "holds an earlier run's results" in capsys.readouterr().out
+    assert main(["predict", "--camera", "97", *args, "--overwrite"]) == 1
     assert "97: cannot open as a camera" in capsys.readouterr().out
 
 

@@ -97,7 +97,7 @@ def _exif_orientation(path: Path, data: np.ndarray) -> int:
         with Image.open(io.BytesIO(data.tobytes())) as img:
             return int(img.getexif().get(0x0112, 1))
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: {exc}; expected at most {Image.MAX_IMAGE_PIXELS} pixels") from None
+        raise ImageReadError(f"{path}: not read: {exc}") from None  # Pillow names the size and its limit
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, TypeError):
         return 1
 

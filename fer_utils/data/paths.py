@@ -46,3 +46,18 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise DatasetError(f"{path}: cannot write the output here ({exc.strerror or exc}); "
                            "expected a writable folder") from None
     return path
+
+
+def check_output_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = (),
+                      overwrite: bool = False) -> Path:
+    """:func:`check_writable`, after refusing (``DatasetError`` naming ``path``) a folder, one of the
+    command's ``inputs`` (even with ``overwrite``) and an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder; expected the name of a file to write")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            raise DatasetError(f"{path}: is one of this command's inputs; choose another output file")
+    if path.exists() and not overwrite:
+        raise DatasetError(f"{path}: exists; pass --overwrite to replace it, or choose another output file")
+    return check_writable(path)

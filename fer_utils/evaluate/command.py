@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
-from fer_utils.data.paths import check_writable
+from fer_utils.data import DatasetError, FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.data.paths import check_output_file
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device, resolve_precision
 from fer_utils.files import atomic_write
@@ -78,6 +78,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="bf16 autocast where the device runs it natively, channels-last (default on)")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out / --save-probs file (never one of the inputs)")
     add_errors_argument(parser)
 
 
@@ -92,10 +94,14 @@ def rescore(members: dict[Path, Predictions], ensemble: Predictions) -> dict[str
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print a summary and the JSON path (``--out`` is checked writable first)."""
+    """Evaluate, print a summary and the JSON path (``--out`` and ``--save-probs`` are checked first: writable,
+    not an input, new unless ``--overwrite``)."""
+    if args.out is not None and args.out == args.save_probs:
+        raise DatasetError(f"{args.out}: given as both --out and --save-probs; choose two files")
+    inputs = (args.checkpoint, *(args.probs or ()))
     for path in (args.out, args.save_probs):
         if path is not None:
-            check_writable(path)
+            check_output_file(path, inputs, args.overwrite)
     if args.probs is not None:
         members = dict(zip(args.probs, load_predictions(args.probs)))
         ensemble = average_predictions(list(members.values()))

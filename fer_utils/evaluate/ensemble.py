@@ -80,31 +80,67 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> None
 
 
 def read_predictions(path: str | os.PathLike) -> Predictions:
-    """A :func:`save_predictions` file; ``DatasetError`` naming it when it is no such file."""
+    """A :func:`save_predictions` file; ``DatasetError`` naming it when it is no such file or its arrays
+    do not fit: ``probs`` must be ``(N, classes)`` non-negative finite rows summing to 1, with ``N`` labels
+    (and sources) in the class range."""
     try:
         with np.load(path) as saved:
             record = {k: saved[k] for k in ("y_true", "probs", "classes", "items")}
             sources = saved["sources"] if "sources" in saved.files else None
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError) as exc:
         raise DatasetError(f"{path}: not a predictions file with y_true, probs, classes and items "
                            f"(written by evaluate --save-probs or train) ({exc})") from None
-    return Predictions(record["y_true"], record["probs"], [str(c) for c in record["classes"]],
-                       str(record["items"]), sources)
+    classes = [str(c) for c in np.atleast_1d(record["classes"])]
+    probs, y_true = record["probs"], record["y_true"]
+    n = len(y_true) if y_true.ndim == 1 else -1
+    problem = (
+        "y_true is not a 1-D array of labels" if n < 0 or not np.issubdtype(y_true.dtype, np.integer) else
+        f"probs has shape {probs.shape}, expected ({n}, {len(classes)}): one row per label, one column per class"
+        if probs.shape != (n, len(classes)) or not np.issubdtype(probs.dtype, np.floating) else
+        "probs holds NaN, infinite or negative values" if not (np.isfinite(probs).all() and (probs >= 0).all()) else
+        "probs rows do not sum to 1" if n and not np.allclose(probs.sum(1), 1.0, atol=1e-3) else
+        f"y_true holds labels outside 0..{len(classes) - 1}" if n and (y_true.min() < 0 or y_true.max() >= len(classes))
+        else f"sources has {len(sources)} entries for {n} rows" if sources is not None and len(sources) != n else None)
+    if problem:
+        raise DatasetError(f"{path}: {problem}")
+    return Predictions(y_true, probs, classes, str(record["items"]), sources)
+
+
+def _aligned(path: str | os.PathLike, record: Predictions, first: Predictions, first_path: str | os.PathLike
+             ) -> Predictions:
+    """``record``'s rows in ``first``'s order, matched by source (by position when either lacks sources,
+    then only for the same items); ``DatasetError`` when the items or their labels differ."""
+    if record.classes != first.classes:
+        raise DatasetError(f"{path}: classes {record.classes} differ from {first_path}'s {first.classes}")
+    if record.sources is None or first.sources is None:
+        if record.items != first.items:
+            raise DatasetError(f"{path}: made on other items than {first_path}; re-score members of one split")
+        return record
+    row_of = {source: row for row, source in enumerate(record.sources)}
+    if len(row_of) != len(record.sources) or len(set(first.sources)) != len(first.sources):
+        raise DatasetError(f"{path}: item sources repeat, so members cannot be matched by source")
+    rows = np.array([row_of.get(source, -1) for source in first.sources], dtype=np.int64)
+    if (rows < 0).any():
+        raise DatasetError(f"{path}: lacks {int((rows < 0).sum())} of the {len(rows)} items of {first_path} "
+                           f"(first: {first.sources[rows < 0][0]}); re-score members of one split")
+    if len(record.sources) != len(rows):
+        raise DatasetError(f"{path}: holds {len(record.sources)} items, {first_path} {len(rows)}; "
+                           "re-score members of one split")
+    differ = np.flatnonzero(record.y_true[rows] != first.y_true)
+    if len(differ):
+        raise DatasetError(f"{path}: {len(differ)} items have other labels than in {first_path} (first: "
+                           f"{first.sources[differ[0]]}); the members were made on other data")
+    return record._replace(y_true=record.y_true[rows], probs=record.probs[rows], sources=first.sources,
+                           items=first.items)
 
 
 def load_predictions(paths: Sequence[str | os.PathLike]) -> list[Predictions]:
-    """The :func:`save_predictions` files of an ensemble's members, made on one split; ``DatasetError``
-    naming a file that is no such file or was made on other items or classes than the first."""
+    """The :func:`save_predictions` files of an ensemble's members, each in the first's row order (matched by
+    item source); ``DatasetError`` naming a file that is no such file or holds other items, labels or classes."""
     if not paths:
         raise DatasetError("no predictions files given")
-    members = [read_predictions(paths[0])]
-    for path in paths[1:]:
-        record = read_predictions(path)
-        if record.items != members[0].items or record.classes != members[0].classes:
-            raise DatasetError(f"{path}: made on other items or classes than {paths[0]}; "
-                               "re-score members of one split")
-        members.append(record)
-    return members
+    first = read_predictions(paths[0])
+    return [first, *(_aligned(path, read_predictions(path), first, paths[0]) for path in paths[1:])]
 
 
 def average_predictions(members: Sequence[Predictions]) -> Predictions:

@@ -101,9 +101,18 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
         "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
-        "device": result.get("device", ""), "seed": result["config"]["train"]["seed"],
+        "device": _precision(result), "seed": result["config"]["train"]["seed"],
         "run_dir": (result.get("paths") or {}).get("run_dir"),
     }
+
+
+def _precision(result: dict[str, Any]) -> str:
+    """Where and how a run trained, e.g. ``cpu bf16``: its ``config.json``'s record, else (runs from before
+    it was kept, when autocast was off on CPU) ``cpu fp32`` for CPU runs and the device for others."""
+    config = Path((result.get("paths") or {}).get("run_dir") or "") / "config.json"
+    recorded = json.loads(config.read_text()).get("precision") if config.is_file() else None
+    device = result.get("device", "")
+    return recorded or ("cpu fp32" if device == "cpu" else device)
 
 
 def _count_parameters(name: str, num_classes: int, kwargs: dict[str, Any]) -> float:

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
-from fer_utils.data import DatasetError, list_augments
+from fer_utils.data import DatasetError, FaceData, list_augments
 from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
+from fer_utils.models import create_model
 from fer_utils.models.pretrained import file_digest
 from fer_utils.files import write_json
 from fer_utils.train.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig
@@ -31,6 +32,8 @@ from fer_utils.train.distributed import Rank, process_group, rank_device
 from fer_utils.train.recipes import RECIPES
 from fer_utils.train.engine import LOCK_NAME, run_lock
 
+#: Printed after Ctrl-C or SIGTERM (the run writes ``last.pt`` as it stops).
+INTERRUPTED_HINT = "OUT/last.pt keeps the last finished epoch: run the same command with --resume to go on"
 #: Files a run folder gets (``--overwrite`` removes them, nothing else).
 RUN_FILES: tuple[str, ...] = ("config.json", "history.csv", "history.json", "best.pt", "last.pt",
                               "predictions.npz", "metrics.json")
@@ -135,6 +138,22 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> None:
+    """``DatasetError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
+    ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...)."""
+    try:
+        model = create_model(model_name, num_classes=len(train.classes), in_chans=1, **model_kwargs).eval()
+        batch = torch.as_tensor(train.images[:2]).float().unsqueeze(-3)  # (2, [T,] 1, H, W), as the iterator makes
+        with torch.no_grad():
+            model(batch)
+    except DatasetError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"--model {model_name} with --model-kwargs {json.dumps(model_kwargs)} cannot take "
+                           f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, test, write ``metrics.json``; prints the test summary. Under ``torchrun`` every
     process trains its shard (DistributedDataParallel); rank 0 holds the lock, tests and writes."""
@@ -154,12 +173,13 @@ def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None
                     test=_split_arg(args.test_split), subset=args.subset,
                     load_kwargs={"errors": args.errors})
     run_info: dict[str, object] = {"data": spec.to_dict()}
+    splits = load_splits(spec, args.data_dir)
+    check_model_fits(args.model, args.model_kwargs, splits.train)  # before anything is written
     if ddp is None or ddp.is_main:
         prepare_run_dir(args.out, args.resume, args.overwrite)
     if ddp is not None:
         ddp.barrier()  # the run folder is ready
         run_info["processes"] = ddp.world_size
-    splits = load_splits(spec, args.data_dir)
     if args.distill_from:
         splits = replace(splits, train=with_distillation_targets(splits.train, args.distill_from, args.distill_weight))
         run_info["distillation"] = {"from": [str(p) for p in args.distill_from], "weight": args.distill_weight,

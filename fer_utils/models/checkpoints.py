@@ -67,12 +67,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, IndexError,
+            KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:  # a text or other file: any of these
         reason = "empty file" if path.stat().st_size == 0 else type(exc).__name__
         raise CheckpointMismatchError(
             f"{path}: not a readable fer_utils checkpoint ({reason}); expected a best.pt/last.pt "
             "written by fer_utils (truncated copies and pickled objects are refused)") from exc
-    if not isinstance(ckpt, dict) or "model_state" not in ckpt or "model_name" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_state"), dict) or "model_name" not in ckpt:
         raise CheckpointMismatchError(f"{path} is not a fer_utils checkpoint (no model_state/model_name)")
     bad = [k for k, v in ckpt["model_state"].items()
            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -97,11 +98,17 @@ def load_model(
         raise CheckpointMismatchError(
             f"{path}: checkpoint classes {ckpt['classes']} differ from expected {list(expected_classes)}"
         )
-    model = create_model(
-        ckpt["model_name"], num_classes=len(ckpt["classes"]),
-        in_chans=checkpoint_preprocessing(ckpt).channels, **ckpt["model_kwargs"],
-    )
-    model.load_state_dict(ckpt["model_state"])
+    try:
+        model = create_model(
+            ckpt["model_name"], num_classes=len(ckpt["classes"]),
+            in_chans=checkpoint_preprocessing(ckpt).channels, **ckpt["model_kwargs"],
+        )
+        model.load_state_dict(ckpt["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointMismatchError(
+            f"{path}: its weights do not fit the model it names ({ckpt.get('model_name')!r} with "
+            f"{ckpt.get('model_kwargs')}): {first}") from exc
     return model.to(device).eval(), ckpt
 
 

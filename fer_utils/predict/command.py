@@ -46,6 +46,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int,
                         help="videos: torch CPU threads (default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace the results of an earlier run in --out (its {RUN_SUMMARY} and same-named files)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
     if (live is None) == (not args.paths):
         print("predict: give PATHs or one of --camera/--stream, not both")
         return 2
-    inputs = expand_inputs(args.paths, exclude=out_dir)
+    inputs, others = expand_inputs(args.paths, exclude=out_dir)
     if real_path(out_dir) in {real_path(p) for p in inputs} or out_dir.is_file():
         print(f"predict: --out {out_dir} is a file (or one of the inputs); it must be a folder")
+        return 2
+    if (out_dir / RUN_SUMMARY).exists() and not args.overwrite:
+        print(f"predict: --out {out_dir} holds an earlier run's results ({RUN_SUMMARY}); choose another folder "
+              "or pass --overwrite to replace them")
         return 2
     if args.detect_every < 1 or args.window < 1:
         print("predict: --detect-every and --window must be >= 1")
@@ -72,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"predict: {err}")
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    namer = OutputNamer(out_dir, inputs)
+    namer = OutputNamer(out_dir, inputs, overwrite=args.overwrite)
+    if others:
+        print(f"skipped {len(others)} file(s) in the folders that are neither photos nor videos "
+              f"(first: {others[0]})")
     video_options = dict(detect_every=args.detect_every, smooth=args.smooth, window=args.window,
                          progress=not args.no_progress, threads=args.threads)
     outcomes = []
@@ -108,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
         "faces": sum(o.faces for o in outcomes),
+        "skipped_not_media": len(others), "skipped_files": [str(p) for p in others],
         "results": [o.__dict__ for o in outcomes],
     }
     (out_dir / RUN_SUMMARY).write_text(json.dumps(summary, indent=2))
     print(f"predict: {len(outcomes)} input(s): {len(ok)} processed ({summary['faces']} faces), "
-          f"{summary['no_face']} without a face, {summary['errors']} failed; results in {out_dir}/")
+          f"{summary['no_face']} without a face, {summary['errors']} failed"
+          + (f", {len(others)} other file(s) skipped" if others else "") + f"; results in {out_dir}/")
     return 0 if ok else 1

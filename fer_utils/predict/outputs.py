@@ -52,29 +52,37 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
+def expand_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None
+                  ) -> tuple[list[Path], list[Path]]:
     """Files as given; folders replaced by the images and videos inside them (sorted; broken
-    symlinks kept, to be reported), leaving out those under ``exclude`` (the output folder)."""
+    symlinks kept, to be reported), leaving out those under ``exclude`` (the output folder).
+    Returns them and the other files found in the folders (skipped: not a photo or video)."""
     skip = real_path(Path(exclude)) if exclude is not None else None
     out: list[Path] = []
+    others: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if (f.is_file() or f.is_symlink()) and input_kind(f)
-                              and (skip is None or skip not in real_path(f).parents)))
-        else:
+        if not p.is_dir():
             out.append(p)
-    return out
+            continue
+        for f in sorted(p.rglob("*")):
+            if not (f.is_file() or f.is_symlink()) or (skip is not None and skip in real_path(f).parents):
+                continue
+            (out if input_kind(f) else others).append(f)
+    return out, others
 
 
 class OutputNamer:
-    """Output file names in one folder: unique per input stem, never an input file."""
+    """Output file names in one folder: unique per input stem, valid UTF-8 (input names may hold any
+    bytes), never an input file, never a file this run did not write unless ``overwrite``."""
 
-    def __init__(self, out_dir: Path, inputs: Sequence[Path]) -> None:
+    def __init__(self, out_dir: Path, inputs: Sequence[Path], overwrite: bool = False) -> None:
         self.out_dir = out_dir
         self.inputs = {real_path(p) for p in inputs}
+        self.overwrite = overwrite
         self.used = {Path(RUN_SUMMARY).stem}
 
     def stem(self, name: str) -> str:
+        name = os.fsencode(name).decode("utf-8", "replace").replace("\ufffd", "_")
         stem, n = name, 1
         while stem in self.used:
             stem, n = f"{name}_{n}", n + 1
@@ -85,6 +93,8 @@ class OutputNamer:
         target = self.out_dir / name
         if real_path(target) in self.inputs:
             raise ValueError(f"refusing to overwrite input file {target}")
+        if target.exists() and not self.overwrite:
+            raise ValueError(f"refusing to overwrite {target}, which this run did not write (--overwrite replaces it)")
         return target
 
 
@@ -107,8 +117,11 @@ def _csv_row(result: FaceResult, classes: Sequence[str], **extra: Any) -> dict[s
 
 
 def _save_rgb(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: cannot write the annotated image")
+    """Encoded by OpenCV, written by Python (OpenCV's own writer crashes on names that are not UTF-8)."""
+    encoded, data = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OSError(f"{path}: cannot encode the annotated image as {path.suffix}")
+    path.write_bytes(data.tobytes())
 
 
 def _annotate(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
@@ -223,7 +236,7 @@ def process_video(
     writer = None
     show = live and display_available()
     try:
-        for fr in tqdm(stream, total=None if live else info.frame_count or None, desc=name, unit="frame",
+        for fr in tqdm(stream, total=None if live else info.frame_count or None, desc=stem, unit="frame",
                        leave=False, disable=not progress):
             if writer is None:
                 writer = open_writer(video_out, info.fps, fr.image.shape[1], fr.image.shape[0])
@@ -260,8 +273,10 @@ def process_video(
         _write_table(results_out, rows, columns)
 
     summary, primary = video_summary(frames, classes, info)
+    truncated = not live and len(frames) < info.frame_count  # the header promises more frames than were decoded
     summary = {"input": str(source), "detect_every": detect_every,
-               "smoothing": {"method": smooth, "window": window}, **summary}
+               "smoothing": {"method": smooth, "window": window}, "partial": truncated,
+               "frames_decoded": len(frames), "frames_in_header": info.frame_count, **summary}
     summary_out.write_text(json.dumps(summary, indent=2))
     outputs = [str(video_out), str(results_out), str(summary_out)]
     n_faces = sum(len(fr.faces) for fr in frames)
@@ -270,12 +285,12 @@ def process_video(
                           0, outputs)
     else:
         plot_timeline(track_series(frames, classes), classes, timeline_out,
-                      title=f"{name}: emotions per face track ({smooth} smoothing, window {window})")
+                      title=f"{stem}: emotions per face track ({smooth} smoothing, window {window})")
         outputs.append(str(timeline_out))
         message = (f"{source}: {len(frames)} frames, faces in {summary['frames_with_face']}, "
                    f"dominant emotion {summary['dominant_emotion']}")
         outcome = Outcome(str(source), "video", "ok", message, n_faces, outputs)
-    if not live and len(frames) < info.frame_count:  # the header promises more frames than could be decoded
+    if truncated:
         outcome = replace(outcome, status="error", message=(
             f"{source}: truncated or damaged video: frame {len(frames)} of the {info.frame_count} in its header "
             f"cannot be decoded; results cover frames 0-{len(frames) - 1} only"))

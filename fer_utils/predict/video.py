@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fer_utils.faces.detection import Detection
+from fer_utils.files import opencv_name
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.tracking import FaceTracker
 
@@ -64,7 +65,11 @@ def open_video(source: VideoSource) -> tuple[cv2.VideoCapture, VideoInfo]:
     """Open a video file, camera index or stream URL; ``VideoReadError`` naming it when OpenCV cannot."""
     if not isinstance(source, int) and "://" not in str(source) and not Path(source).is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if isinstance(source, int) or "://" in str(source):
+        capture = cv2.VideoCapture(source)
+    else:
+        with opencv_name(source) as name:
+            capture = cv2.VideoCapture(name)
     if not capture.isOpened():
         capture.release()
         what = "camera" if isinstance(source, int) else "video (unsupported container/codec, or not a video)"
@@ -139,7 +144,8 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Generator[T, None, None]:
 
 def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> cv2.VideoWriter:
     """An mp4v video writer; ``OSError`` when OpenCV cannot create ``path``."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    with opencv_name(path) as name:
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer

@@ -4,8 +4,8 @@
 ``pack`` writes the given files (paths relative to the repository root) as one gzipped tar cut
 into ``results.tar.gz.part<i>`` files; when they would not fit, the largest files are left out
 (checkpoints first, being the largest) and named in ``PACK_NOTE.txt`` inside the archive.
-``unpack`` joins the parts and extracts them under the repository root, refusing any member that
-would land outside it.
+``unpack`` joins the parts and, after checking every member, extracts them under the repository's
+results folders, refusing any member that would land elsewhere or over an existing file.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pathlib import Path, PurePosixPath
 #: What one command may bring back from the GPU machine: this many files of at most this size, this much in all.
 MAX_PARTS, PART_BYTES, TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20
 PART_PREFIX, NOTE = "results.tar.gz.part", "PACK_NOTE.txt"
+#: ``unpack`` writes only under these (relative to the repository root): the cached experiments ``pack`` brings
+#: back (the full and cpu profiles' results, the smoke profile's).
+UNPACK_FOLDERS = ("results", "scratch/smoke/results")
 #: Room kept for tar headers and gzip's worst case on incompressible checkpoints.
 HEADROOM = 0.97
 
@@ -112,24 +115,43 @@ class _Joined(io.RawIOBase):
             self.handle = None
 
 
+def _members(parts: list[Path]) -> tarfile.TarFile:
+    return tarfile.open(fileobj=io.BufferedReader(_Joined(parts)), mode="r|gz")
+
+
 def unpack(folder: Path, root: Path) -> list[str]:
-    """Extract the parts in ``folder`` under ``root``; returns the member names (the note, if any, is printed)."""
+    """Extract the parts in ``folder`` under ``root``'s :data:`UNPACK_FOLDERS` (cached experiments);
+    returns the member names (the note, if any, is printed). Every member is checked before any is written:
+    a plain file or folder under ``results/``, not over an existing file."""
     parts = sorted(folder.glob(f"{PART_PREFIX}*"), key=lambda p: int(p.name.removeprefix(PART_PREFIX) or -1))
     if not parts:
         raise PackError(f"--unpack {folder}: no {PART_PREFIX}* files there")
-    names = []
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Joined(parts)), mode="r|gz") as tar:
+        with _members(parts) as tar:  # first pass: check every member, write nothing
             for member in tar:
-                path = PurePosixPath(member.name)
-                if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
-                    raise PackError(f"--unpack {folder}: refusing member {member.name!r} (outside the repository "
-                                    "or not a plain file)")
+                if member.name != NOTE:
+                    _check_member(member, root, folder)
+        names = []
+        with _members(parts) as tar:
+            for member in tar:
                 if member.name == NOTE:
                     print(tar.extractfile(member).read().decode(), end="")
                     continue
-                tar.extract(member, root, set_attrs=False)
+                tar.extract(member, root, set_attrs=False, filter="data")
                 names.append(member.name)
     except (tarfile.TarError, EOFError, OSError) as err:
         raise PackError(f"--unpack {folder}: unreadable archive ({err}); are all {len(parts)} parts there?") from err
     return names
+
+
+def _check_member(member: tarfile.TarInfo, root: Path, folder: Path) -> None:
+    """``PackError`` unless ``member`` is a plain file or folder under :data:`UNPACK_FOLDERS`, not an existing file."""
+    path = PurePosixPath(member.name)
+    inside = any(path.parts[:len(PurePosixPath(top).parts)] == PurePosixPath(top).parts for top in UNPACK_FOLDERS)
+    if path.is_absolute() or ".." in path.parts or not inside or not (member.isfile() or member.isdir()):
+        raise PackError(f"--unpack {folder}: refusing member {member.name!r} (not a plain file under "
+                        f"{' or '.join(UNPACK_FOLDERS)}); nothing was extracted")
+    target = root / path
+    if member.isfile() and (target.exists() or target.is_symlink()):
+        raise PackError(f"--unpack {folder}: {target} exists already; nothing was extracted (move it away to "
+                        "take the packed one)")

@@ -26,7 +26,7 @@ from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import PROFILES, profile_dirs, repo_root
 from fer_utils.report.plan import add_plan_arguments, plan_command, unpack_command
-from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
+from fer_utils.report.script import check_notebooks, notebook_parameters, notebook_paths, run_as_script
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 INJECTED_TAG = "injected-parameters"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer_utils.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default="full",
                         help="full: the published settings; cpu: scaled to 2 CPU cores; smoke: tiny subsets (tests)")
-    parser.add_argument("--smoke", type=int, default=0, help="1: same as --profile smoke")
+    parser.add_argument("--smoke", type=int, choices=(0, 1), default=0, help="1: same as --profile smoke")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", default="", help="comma-separated notebook number prefixes, e.g. 03,08")
     parser.add_argument("--engine", choices=("papermill", "script"), default="papermill",
@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print("make report needs the datasets:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     root = repo_root()
+    try:
+        check_notebooks(root, args.only)
+    except ValueError as err:
+        parser.error(str(err))
     if args.plan or args.budget_minutes is not None:
         return plan_command(args, profile, root)
     notebooks = notebook_paths(root, args.only)

@@ -19,10 +19,32 @@ def notebook_paths(root: Path, only: str = "") -> list[Path]:
     return [n for n in notebooks if n.name[:2] in only.split(",")] if only else notebooks
 
 
+def check_notebooks(root: Path, only: str = "") -> None:
+    """``ValueError`` naming the numbers of ``only`` that match no notebook, or a notebook that is not one."""
+    numbers = {nb.name[:2] for nb in notebook_paths(root)}
+    unknown = [n for n in only.split(",") if n and n not in numbers] if only else []
+    if unknown:
+        raise ValueError(f"--only {only}: no notebook numbered {', '.join(unknown)}; "
+                         f"there are {', '.join(sorted(numbers))}")
+    for notebook in notebook_paths(root, only):
+        notebook_cells(notebook)
+
+
 def notebook_parameters(notebook: Path, profile: str, device: str) -> dict[str, object]:
     """The parameters a report run injects into ``notebook``: its profile and device."""
     return {"profile": "full" if profile == "cpu" and notebook.name[:2] in CPU_RUNS_FULL else profile,
             "device": device}
+
+
+def notebook_cells(notebook: Path) -> list[dict]:
+    """The cells of ``notebook``; ``ValueError`` naming it and the place when it is not a notebook's JSON."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+        if not all(isinstance(cell, dict) and "cell_type" in cell and "source" in cell for cell in cells):
+            raise TypeError("a cell without cell_type or source")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{notebook}: not a Jupyter notebook ({type(err).__name__}: {err})") from None
+    return cells
 
 
 def run_as_script(notebook: Path, parameters: dict[str, object],
@@ -33,7 +55,7 @@ def run_as_script(notebook: Path, parameters: dict[str, object],
     Output is printed, not stored. A failing cell's traceback names the notebook and cell number;
     with ``on_error`` the error is handed to it (with the cell number) and the next cell runs.
     """
-    cells = json.loads(notebook.read_text())["cells"]
+    cells = notebook_cells(notebook)
     namespace: dict[str, object] = {"__name__": "__main__"}
     previous = Path.cwd()
     os.chdir(notebook.parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -84,8 +85,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             if owner is not None and owner != os.getpid() and _alive(owner):
                 raise DatasetError(f"{run_dir}: another training process (pid {owner}) is writing this "
                                    f"run folder; wait for it or remove {lock} if it is gone") from None
-            if owner != os.getpid():
-                lock.unlink(missing_ok=True)  # stale: its process is gone
+            if owner != os.getpid():  # stale: its process is gone
+                print(f"{run_dir}: taking over {LOCK_NAME} left by process {owner}, which has ended", file=sys.stderr)
+                lock.unlink(missing_ok=True)
         finally:
             tmp.unlink(missing_ok=True)
     if owner == os.getpid():  # already held by this process (nested use)
@@ -305,9 +307,10 @@ def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], pat
     now = cfg.identity()
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
-        raise ValueError(
+        raise DatasetError(
             f"{path}: cannot resume, the training config differs in {differ} "
-            f"(saved {[saved.get(k) for k in differ]}, now {[now.get(k) for k in differ]})"
+            f"(saved {[saved.get(k) for k in differ]}, now {[now.get(k) for k in differ]}); resume with the "
+            "run's own settings (config.json) or train into a new folder"
         )
     if list(ckpt["classes"]) != list(classes):
         raise CheckpointMismatchError(f"{path}: classes {ckpt['classes']} differ from the data's {list(classes)}")
@@ -344,7 +347,7 @@ def _check_finite(model: nn.Module, epoch: int, train_loss: float, val_loss: flo
     raise TrainingDivergedError(
         f"{where}training diverged in epoch {epoch} (train loss {train_loss:.4g}, val loss {val_loss}, "
         f"{'finite' if weights_ok else 'non-finite'} weights); lower --lr or set --grad-clip"
-        + ("; last.pt keeps the last good epoch" if run_dir is not None else ""))
+        + ("; last.pt keeps the last good epoch" if run_dir is not None and (run_dir / "last.pt").is_file() else ""))
 
 
 @dataclass
