@@ -18,8 +18,6 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fer_utils.data.errors import DatasetError
-from fer_utils.devices import UnsupportedPrecisionError
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     name, rest = argv[0], argv[1:]
+    from fer_utils.data.errors import DatasetError  # here, not above: --help answers without importing torch
+    from fer_utils.devices import UnsupportedPrecisionError
+
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m fer_utils {name}", description=COMMANDS[name][1])
     module.configure_parser(parser)

@@ -18,9 +18,11 @@ def test_benchmark_iterator_counts_images():
 def test_benchmark_training_compares_pipeline_with_premade():
     result = benchmark_training(IMAGES, "simple_cnn", "cpu", batch_size=32, steps=2)
     assert result["pipeline_images_per_s"] > 0 and result["premade_images_per_s"] > 0
-    # The ratio is of the unrounded rates; the reported rates are rounded to 0.1 images/s.
+    # The ratio is of the unrounded rates; the reported rates are rounded to 0.1 images/s, which moves their
+    # ratio by up to 0.05 / rate each (a few hundredths on a loaded machine, where the rates are small).
     ratio = result["pipeline_images_per_s"] / result["premade_images_per_s"]
-    assert result["pipeline_over_premade"] == pytest.approx(ratio, abs=0.002)
+    slack = 0.0005 + 0.05 * ratio * (1 / result["pipeline_images_per_s"] + 1 / result["premade_images_per_s"])
+    assert result["pipeline_over_premade"] == pytest.approx(ratio, abs=slack)
 
 
 def test_training_rates_are_stored_per_model_where_the_plan_reads_them(tmp_path, monkeypatch):
