@@ -649,3 +649,22 @@ def test_predict_takes_any_file_name_and_keeps_earlier_results(fer2013, tmp_path
     assert main(args) == 2 and "holds an earlier run's results" in capsys.readouterr().out
     assert (out / RUN_SUMMARY).read_bytes() == before
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_loaders_and_evaluate_take_file_names_of_any_bytes(tmp_path, capsys):
+    root = os.fsencode(tmp_path / "faces")
+    for label in (b"happy", b"sad"):
+        os.makedirs(os.path.join(root, label))
+        for i in range(3):
+            with open(os.path.join(root, label, b"face\xff%d.png" % i), "wb") as handle:
+                handle.write(cv2.imencode(".png", np.full((48, 48), 40 * i, np.uint8))[1].tobytes())
+    data = load_dataset("folders", os.fsdecode(root))
+    assert len(data) == 6 and data.meta["source"].str.contains("face\udcff").all()
+    checkpoint = save_checkpoint(tmp_path / "m.pt", create_model("simple_cnn", num_classes=len(data.classes)),
+                                 model_name="simple_cnn", classes=data.classes)
+    probs = tmp_path / "p.npz"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", "folders", "--data-dir", os.fsdecode(root),
+                 "--split", "all", "--save-probs", str(probs), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--probs", str(probs), str(probs)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["n"] == 6
