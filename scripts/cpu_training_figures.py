@@ -50,10 +50,17 @@ def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
             ax.scatter(crops["hours"], crops["tencrop_accuracy"] * 100, marker="*", s=140,
                        label=f"{precision}, ten-crop")
     for row in runs.itertuples():
-        ax.annotate(f"{row.model} {row.epochs} ep", (row.hours, row.accuracy * 100), fontsize=7,
+        if "/" in row.run:  # a study's runs (e.g. cpu_precision/...): named once, below
+            continue
+        ax.annotate(f"{row.run} ({row.epochs} ep)", (row.hours, row.accuracy * 100), fontsize=7,
                     xytext=(4, -10), textcoords="offset points")
+    for study, part in runs[runs["run"].str.contains("/")].groupby(runs["run"].str.split("/").str[0]):
+        ax.annotate(f"{study}: {part['model'].iloc[0]}, {part['epochs'].iloc[0]} ep, {len(part)} runs",
+                    (part["hours"].max(), part["accuracy"].min() * 100), fontsize=7, xytext=(6, -14),
+                    textcoords="offset points")
     ax.set(xlabel="training wall-clock hours on the 2-core CPU", ylabel="FER2013 PublicTest accuracy (%)",
            title="FER2013 models trained on the 2-core CPU: accuracy against training time")
+    ax.margins(x=0.3)  # room for the names right of the points
     ax.legend(fontsize=8)
     finish(fig, path)
 
