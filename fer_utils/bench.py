@@ -28,6 +28,7 @@ import torch
 
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
+from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection, iou
@@ -220,12 +221,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch CPU threads (predict; default: all cores but one, which decodes frames ahead)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     add_errors_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print one JSON line per measurement."""
+    if args.json:
+        check_output_file(args.json, overwrite=args.overwrite)
     results = []
     if args.what == "data":
         images, source = _training_images(args.errors)

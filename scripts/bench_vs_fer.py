@@ -68,6 +68,7 @@ def _timed(command: list[str], result_file: Path) -> dict[str, Any]:
         said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {said[-1] if said else 'no output'}")
     result = json.loads(result_file.read_text())
+    result_file.unlink()  # the next run writes a new one
     result = result[0] if isinstance(result, list) else result
     return {**result, "fps": result["frames"] / result["seconds"],
             "faces_per_frame": result["faces_detected"] / max(1, result["frames"]), "process_s": wall}

@@ -59,7 +59,9 @@ def test_bench_train_runs_several_models_and_rejects_an_unknown_one(tmp_path, mo
     results = json.loads((tmp_path / "out.json").read_text())
     assert [r["model"] for r in results] == ["simple_cnn", "vgg_small"]
     assert all(r["augment"] == "crop" and r["channels_last"] for r in results)
-    assert main([*args, "--model", "simple_cnn", "no_such_net", "--processes", "2"]) == 2
+    assert main([*args, "--model", "simple_cnn", "vgg_small"]) == 2  # out.json exists: never replaced unasked
+    assert "out.json: exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--model", "simple_cnn", "no_such_net", "--processes", "2"]) == 2
     assert "unknown model 'no_such_net'" in capsys.readouterr().err
 
 

@@ -371,7 +371,10 @@ def test_prepare_faces_cli_and_labels(tmp_path, faces, capsys):
         assert data["images"].shape[1:] == (32, 32)
         assert "Neutral/d.png" in data["paths"].tolist()  # kept as a whole image, and reported
     assert load_dataset("prepared", out).preprocessing == Preprocessing(size=32, margin=0.1)
-    assert main(["prepare-faces", str(tmp_path / "nowhere"), str(out), "--no-progress"]) == 2
+    before = out.read_bytes()
+    assert main(["prepare-faces", str(src), str(out), "--detector", "haar", "--no-progress"]) == 2  # never replaced unasked
+    assert "exists; pass --overwrite" in capsys.readouterr().out and out.read_bytes() == before
+    assert main(["prepare-faces", str(tmp_path / "nowhere"), str(out), "--no-progress", "--overwrite"]) == 2
     assert folder_labels(["x/happy/1.png", "sadness/s1/2.png"]) == ["happy", "sad"]
     assert folder_labels(["S010/001.png"]) is None
     with pytest.raises(ValueError, match="class folder"):

@@ -56,10 +56,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", help="folder for partial results (default OUT.work/)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and its report)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``prepare-faces``; 0 when at least one face was saved."""
+    if Path(args.out).exists() and not args.overwrite:
+        print(f"prepare-faces: {args.out} exists; pass --overwrite to replace it, or choose another OUT")
+        return 2
     try:
         report = prepare_faces(
             args.src, args.out, args.detector, size=args.size, margin=args.margin, keep=args.keep,
