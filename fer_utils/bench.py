@@ -110,9 +110,9 @@ def benchmark_training(
 
     fed = timed(pipeline())
     premade = timed((fixed_x, fixed_y) for _ in range(steps + 5))
-    return {"device": device, "model": model_name, "model_kwargs": model_kwargs or {}, "augment": augment, "batch_size": batch_size, "steps": steps,
-            "precision": step.precision.label, "channels_last": step.channels_last,
-            "pipeline_images_per_s": round(fed, 1),
+    return {"device": device, "model": model_name, "model_kwargs": model_kwargs or {}, "augment": augment,
+            "batch_size": batch_size, "steps": steps, "precision": step.precision.label,
+            "channels_last": step.channels_last, "pipeline_images_per_s": round(fed, 1),
             "premade_images_per_s": round(premade, 1), "pipeline_over_premade": round(fed / premade, 3),
             "images": len(images), "epoch_seconds_at_pipeline_rate": round(len(images) / fed, 2)}
 

@@ -10,6 +10,13 @@ class DatasetError(ValueError):
     file, line/frame or argument and what was expected. The CLI prints it as one line, exit 2."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), for one-line errors that
+    wrap a library's multi-line one (a state_dict mismatch, a shape error)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UnknownNameError(DatasetError, KeyError):
     """A dataset, model... name that is not registered; the message lists the known names."""
 

@@ -109,8 +109,8 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
 def _precision(result: dict[str, Any]) -> str:
     """Where and how a run trained, e.g. ``cpu bf16``: its ``config.json``'s record, else (runs from before
     it was kept, when autocast was off on CPU) ``cpu fp32`` for CPU runs and the device for others."""
-    config = Path((result.get("paths") or {}).get("run_dir") or "") / "config.json"
-    recorded = json.loads(config.read_text()).get("precision") if config.is_file() else None
+    config = (result.get("paths") or {}).get("config")  # run_paths: None where the run has no config.json
+    recorded = json.loads(Path(config).read_text()).get("precision") if config else None
     device = result.get("device", "")
     return recorded or ("cpu fp32" if device == "cpu" else device)
 

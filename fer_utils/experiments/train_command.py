@@ -21,6 +21,7 @@ import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
 from fer_utils.data import DatasetError, FaceData, list_augments
+from fer_utils.data.errors import first_line
 from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
@@ -149,9 +150,9 @@ def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> No
     except DatasetError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetError(f"--model {model_name} with --model-kwargs {json.dumps(model_kwargs)} cannot take "
-                           f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first}") from None
+                           f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first_line(exc)}"
+                           ) from None
 
 
 def run(args: argparse.Namespace) -> int:

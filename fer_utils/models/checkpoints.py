@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_utils.data.errors import DatasetError
+from fer_utils.data.errors import DatasetError, first_line
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.files import atomic_write
 from fer_utils.models.registry import create_model
@@ -105,10 +105,9 @@ def load_model(
         )
         model.load_state_dict(ckpt["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointMismatchError(
             f"{path}: its weights do not fit the model it names ({ckpt.get('model_name')!r} with "
-            f"{ckpt.get('model_kwargs')}): {first}") from exc
+            f"{ckpt.get('model_kwargs')}): {first_line(exc)}") from exc
     return model.to(device).eval(), ckpt
 
 
