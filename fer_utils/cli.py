@@ -2,8 +2,8 @@
 
 A command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is
 imported only when its command is used, so ``predict`` never loads training code.
-Expected errors (bad data, checkpoint, run folder or argument: ``DatasetError``; a missing file,
-a full disk, a read-only folder: ``OSError``) print one line ``error: ...`` and exit with status 2;
+Expected errors (bad data, checkpoint, run folder or argument: :class:`fer_utils.errors.FerError`; a
+missing file, a full disk, a read-only folder: ``OSError``) print one line ``error: ...`` and exit with status 2;
 Ctrl-C and SIGTERM print one line (with how to resume, where the command says) and exit with 130
 and 143; ``--debug`` shows the traceback.
 """
@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fer_utils.errors import FerError  # imports nothing: --help stays free of torch
+
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
     "predict": ("fer_utils.predict.command", "emotions of the faces in photos and videos"),
+    "demo": ("fer_utils.predict.demo", "predict on a sample photo (from matplotlib) and a clip made from it"),
 }
 
 
@@ -54,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     name, rest = argv[0], argv[1:]
-    from fer_utils.data.errors import DatasetError  # here, not above: --help answers without importing torch
-    from fer_utils.devices import UnsupportedPrecisionError
-
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m fer_utils {name}", description=COMMANDS[name][1])
     module.configure_parser(parser)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt():
             return int(module.run(args) or 0)
-    except (DatasetError, UnsupportedPrecisionError, OSError) as exc:  # OSError: disk full, read-only folder...
+    except (FerError, OSError) as exc:  # OSError: disk full, read-only folder...
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

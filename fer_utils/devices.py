@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fer_utils.errors import UnsupportedPrecisionError
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else CPU; anything else as given."""
@@ -32,10 +34,6 @@ NATIVE_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 
 #: Short names of the autocast dtypes, as the results tables print them.
 DTYPE_LABELS: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16"}
-
-
-class UnsupportedPrecisionError(ValueError):
-    """An autocast dtype the device cannot run (the CLI prints it as one line, exit 2)."""
 
 
 @lru_cache(maxsize=1)

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer_utils.data import DatasetError, load_dataset
+from fer_utils.errors import DatasetError
+from fer_utils.data import load_dataset
 from fer_utils.evaluate import classification_metrics
 from fer_utils.faces import Detection, paste_faces
 from fer_utils.faces.detection import iou

@@ -26,6 +26,34 @@ def _data_dir() -> Path | None:
     return Path(root) if root else None
 
 
+def _needs_data(item: pytest.Item) -> bool:
+    """Notebooks read the datasets; a test does when it uses ``data_dir`` (directly or through a fixture)."""
+    return item.path.suffix == ".ipynb" or "data_dir" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the datasets, leave out the real-data tests and the notebooks: pytest counts them as
+    deselected, and one line at the end says why (no per-test skip lines)."""
+    root = _data_dir()
+    if root is not None and root.is_dir():
+        return
+    left_out = [item for item in items if _needs_data(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not _needs_data(item)]
+        config.stash[_SKIPPED_FOR_DATA] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = config.stash.get(_SKIPPED_FOR_DATA, 0)
+    if skipped:
+        terminalreporter.write_line(f"FER_DATA_DIR is not set: {skipped} real-data tests and notebooks skipped "
+                                    "(counted as deselected; export FER_DATA_DIR=/path/to/datasets to run them)")
+
+
+_SKIPPED_FOR_DATA = pytest.StashKey[int]()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """``$FER_DATA_DIR``; tests needing real data skip (with the reason) when unset."""

@@ -21,10 +21,10 @@ from fer_utils.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fer_utils"
 
-#: The flow, earliest first. ``base``: the shared leaves (labels, devices, files, arguments); ``entry``:
+#: The flow, earliest first. ``base``: the shared leaves (labels, devices, files, arguments, errors); ``entry``:
 #: the command dispatcher and benchmarks. Everything else is the package of that name.
 FLOW = ("base", "data", "faces", "models", "train", "evaluate", "plots", "predict", "experiments", "report", "entry")
-BASE_MODULES = {"labels", "devices", "files", "arguments"}
+BASE_MODULES = {"labels", "devices", "files", "arguments", "errors"}
 ENTRY_MODULES = {"", "__main__", "cli", "bench"}
 
 
@@ -124,3 +124,29 @@ def test_every_command_module_exists(command):
     module = COMMANDS[command][0]
     assert importlib.util.find_spec(module) is not None, module
     assert stage(module) in FLOW
+
+
+def _function_lengths() -> dict[str, int]:
+    lengths = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths[f"{path.relative_to(PACKAGE)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    return lengths
+
+
+def test_functions_stay_short():
+    """Readable code: no function over 80 lines (signature and docstring included), ``fit`` at most 60."""
+    lengths = _function_lengths()
+    assert {name: n for name, n in lengths.items() if n > 80} == {}
+    assert lengths["train/engine.py:fit"] <= 60
+
+
+def test_every_expected_error_is_a_fer_error():
+    """The CLI's one-line exit-2 path catches ``FerError``: every error class of the package derives from it."""
+    import fer_utils.errors as errors
+    from fer_utils.report.pack import PackError
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
+    assert len(classes) >= 10 and all(issubclass(c, errors.FerError) for c in [*classes, PackError])
+    assert issubclass(errors.UnknownNameError, KeyError) and issubclass(errors.MissingDatasetError, FileNotFoundError)

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_utils.data import DatasetError, MissingDatasetError, load_dataset, make_clips, official_test_split
+from fer_utils.errors import DatasetError, MissingDatasetError
+from fer_utils.data import load_dataset, make_clips, official_test_split
 
 RNG = np.random.default_rng(0)
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fer_utils.cli import main
-from fer_utils.data import BatchIterator, DatasetError, random_subset
+from fer_utils.errors import PredictionsFileError, UsageError
+from fer_utils.data import BatchIterator, random_subset
 from fer_utils.evaluate.ensemble import Predictions, read_predictions, save_predictions, write_predictions
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.train import TrainConfig, fit
@@ -83,20 +84,20 @@ def test_distillation_targets_match_items_by_source_and_refuse_files_that_do_not
     assert np.allclose(both.soft_labels, (teacher + teacher[::-1])[np.arange(10, 30)[::-1]] / 2, atol=1e-6)
 
     other = sourced_squares(20, seed=5)
-    with pytest.raises(DatasetError, match="no teacher probabilities for 20 of the 20 training items"):
+    with pytest.raises(PredictionsFileError, match="no teacher probabilities for 20 of the 20 training items"):
         with_distillation_targets(other, [tmp_path / "t.npz"], 0.5)
     record = read_predictions(tmp_path / "t.npz")
     write_predictions(tmp_path / "old.npz", record._replace(sources=None))
-    with pytest.raises(DatasetError, match="old.npz: holds no item sources"):
+    with pytest.raises(PredictionsFileError, match="old.npz: holds no item sources"):
         with_distillation_targets(part, [tmp_path / "old.npz"], 0.5)
     write_predictions(tmp_path / "relabelled.npz", record._replace(y_true=(record.y_true + 1) % 7))
-    with pytest.raises(DatasetError, match="20 matched items have other labels"):
+    with pytest.raises(PredictionsFileError, match="20 matched items have other labels"):
         with_distillation_targets(part, [tmp_path / "relabelled.npz"], 0.5)
     write_predictions(tmp_path / "classes.npz", Predictions(record.y_true, record.probs, list("abcdefg"),
                                                            record.items, record.sources))
-    with pytest.raises(DatasetError, match="classes"):
+    with pytest.raises(PredictionsFileError, match="classes"):
         with_distillation_targets(part, [tmp_path / "classes.npz"], 0.5)
-    with pytest.raises(DatasetError, match=r"weight must be in \(0, 1\]"):
+    with pytest.raises(UsageError, match=r"weight must be in \(0, 1\]"):
         with_distillation_targets(part, [tmp_path / "t.npz"], 1.5)
 
 

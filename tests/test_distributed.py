@@ -74,4 +74,3 @@ def test_torchrun_two_gloo_processes_train_like_one_and_repeat_exactly(tmp_path)
     metrics = [json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("ddp", "ddp_again")]
     assert metrics[0]["test"] == metrics[1]["test"]
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["processes"] == 2
-    assert not (tmp_path / "ddp" / ".lock").exists()

@@ -13,7 +13,8 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from fer_utils.models.checkpoints import CheckpointMismatchError, save_checkpoint
+from fer_utils.errors import CheckpointError
+from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FaceData
 from fer_utils.evaluate import (
@@ -153,9 +154,9 @@ def test_checkpoint_with_other_classes_is_refused(tmp_path):
     data = faces(8)
     other = ("angry", "contempt", "disgust", "fear", "happy", "sad", "surprise")
     path = save_checkpoint(tmp_path / "ck.pt", create_model("simple_cnn"), model_name="simple_cnn", classes=other)
-    with pytest.raises(CheckpointMismatchError, match="contempt"):
+    with pytest.raises(CheckpointError, match="contempt"):
         evaluate_checkpoint(path, data)
-    with pytest.raises(CheckpointMismatchError):
+    with pytest.raises(CheckpointError):
         ensemble_proba([path], data)
     ok = save_checkpoint(tmp_path / "ok.pt", create_model("simple_cnn"), model_name="simple_cnn", classes=CLASSES)
     result = evaluate_checkpoint(ok, data, tta="flip", device="cpu")

@@ -12,8 +12,9 @@ from torch import nn
 
 from fer_utils import devices
 from fer_utils.cli import main
-from fer_utils.data import DatasetError, FaceData
-from fer_utils.devices import Precision, UnsupportedPrecisionError, resolve_precision, uses_channels_last
+from fer_utils.errors import CheckpointError, UnsupportedPrecisionError
+from fer_utils.data import FaceData
+from fer_utils.devices import Precision, resolve_precision, uses_channels_last
 from fer_utils.evaluate import predict_proba
 from fer_utils.models import create_model
 from fer_utils.train import TrainConfig, fit
@@ -76,7 +77,7 @@ def test_bf16_training_learns_records_its_precision_and_refuses_a_changed_one(mo
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "cpu bf16"
     assert torch.load(tmp_path / "last.pt", weights_only=True)["precision"] == "cpu bf16"
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # the same run on another CPU
-    with pytest.raises(DatasetError, match="trained in cpu bf16 and would go on in cpu fp32"):
+    with pytest.raises(CheckpointError, match="trained in cpu bf16 and would go on in cpu fp32"):
         fit(small_cnn(), train, val, TrainConfig(epochs=6, batch_size=32, lr=0.05, augment="none"),
             run_dir=tmp_path, progress=False, resume=True)
 
@@ -96,4 +97,4 @@ def test_train_refuses_float16_on_cpu_in_one_line(tmp_path, capsys):
                  "--device", "cpu", "--amp-dtype", "float16", "--epochs", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "float16 cannot run on the CPU" in err[0], err
-    assert not any((tmp_path / "run").iterdir())  # nothing written
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".lock"]  # nothing written but the (released) lock file

@@ -390,3 +390,19 @@ def test_boxes_are_clipped_to_the_image():
     det = Detection((-20, 10, 100, 260), 0.9, np.zeros((5, 2)))
     assert det.clipped(320, 240).box == (0.0, 10.0, 100.0, 240.0)
     assert det.clipped(320, 240).landmarks is not None
+
+
+def test_demo_predicts_the_sample_photo_and_its_clip_with_the_shipped_model(tmp_path, capsys):
+    """``make demo``: no dataset; matplotlib's photo (one face) and the zoom clip made from it."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    assert "annotated photo, video, timeline and results in" in capsys.readouterr().out
+    photo = json.loads((out / "grace_hopper.json").read_text())
+    assert len(photo["faces"]) == 1 and photo["faces"][0]["label"] in FER2013_CLASSES
+    clip = cv2.VideoCapture(str(out / "inputs" / "grace_hopper_zoom.mp4"))
+    assert int(clip.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    clip.release()
+    summary = json.loads((out / "grace_hopper_zoom_summary.json").read_text())
+    assert summary["frames"] == 30 and summary["frames_with_face"] == 30
+    assert (out / "grace_hopper_zoom_annotated.mp4").stat().st_size > 0
+    assert main(["demo", "--out", str(out)]) == 0  # runs again over its own outputs

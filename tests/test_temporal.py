@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fer_utils.models.checkpoints import CheckpointMismatchError, save_checkpoint
+from fer_utils.errors import CheckpointError
+from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.models import count_parameters, create_model, list_models, model_entry
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint, slow_fusion_schedule
 
@@ -122,13 +123,13 @@ def test_transferred_trunk_matches_frame_cnn_on_a_still_clip(name, frame_checkpo
 
 def test_transfer_mismatch_is_explained(frame_checkpoint, tmp_path):
     path, _ = frame_checkpoint
-    with pytest.raises(CheckpointMismatchError, match=r"trunk weight features\.0\.conv1\.weight has shape"):
+    with pytest.raises(CheckpointError, match=r"trunk weight features\.0\.conv1\.weight has shape"):
         init_frame_cnn_from_checkpoint(create_model("cnn_gru", width=16), path)
     other = save_checkpoint(tmp_path / "vgg.pt", create_model("vgg_small"), model_name="vgg_small",
                             classes=list("abcdefg"))
-    with pytest.raises(CheckpointMismatchError, match="trunk of this 'vgg_small' checkpoint differs"):
+    with pytest.raises(CheckpointError, match="trunk of this 'vgg_small' checkpoint differs"):
         init_frame_cnn_from_checkpoint(create_model("cnn_gru", width=8), other)
     other = save_checkpoint(tmp_path / "xc.pt", create_model("mini_xception"), model_name="mini_xception",
                             classes=list("abcdefg"))
-    with pytest.raises(CheckpointMismatchError, match="train a 'frame_cnn' first"):
+    with pytest.raises(CheckpointError, match="train a 'frame_cnn' first"):
         init_frame_cnn_from_checkpoint(create_model("cnn_gru", width=8), other)

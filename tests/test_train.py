@@ -283,8 +283,8 @@ def test_train_config_validation():
 
 
 def test_class_weights_inverse_frequency():
-    w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
-    assert torch.allclose(w, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))
+    w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)  # "balanced" over the 3 classes present, 0 for class 3
+    assert torch.allclose(w, torch.tensor([6 / 9, 6 / 3, 6 / 6, 0.0]))
 
 
 def _lrs(name: str, epochs: int = 4, steps: int = 5, **kw) -> list[float]:

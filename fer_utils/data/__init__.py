@@ -2,7 +2,7 @@
 from fer_utils.data.augment import BatchAugment, BatchMix, create_augment, list_augments, to_model_input
 from fer_utils.data.clips import make_clips
 from fer_utils.data.dataset import META_COLUMNS, FaceData
-from fer_utils.data.errors import DatasetError, MissingDatasetError
+from fer_utils.errors import DatasetError, MissingDatasetError
 from fer_utils.data.fer2013 import FER2013_CLASSES, FER2013_SPLITS, official_test_split
 from fer_utils.data.iterator import BatchIterator
 from fer_utils.data.paths import DATA_DIR_ENV, data_root

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 
 WINDOWS = ("last", "uniform", "sliding")
 

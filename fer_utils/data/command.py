@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from fer_utils.arguments import add_errors_argument
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 from fer_utils.data.fer2013 import load_fer2013
 from fer_utils.data.packed import PACKED_NAME, pack_fer2013
 from fer_utils.data.paths import data_root

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data.preprocessing import Preprocessing
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 
 #: Metadata columns every loader fills (one row per item).
 META_COLUMNS: tuple[str, ...] = ("split", "subject", "sequence", "frame", "source")

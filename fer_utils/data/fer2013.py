@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
+from fer_utils.errors import DatasetError, MissingDatasetError
+from fer_utils.data.skips import SkipLog
 from fer_utils.data.folders import load_class_folders
 from fer_utils.data.packed import PACKED_NAME, read_packed_fer2013
 from fer_utils.data.paths import CACHE_DIR_ENV, cache_path, data_root

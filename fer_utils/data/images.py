@@ -8,15 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_utils.data.errors import DatasetError, SkipLog
+from fer_utils.data.skips import SkipLog
+from fer_utils.errors import ImageReadError
 
 #: Photo file extensions read by :func:`read_image` (lower case, with the dot).
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm",
 )
-
-class ImageReadError(DatasetError):
-    """A file that is not a readable image (truncated, wrong format, empty...)."""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 from fer_utils.files import atomic_write
 
 PACKED_NAME = "fer2013.npz.xz"

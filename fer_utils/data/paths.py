@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 
 DATA_DIR_ENV = "FER_DATA_DIR"
 CACHE_DIR_ENV = "FER_CACHE_DIR"

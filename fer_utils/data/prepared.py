@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 from fer_utils.data.preprocessing import Preprocessing
 
 #: Split name given to every prepared face (hold out validation/test with a split function).

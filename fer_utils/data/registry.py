@@ -5,7 +5,7 @@ import os
 from collections.abc import Callable
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import UnknownNameError
+from fer_utils.errors import UnknownNameError
 from fer_utils.data.fer2013 import load_fer2013, load_fer2013_folders, load_ferplus
 from fer_utils.data.folders import load_class_folders
 from fer_utils.data.paths import data_root

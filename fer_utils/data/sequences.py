@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError, MissingDatasetError, SkipLog
+from fer_utils.errors import DatasetError, MissingDatasetError
+from fer_utils.data.skips import SkipLog
 from fer_utils.data.images import is_image_file, list_files, read_image, to_grey
 from fer_utils.data.paths import data_root
 from fer_utils.labels import CKPLUS_CODES, canonical_name, ordered_classes

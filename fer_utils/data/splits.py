@@ -7,7 +7,7 @@ from sklearn.model_selection import (
 )
 
 from fer_utils.data.dataset import FaceData
-from fer_utils.data.errors import DatasetError
+from fer_utils.errors import DatasetError
 
 Fold = tuple[np.ndarray, np.ndarray]
 

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import DatasetError, FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.errors import UsageError, CheckpointError
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
 from fer_utils.data.paths import check_output_file
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device, resolve_precision
 from fer_utils.files import atomic_write
-from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
 from fer_utils.evaluate.ensemble import (
     Predictions, average_predictions, load_predictions, save_predictions, write_predictions,
 )
@@ -36,13 +37,13 @@ def evaluate_checkpoint(
     amp: bool = True,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
-    ``CheckpointMismatchError`` if the checkpoint's classes differ from ``data.classes`` or its
+    ``CheckpointError`` if the checkpoint's classes differ from ``data.classes`` or its
     preprocessing record from the way ``data``'s faces were made. ``save_probs``: also write the
     probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`)."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
     differences = checkpoint_preprocessing(ckpt).differences(data.preprocessing)
     if differences:
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
     probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp)
     if save_probs is not None:
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print a summary and the JSON path (``--out`` and ``--save-probs`` are checked first: writable,
     not an input, new unless ``--overwrite``)."""
     if args.out is not None and args.out == args.save_probs:
-        raise DatasetError(f"{args.out}: given as both --out and --save-probs; choose two files")
+        raise UsageError(f"{args.out}: given as both --out and --save-probs; choose two files")
     inputs = (args.checkpoint, *(args.probs or ()))
     for path in (args.out, args.save_probs):
         if path is not None:

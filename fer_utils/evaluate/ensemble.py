@@ -11,7 +11,8 @@ from torch import nn
 
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import load_model
-from fer_utils.data import DatasetError, FaceData
+from fer_utils.errors import PredictionsFileError
+from fer_utils.data import FaceData
 from fer_utils.evaluate.inference import predict_proba
 
 
@@ -40,7 +41,7 @@ def ensemble_proba(
     """Average probabilities of models or checkpoint paths on ``data``.
 
     Checkpoints are loaded one at a time on ``device`` (default CPU); with a FaceData their
-    class list must equal ``data.classes`` (else ``CheckpointMismatchError``).
+    class list must equal ``data.classes`` (else ``CheckpointError``).
     """
     expected = data.classes if isinstance(data, FaceData) else None
     probs = []
@@ -80,7 +81,7 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions) -> None
 
 
 def read_predictions(path: str | os.PathLike) -> Predictions:
-    """A :func:`save_predictions` file; ``DatasetError`` naming it when it is no such file or its arrays
+    """A :func:`save_predictions` file; ``PredictionsFileError`` naming it when it is no such file or its arrays
     do not fit: ``probs`` must be ``(N, classes)`` non-negative finite rows summing to 1, with ``N`` labels
     (and sources) in the class range."""
     try:
@@ -88,7 +89,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
             record = {k: saved[k] for k in ("y_true", "probs", "classes", "items")}
             sources = saved["sources"] if "sources" in saved.files else None
     except (OSError, KeyError, ValueError, EOFError) as exc:
-        raise DatasetError(f"{path}: not a predictions file with y_true, probs, classes and items "
+        raise PredictionsFileError(f"{path}: not a predictions file with y_true, probs, classes and items "
                            f"(written by evaluate --save-probs or train) ({exc})") from None
     classes = [str(c) for c in np.atleast_1d(record["classes"])]
     probs, y_true = record["probs"], record["y_true"]
@@ -102,33 +103,33 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         f"y_true holds labels outside 0..{len(classes) - 1}" if n and (y_true.min() < 0 or y_true.max() >= len(classes))
         else f"sources has {len(sources)} entries for {n} rows" if sources is not None and len(sources) != n else None)
     if problem:
-        raise DatasetError(f"{path}: {problem}")
+        raise PredictionsFileError(f"{path}: {problem}")
     return Predictions(y_true, probs, classes, str(record["items"]), sources)
 
 
 def _aligned(path: str | os.PathLike, record: Predictions, first: Predictions, first_path: str | os.PathLike
              ) -> Predictions:
     """``record``'s rows in ``first``'s order, matched by source (by position when either lacks sources,
-    then only for the same items); ``DatasetError`` when the items or their labels differ."""
+    then only for the same items); ``PredictionsFileError`` when the items or their labels differ."""
     if record.classes != first.classes:
-        raise DatasetError(f"{path}: classes {record.classes} differ from {first_path}'s {first.classes}")
+        raise PredictionsFileError(f"{path}: classes {record.classes} differ from {first_path}'s {first.classes}")
     if record.sources is None or first.sources is None:
         if record.items != first.items:
-            raise DatasetError(f"{path}: made on other items than {first_path}; re-score members of one split")
+            raise PredictionsFileError(f"{path}: made on other items than {first_path}; re-score members of one split")
         return record
     row_of = {source: row for row, source in enumerate(record.sources)}
     if len(row_of) != len(record.sources) or len(set(first.sources)) != len(first.sources):
-        raise DatasetError(f"{path}: item sources repeat, so members cannot be matched by source")
+        raise PredictionsFileError(f"{path}: item sources repeat, so members cannot be matched by source")
     rows = np.array([row_of.get(source, -1) for source in first.sources], dtype=np.int64)
     if (rows < 0).any():
-        raise DatasetError(f"{path}: lacks {int((rows < 0).sum())} of the {len(rows)} items of {first_path} "
+        raise PredictionsFileError(f"{path}: lacks {int((rows < 0).sum())} of the {len(rows)} items of {first_path} "
                            f"(first: {first.sources[rows < 0][0]}); re-score members of one split")
     if len(record.sources) != len(rows):
-        raise DatasetError(f"{path}: holds {len(record.sources)} items, {first_path} {len(rows)}; "
+        raise PredictionsFileError(f"{path}: holds {len(record.sources)} items, {first_path} {len(rows)}; "
                            "re-score members of one split")
     differ = np.flatnonzero(record.y_true[rows] != first.y_true)
     if len(differ):
-        raise DatasetError(f"{path}: {len(differ)} items have other labels than in {first_path} (first: "
+        raise PredictionsFileError(f"{path}: {len(differ)} items have other labels than in {first_path} (first: "
                            f"{first.sources[differ[0]]}); the members were made on other data")
     return record._replace(y_true=record.y_true[rows], probs=record.probs[rows], sources=first.sources,
                            items=first.items)
@@ -136,9 +137,9 @@ def _aligned(path: str | os.PathLike, record: Predictions, first: Predictions, f
 
 def load_predictions(paths: Sequence[str | os.PathLike]) -> list[Predictions]:
     """The :func:`save_predictions` files of an ensemble's members, each in the first's row order (matched by
-    item source); ``DatasetError`` naming a file that is no such file or holds other items, labels or classes."""
+    item source); ``PredictionsFileError`` naming a file that is no such file or holds other items, labels or classes."""
     if not paths:
-        raise DatasetError("no predictions files given")
+        raise PredictionsFileError("no predictions files given")
     first = read_predictions(paths[0])
     return [first, *(_aligned(path, read_predictions(path), first, paths[0]) for path in paths[1:])]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import DatasetError, load_dataset, make_clips, subset_subjects
+from fer_utils.errors import UnknownNameError
+from fer_utils.data import load_dataset, make_clips, subset_subjects
 from fer_utils.experiments.crossval import comparison_table, run_crossval
 from fer_utils.models import list_models
 from fer_utils.experiments.train_command import add_training_arguments, config_from_args
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(list_models(input_kind="clip")))
     if unknown:
-        raise DatasetError(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
+        raise UnknownNameError(f"unknown clip model(s) {unknown}; clip models: {list_models(input_kind='clip')}")
     cfg = config_from_args(args)
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     clips = data if data.is_clip else make_clips(data, args.clip_length, window=args.window, stride=args.stride)

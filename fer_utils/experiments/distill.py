@@ -19,35 +19,36 @@ from dataclasses import replace
 
 import numpy as np
 
-from fer_utils.data import DatasetError, FaceData
+from fer_utils.errors import UsageError, PredictionsFileError
+from fer_utils.data import FaceData
 from fer_utils.evaluate.ensemble import average_predictions, load_predictions
 
 
 def with_distillation_targets(train: FaceData, paths: Sequence[str | os.PathLike], weight: float) -> FaceData:
     """``train`` with soft labels from the teachers' predictions in ``paths`` (averaged), mixed with its
-    one-hot labels by ``weight`` in (0, 1]; ``DatasetError`` naming the file when its items, classes or
+    one-hot labels by ``weight`` in (0, 1]; ``PredictionsFileError`` naming the file when its items, classes or
     labels do not cover ``train``."""
     if not 0.0 < weight <= 1.0:
-        raise DatasetError(f"distillation weight must be in (0, 1], got {weight}")
+        raise UsageError(f"distillation weight must be in (0, 1], got {weight}")
     teachers = average_predictions(load_predictions(paths))
     if teachers.sources is None:
-        raise DatasetError(f"{paths[0]}: holds no item sources (written by an older version); "
+        raise PredictionsFileError(f"{paths[0]}: holds no item sources (written by an older version); "
                            "save the teachers' predictions again with evaluate --save-probs")
     if teachers.classes != list(train.classes):
-        raise DatasetError(f"{paths[0]}: classes {teachers.classes} differ from the training set's "
+        raise PredictionsFileError(f"{paths[0]}: classes {teachers.classes} differ from the training set's "
                            f"{list(train.classes)}")
     row_of = {source: row for row, source in enumerate(teachers.sources)}
     if len(row_of) != len(teachers.sources):
-        raise DatasetError(f"{paths[0]}: item sources repeat, so items cannot be matched by source")
+        raise PredictionsFileError(f"{paths[0]}: item sources repeat, so items cannot be matched by source")
     rows = np.array([row_of.get(source, -1) for source in train.meta["source"]], dtype=np.int64)
     missing = np.flatnonzero(rows < 0)
     if len(missing):
-        raise DatasetError(f"{paths[0]}: no teacher probabilities for {len(missing)} of the {len(train)} training "
+        raise PredictionsFileError(f"{paths[0]}: no teacher probabilities for {len(missing)} of the {len(train)} training "
                            f"items (first: {train.meta['source'].iat[missing[0]]}); save them on the split "
                            "being trained on")
     differ = int((teachers.y_true[rows] != train.labels).sum())
     if differ:
-        raise DatasetError(f"{paths[0]}: {differ} matched items have other labels than the training set's; "
+        raise PredictionsFileError(f"{paths[0]}: {differ} matched items have other labels than the training set's; "
                            "the predictions were made on other data")
     one_hot = np.eye(len(train.classes), dtype=np.float64)[train.labels]
     return replace(train, soft_labels=(1.0 - weight) * one_hot + weight * teachers.probs[rows])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fer_utils.data import DatasetError
+from fer_utils.errors import UsageError, CheckpointError
 from fer_utils.files import atomic_write
 from fer_utils.models.checkpoints import load_checkpoint
 
@@ -48,12 +48,12 @@ def ship_model(run_dir: str | os.PathLike, dest: str | os.PathLike, overwrite: b
 
 def best_run(run_dirs: Sequence[str | os.PathLike]) -> tuple[Path, float]:
     """The run folder whose ``best.pt`` has the highest validation accuracy, and that accuracy
-    (``DatasetError`` if a checkpoint records none: it was trained without validation)."""
+    (``CheckpointError`` if a checkpoint records none: it was trained without validation)."""
     scores = {}
     for run_dir in map(Path, run_dirs):
         val_acc = load_checkpoint(run_dir / "best.pt").get("val_acc")
         if val_acc is None:
-            raise DatasetError(f"{run_dir / 'best.pt'} records no validation accuracy; ship it by name alone")
+            raise CheckpointError(f"{run_dir / 'best.pt'} records no validation accuracy; ship it by name alone")
         scores[run_dir] = float(val_acc)
     chosen = max(scores, key=scores.__getitem__)
     return chosen, scores[chosen]
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ship_model(chosen, args.dest, overwrite=args.overwrite, half=args.half)
     except FileExistsError as exc:
-        raise DatasetError(f"{exc} (--overwrite)") from None
+        raise UsageError(f"{exc} (--overwrite)") from None
     print(f"shipped {chosen / 'best.pt'} (validation accuracy {val_acc:.4f}) as {args.dest}"
           f" ({args.dest.stat().st_size / 1e6:.1f} MB{', float16 weights' if args.half else ''})")
     return 0

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from fer_utils.arguments import add_errors_argument, non_negative_float, positive_float, positive_int
-from fer_utils.data import DatasetError, FaceData, list_augments
-from fer_utils.data.errors import first_line
+from fer_utils.errors import FerError, UsageError, RunFolderError, first_line
+from fer_utils.data import FaceData, list_augments
 from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
@@ -31,7 +31,7 @@ from fer_utils.files import write_json
 from fer_utils.train.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig
 from fer_utils.train.distributed import Rank, process_group, rank_device
 from fer_utils.train.recipes import RECIPES
-from fer_utils.train.engine import LOCK_NAME, run_lock
+from fer_utils.train.run_folder import LOCK_NAME, run_lock
 
 #: Printed after Ctrl-C or SIGTERM (the run writes ``last.pt`` as it stops).
 INTERRUPTED_HINT = "OUT/last.pt keeps the last finished epoch: run the same command with --resume to go on"
@@ -112,13 +112,13 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the parsed arguments describe: defaults, then the recipe, then the flags given
-    (``DatasetError`` if inconsistent)."""
+    (``UsageError`` if inconsistent)."""
     values = {**args.training_defaults.to_dict(), **(RECIPES[args.recipe] if args.recipe else {})}
     values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
     try:
         return TrainConfig(**values)
     except ValueError as exc:
-        raise DatasetError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _split_arg(value: str) -> str | None:
@@ -129,37 +129,37 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Check ``out`` may be trained into (call with its lock held); ``--overwrite`` clears its run files."""
     if resume:
         if not (out / "last.pt").is_file():
-            raise DatasetError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
+            raise RunFolderError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
         return
     present = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
     if present and not overwrite:
-        raise DatasetError(f"{out}: run folder is not empty ({', '.join(present[:5])}); "
-                           "pass --resume to continue that run or --overwrite to replace it")
+        raise RunFolderError(f"{out}: run folder is not empty ({', '.join(present[:5])}); "
+                             "pass --resume to continue that run or --overwrite to replace it")
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
 
 
 def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> None:
-    """``DatasetError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
+    """``UsageError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
     ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...)."""
     try:
         model = create_model(model_name, num_classes=len(train.classes), in_chans=1, **model_kwargs).eval()
         batch = torch.as_tensor(train.images[:2]).float().unsqueeze(-3)  # (2, [T,] 1, H, W), as the iterator makes
         with torch.no_grad():
             model(batch)
-    except DatasetError:
+    except FerError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise DatasetError(f"--model {model_name} with --model-kwargs {json.dumps(model_kwargs)} cannot take "
-                           f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first_line(exc)}"
-                           ) from None
+        raise UsageError(f"--model {model_name} with --model-kwargs {json.dumps(model_kwargs)} cannot take "
+                         f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first_line(exc)}"
+                         ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, test, write ``metrics.json``; prints the test summary. Under ``torchrun`` every
     process trains its shard (DistributedDataParallel); rank 0 holds the lock, tests and writes."""
     if args.out.exists() and not args.out.is_dir():
-        raise DatasetError(f"{args.out}: --out must be a run folder, found a file")
+        raise UsageError(f"{args.out}: --out must be a run folder, found a file")
     device = rank_device(args.device)
     with process_group(device) as ddp:
         main_rank = ddp is None or ddp.is_main

@@ -1,6 +1,7 @@
 """Face detection (MTCNN, BlazeFace, Haar, LBP), alignment to square greyscale crops, frontalization from
 3D landmarks, batch preparation."""
-from fer_utils.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, to_grey, to_rgb8
+from fer_utils.data.images import IMAGE_EXTENSIONS, read_image, to_grey, to_rgb8
+from fer_utils.errors import ImageReadError
 from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import (

@@ -188,12 +188,7 @@ def prepare_faces(
     ``keep_work``.
     """
     src, out = Path(src), Path(out)
-    if keep not in KEEP_CHOICES:
-        raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
-    if no_face not in NO_FACE_CHOICES:
-        raise ValueError(f"no_face must be one of {NO_FACE_CHOICES}, got {no_face!r}")
-    if out.suffix != ".npz":
-        raise ValueError(f"output must be a .npz file, got {out}")
+    _check_options(out, keep, no_face)
     files, others = find_images(src)
     labels = folder_labels(files)
     det = detector if isinstance(detector, FaceDetector) else create_detector(
@@ -216,46 +211,71 @@ def prepare_faces(
             chunks.append(arrays)
             events.append(chunk_events)
             index += 1
-
-    current = set(files)  # files deleted since an interrupted run are left out
-    chunks.append(_arrays([], [], [], [], [], size))
-    merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[-1]}
-    order = [i for i in np.argsort(merged["paths"], kind="stable") if merged["paths"][i] in current]
-    result = {k: v[order] for k, v in merged.items()}
-    label_counts: dict[str, int] = {}
-    if labels is not None:
-        by_path = dict(zip(files, labels))
-        names = [by_path[p] for p in result["paths"]]
-        classes = ordered_classes(labels)
-        result["labels"] = np.asarray([classes.index(n) for n in names], dtype=np.int64)
-        result["classes"] = np.asarray(classes, dtype=str)
-        label_counts = {c: names.count(c) for c in classes}
+    result, label_counts = _merge_chunks(chunks, files, labels, size)
     # The record training copies into checkpoints, so predict cuts new faces the same way.
     result["preprocessing"] = np.asarray(json.dumps(Preprocessing(size=size, margin=margin).to_dict()))
     result["detector"] = np.asarray(det.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(out, result)
+    report = _report(src, out, settings, files, others, events, int(len(result["paths"])), label_counts)
+    write_json(report_path(out), report)
+    if not keep_work:
+        _remove_work(work)
+    return report
 
+
+def _check_options(out: Path, keep: str, no_face: str) -> None:
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    if no_face not in NO_FACE_CHOICES:
+        raise ValueError(f"no_face must be one of {NO_FACE_CHOICES}, got {no_face!r}")
+    if out.suffix != ".npz":
+        raise ValueError(f"output must be a .npz file, got {out}")
+
+
+def _merge_chunks(chunks: list[dict[str, np.ndarray]], files: list[str], labels: list[str] | None,
+                  size: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The chunks' faces in path order (files deleted since an interrupted run left out), with the
+    class-folder labels and their counts when the folders name classes."""
+    current = set(files)
+    chunks = [*chunks, _arrays([], [], [], [], [], size)]
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[-1]}
+    order = [i for i in np.argsort(merged["paths"], kind="stable") if merged["paths"][i] in current]
+    result = {k: v[order] for k, v in merged.items()}
+    if labels is None:
+        return result, {}
+    by_path = dict(zip(files, labels))
+    names = [by_path[p] for p in result["paths"]]
+    classes = ordered_classes(labels)
+    result["labels"] = np.asarray([classes.index(n) for n in names], dtype=np.int64)
+    result["classes"] = np.asarray(classes, dtype=str)
+    return result, {c: names.count(c) for c in classes}
+
+
+def _report(src: Path, out: Path, settings: dict[str, Any], files: list[str], others: list[str],
+            events: list[dict[str, Any]], faces_saved: int, label_counts: dict[str, int]) -> dict[str, Any]:
+    """``OUT.report.json``: what was found, saved, skipped (no face, unreadable, not an image) and chosen."""
+    current = set(files)
     no_face_files, multi, unreadable = (
         sorted((x for e in events for x in e[key] if _entry_path(x) in current), key=_entry_path)
         for key in ("no_face", "multiple_faces", "unreadable")
     )
-    report = {
+    return {
         "src": str(src), "out": str(out), **{k: settings[k] for k in ("detector", "size", "margin", "keep", "no_face")},
         "images_found": len(files),
-        "faces_saved": int(len(result["paths"])),
+        "faces_saved": faces_saved,
         "labels": label_counts or None,
         "no_face": {"count": len(no_face_files), "files": no_face_files,
-                    "action": "skipped" if no_face == "skip" else "whole image kept"},
-        "multiple_faces": {"count": len(multi), "files": multi, "action": f"kept the {keep} face"},
+                    "action": "skipped" if settings["no_face"] == "skip" else "whole image kept"},
+        "multiple_faces": {"count": len(multi), "files": multi, "action": f"kept the {settings['keep']} face"},
         "unreadable": {"count": len(unreadable), "files": unreadable},
         "not_images": {"count": len(others), "files": others},
     }
-    write_json(report_path(out), report)
-    if not keep_work:
-        for path in work.glob("chunk_*"):
-            path.unlink()
-        (work / "settings.json").unlink(missing_ok=True)
-        if not any(work.iterdir()):
-            work.rmdir()
-    return report
+
+
+def _remove_work(work: Path) -> None:
+    for path in work.glob("chunk_*"):
+        path.unlink()
+    (work / "settings.json").unlink(missing_ok=True)
+    if not any(work.iterdir()):
+        work.rmdir()

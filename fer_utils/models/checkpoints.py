@@ -17,14 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_utils.data.errors import DatasetError, first_line
+from fer_utils.errors import CheckpointError, first_line
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.files import atomic_write
 from fer_utils.models.registry import create_model
-
-
-class CheckpointMismatchError(DatasetError):
-    """A checkpoint is unreadable, or does not fit the classes or input the caller expects."""
 
 
 def save_checkpoint(
@@ -58,7 +54,7 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint dict with ``weights_only=True``.
 
-    ``FileNotFoundError`` if missing; ``CheckpointMismatchError`` naming ``path`` if it is
+    ``FileNotFoundError`` if missing; ``CheckpointError`` naming ``path`` if it is
     empty, truncated, holds arbitrary pickled objects, is no fer_utils checkpoint or has
     non-finite weights (a diverged run).
     """
@@ -70,15 +66,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, IndexError,
             KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:  # a text or other file: any of these
         reason = "empty file" if path.stat().st_size == 0 else type(exc).__name__
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{path}: not a readable fer_utils checkpoint ({reason}); expected a best.pt/last.pt "
             "written by fer_utils (truncated copies and pickled objects are refused)") from exc
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_state"), dict) or "model_name" not in ckpt:
-        raise CheckpointMismatchError(f"{path} is not a fer_utils checkpoint (no model_state/model_name)")
+        raise CheckpointError(f"{path} is not a fer_utils checkpoint (no model_state/model_name)")
     bad = [k for k, v in ckpt["model_state"].items()
            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise CheckpointMismatchError(f"{path}: non-finite (NaN/inf) weights in {bad[:3]}"
+        raise CheckpointError(f"{path}: non-finite (NaN/inf) weights in {bad[:3]}"
                                       f"{' ...' if len(bad) > 3 else ''}; the run that wrote it diverged")
     return ckpt
 
@@ -90,12 +86,12 @@ def load_model(
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model from a checkpoint, in eval mode on ``device``.
 
-    Refuses (``CheckpointMismatchError``) a checkpoint whose class list differs from
+    Refuses (``CheckpointError``) a checkpoint whose class list differs from
     ``expected_classes``. Returns ``(model, checkpoint_dict)``.
     """
     ckpt = load_checkpoint(path, map_location="cpu")
     if expected_classes is not None and list(expected_classes) != list(ckpt["classes"]):
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{path}: checkpoint classes {ckpt['classes']} differ from expected {list(expected_classes)}"
         )
     try:
@@ -105,7 +101,7 @@ def load_model(
         )
         model.load_state_dict(ckpt["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{path}: its weights do not fit the model it names ({ckpt.get('model_name')!r} with "
             f"{ckpt.get('model_kwargs')}): {first_line(exc)}") from exc
     return model.to(device).eval(), ckpt

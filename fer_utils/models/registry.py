@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from fer_utils.data.errors import DatasetError, UnknownNameError
+from fer_utils.errors import UsageError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def model_entry(name: str) -> ModelEntry:
 def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
     """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given.
 
-    Arguments the factory does not accept raise ``DatasetError`` naming them and the accepted ones.
+    Arguments the factory does not accept raise ``UsageError`` naming them and the accepted ones.
     """
     factory = model_entry(name).factory
     signature = inspect.signature(factory)
@@ -62,7 +62,7 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -
         signature.bind(num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         accepted = [p for p in signature.parameters if p not in ("num_classes", "in_chans", "kwargs")]
-        raise DatasetError(f"model {name!r}: bad model arguments {kwargs} ({exc}); accepted: {accepted}") from None
+        raise UsageError(f"model {name!r}: bad model arguments {kwargs} ({exc}); accepted: {accepted}") from None
     return factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint
+from fer_utils.errors import CheckpointError
+from fer_utils.models.checkpoints import load_checkpoint
 from fer_utils.models.registry import register_model
 
 #: Channel multipliers of the four trunk blocks (width, 2w, 4w, 8w).
@@ -313,7 +314,7 @@ def _adapt(name: str, src: torch.Tensor, shape: torch.Size, path: str | os.PathL
             and shape[1] % src.shape[1] == 0):
         k = shape[1] // src.shape[1]  # early fusion: the kernel replicated over T stacked frames, averaged
         return src.repeat(1, k, 1, 1) / k
-    raise CheckpointMismatchError(
+    raise CheckpointError(
         f"{path}: trunk weight {name} has shape {tuple(src.shape)}, the model needs {tuple(shape)} "
         f"(same width and in_chans as the frame_cnn?)"
     )
@@ -325,21 +326,21 @@ def init_frame_cnn_from_checkpoint(model: nn.Module, checkpoint_path: str | os.P
     Works for ``frame_cnn`` itself and every clip family here: 2D kernels are inflated over
     time for 3D convs (divided by the temporal size) and replicated/averaged over the T
     stacked inputs of early fusion. Classifier weights are not copied (class sets differ).
-    Returns the names of the copied tensors; ``CheckpointMismatchError`` if the trunks differ.
+    Returns the names of the copied tensors; ``CheckpointError`` if the trunks differ.
     """
     ckpt = load_checkpoint(checkpoint_path)
     source = {k: v for k, v in ckpt["model_state"].items() if k.startswith(TRUNK_PREFIX)}
     target = {k: v for k, v in model.state_dict().items() if k.startswith(TRUNK_PREFIX)}
     if not source:
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{checkpoint_path}: no trunk weights ({TRUNK_PREFIX}*) in this {ckpt['model_name']!r} checkpoint; "
             "train a 'frame_cnn' first"
         )
     if not target:
-        raise CheckpointMismatchError(f"{type(model).__name__} has no {TRUNK_PREFIX}* trunk to initialise")
+        raise CheckpointError(f"{type(model).__name__} has no {TRUNK_PREFIX}* trunk to initialise")
     if source.keys() != target.keys():
         differ = sorted(source.keys() ^ target.keys())
-        raise CheckpointMismatchError(
+        raise CheckpointError(
             f"{checkpoint_path}: the trunk of this {ckpt['model_name']!r} checkpoint differs from "
             f"{type(model).__name__}'s (use a 'frame_cnn' of the same width), e.g. {differ[:3]}"
         )

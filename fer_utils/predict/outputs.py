@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,12 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
+from fer_utils.errors import VideoReadError
 from fer_utils.faces.draw import draw_faces
 from fer_utils.plots.timeline import plot_timeline
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.video import (
-    BATCH_FRAMES, VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoReadError, VideoSource, analyse_video, display_available,
+    BATCH_FRAMES, VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoSource, analyse_video, display_available,
     label_changes, label_segments, open_writer, show_frame, source_name,
 )
 
@@ -232,46 +233,11 @@ def process_video(
     summary_out = namer.path(f"{stem}_summary.json")
     timeline_out = namer.path(f"{stem}_timeline.png")
     classes = predictor.classes
-    frames: list[FrameResult] = []
-    writer = None
-    show = live and display_available()
-    try:
-        for fr in tqdm(stream, total=None if live else info.frame_count or None, desc=stem, unit="frame",
-                       leave=False, disable=not progress):
-            if writer is None:
-                writer = open_writer(video_out, info.fps, fr.image.shape[1], fr.image.shape[0])
-            annotated = cv2.cvtColor(_annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR)
-            writer.write(annotated)
-            frames.append(FrameResult(fr.index, fr.time, np.empty(0, np.uint8), fr.faces))
-            if show and not show_frame(f"predict: {source}", annotated):
-                break
-    except KeyboardInterrupt:
-        if not live:
-            raise
-    finally:
-        stream.close()
-        if writer is not None:
-            writer.release()
-        if show:
-            cv2.destroyAllWindows()
+    frames = _annotate_frames(stream, video_out, info, source, stem, live, progress)
     if not frames:
         raise VideoReadError(f"{source}: no frame could be read (empty or damaged video)")
 
-    if fmt == "json":
-        payload = {"input": str(source), "kind": "video", "fps": info.fps, "width": info.width,
-                   "height": info.height, "box_format": BOX_FORMAT, "classes": list(classes),
-                   "detect_every": detect_every,
-                   "smoothing": {"method": smooth, "window": window},
-                   "frames": [{"frame": fr.index, "time": round(fr.time, 4),
-                               "faces": [f.to_dict(classes) for f in fr.faces]} for fr in frames]}
-        results_out.write_text(json.dumps(payload))
-    else:
-        rows = [_csv_row(f, classes, frame=fr.index, time=round(fr.time, 4), track=f.track, detected=f.detected)
-                for fr in frames for f in fr.faces]
-        columns = ["frame", "time", "track", "detected", "x1", "y1", "x2", "y2", "score", "label", "probability",
-                   *(f"p_{c}" for c in classes), "raw_label", *(f"raw_p_{c}" for c in classes)]
-        _write_table(results_out, rows, columns)
-
+    _write_frame_results(results_out, fmt, source, info, classes, frames, detect_every, smooth, window)
     summary, primary = video_summary(frames, classes, info)
     truncated = not live and len(frames) < info.frame_count  # the header promises more frames than were decoded
     summary = {"input": str(source), "detect_every": detect_every,
@@ -295,3 +261,52 @@ def process_video(
             f"{source}: truncated or damaged video: frame {len(frames)} of the {info.frame_count} in its header "
             f"cannot be decoded; results cover frames 0-{len(frames) - 1} only"))
     return outcome
+
+
+def _annotate_frames(stream: Generator[FrameResult, None, None], video_out: Path, info: VideoInfo, source: VideoSource, stem: str,
+                     live: bool, progress: bool) -> list[FrameResult]:
+    """Write each analysed frame, annotated, to ``video_out`` (and show it live when a display exists);
+    the frames' results. A live source ends on q/Esc or Ctrl-C; a file's Ctrl-C propagates."""
+    frames: list[FrameResult] = []
+    writer = None
+    show = live and display_available()
+    try:
+        for fr in tqdm(stream, total=None if live else info.frame_count or None, desc=stem, unit="frame",
+                       leave=False, disable=not progress):
+            if writer is None:
+                writer = open_writer(video_out, info.fps, fr.image.shape[1], fr.image.shape[0])
+            annotated = cv2.cvtColor(_annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR)
+            writer.write(annotated)
+            frames.append(FrameResult(fr.index, fr.time, np.empty(0, np.uint8), fr.faces))
+            if show and not show_frame(f"predict: {source}", annotated):
+                break
+    except KeyboardInterrupt:
+        if not live:
+            raise
+    finally:
+        stream.close()
+        if writer is not None:
+            writer.release()
+        if show:
+            cv2.destroyAllWindows()
+    return frames
+
+
+def _write_frame_results(path: Path, fmt: str, source: VideoSource, info: VideoInfo, classes: Sequence[str],
+                         frames: list[FrameResult], detect_every: int, smooth: str, window: int) -> None:
+    """The per-frame results file: JSON (settings and every frame's faces) or CSV (one row per face)."""
+    if fmt == "json":
+        payload = {"input": str(source), "kind": "video", "fps": info.fps, "width": info.width,
+                   "height": info.height, "box_format": BOX_FORMAT, "classes": list(classes),
+                   "detect_every": detect_every,
+                   "smoothing": {"method": smooth, "window": window},
+                   "frames": [{"frame": fr.index, "time": round(fr.time, 4),
+                               "faces": [f.to_dict(classes) for f in fr.faces]} for fr in frames]}
+        path.write_text(json.dumps(payload))
+    else:
+        rows = [_csv_row(f, classes, frame=fr.index, time=round(fr.time, 4), track=f.track, detected=f.detected)
+                for fr in frames for f in fr.faces]
+        columns = ["frame", "time", "track", "detected", "x1", "y1", "x2", "y2", "score", "label", "probability",
+                   *(f"p_{c}" for c in classes), "raw_label", *(f"raw_p_{c}" for c in classes)]
+        _write_table(path, rows, columns)
+

@@ -17,7 +17,8 @@ from fer_utils.devices import resolve_device, resolve_precision, uses_channels_l
 from fer_utils.faces.align import align_face
 from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import create_detector
-from fer_utils.models.checkpoints import CheckpointMismatchError, checkpoint_preprocessing, load_model
+from fer_utils.errors import CheckpointError
+from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
 
 
 #: The shipped model, looked up in the working directory, then next to the package.
@@ -116,7 +117,7 @@ class FacePredictor:
         path = Path(checkpoint) if checkpoint else default_checkpoint()
         model, ckpt = load_model(path, device)
         if model_entry(ckpt["model_name"]).input_kind != "image":
-            raise CheckpointMismatchError(
+            raise CheckpointError(
                 f"{path}: model {ckpt['model_name']!r} takes clips; predict needs an image model"
             )
         if not isinstance(detector, FaceDetector):

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from fer_utils.errors import VideoReadError
 from fer_utils.faces.detection import Detection
 from fer_utils.files import opencv_name
 from fer_utils.predict.predictor import FacePredictor, FaceResult
@@ -34,10 +35,6 @@ SMOOTHING_METHODS: tuple[str, ...] = ("ma", "vote", "none")
 DEFAULT_FPS = 25.0
 #: Video frames detected and classified together.
 BATCH_FRAMES = 8
-
-
-class VideoReadError(ValueError):
-    """A video that cannot be opened or has no readable frame."""
 
 
 @dataclass(frozen=True)

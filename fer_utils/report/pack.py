@@ -13,6 +13,8 @@ import io
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from fer_utils.errors import FerError
+
 #: What one command may bring back from the GPU machine: this many files of at most this size, this much in all.
 MAX_PARTS, PART_BYTES, TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20
 PART_PREFIX, NOTE = "results.tar.gz.part", "PACK_NOTE.txt"
@@ -23,7 +25,7 @@ UNPACK_FOLDERS = ("results", "scratch/smoke/results")
 HEADROOM = 0.97
 
 
-class PackError(ValueError):
+class PackError(FerError):
     """A pack folder that cannot be written or read (bad input: one line, exit status 2)."""
 
 

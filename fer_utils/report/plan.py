@@ -68,7 +68,7 @@ from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS
 from fer_utils.report.pack import MAX_PARTS, PART_BYTES, TOTAL_BYTES, PackError, check_pack_folder, pack, unpack
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
-from fer_utils.train.engine import epochs_saved
+from fer_utils.train.run_folder import epochs_saved
 
 #: The notebooks that train: what ``--plan`` and ``--budget-minutes`` run unless ``--only`` says otherwise.
 TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"

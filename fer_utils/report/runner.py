@@ -21,7 +21,8 @@ import time
 import traceback
 from pathlib import Path
 
-from fer_utils.data import DatasetError, load_dataset
+from fer_utils.errors import DatasetError
+from fer_utils.data import load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import PROFILES, profile_dirs, repo_root

@@ -47,7 +47,6 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -55,11 +54,10 @@ from torch.func import functional_call, stack_module_state, vmap
 from fer_utils.data import FaceData
 from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.train.config import TrainConfig
+from fer_utils.errors import TrainingDivergedError
 from fer_utils.train.engine import (
-    HISTORY_COLUMNS, FitResult, TrainingDivergedError, TrainStep, _check_finite, _RunState, create_optimization,
-    make_criterion, training_batches,
+    FitResult, RunState, TrainStep, check_finite, create_optimization, make_criterion, training_batches,
 )
-from fer_utils.train.optim import LRSchedule
 
 
 def batch_refusal(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: TrainConfig) -> str | None:
@@ -155,7 +153,7 @@ class _FoldRun:
         optimizer, self.schedule = create_optimization(model, cfg, len(self.batches))
         self.step = TrainStep(model, optimizer, criterion, cfg, device)
         self.total = cfg.epochs * len(self.batches)
-        self.state = _RunState()
+        self.state = RunState()
         self.iterator: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
         self.lr = self.started = 0.0
 
@@ -181,7 +179,7 @@ class _FoldRun:
         epoch, seen = s // len(self.batches) + 1, len(self.batches) * self.batches.batch_size
         train_loss = loss_sum / seen
         try:
-            _check_finite(self.step.model, epoch, train_loss, None, None)
+            check_finite(self.step.model, epoch, train_loss, None, None)
         except TrainingDivergedError as error:
             raise TrainingDivergedError(f"fold {self.index}: {error}") from None
         self.schedule.step_epoch(-train_loss)
@@ -191,10 +189,7 @@ class _FoldRun:
 
     def result(self) -> FitResult:
         """What ``fit`` returns for this fold (no validation: the last epoch is the best)."""
-        history = pd.DataFrame(self.state.history, columns=list(HISTORY_COLUMNS))
-        return FitResult(model=self.step.model.eval(), history=history, best_epoch=self.state.best_epoch,
-                         best_val_acc=None, train_seconds=float(history["seconds"].sum()), stopped_early=False,
-                         run_dir=None)
+        return self.state.result(self.step.model, self.cfg, has_val=False, run_dir=None)
 
 
 def fit_folds(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: TrainConfig,

@@ -1,17 +1,23 @@
-"""The training loop: device-resident batches, checkpoints every few epochs, exact resume.
+"""The training loop: device-resident batches, validation every epoch, checkpoints, exact resume.
 
 ``fit`` trains a model on a :class:`~fer_utils.data.FaceData`, validates after every epoch
-without augmentation, keeps the best weights (validation accuracy) and, given a ``run_dir``,
-writes ``config.json``, ``history.csv``/``history.json``, ``best.pt`` (weights + metadata) and
-``last.pt`` (everything needed to resume: optimizer, schedule, scaler, EMA, RNG states, history),
-both every ``checkpoint_every`` epochs, at the end, and when the run stops on an error.
+without augmentation and keeps the best weights (validation accuracy). Given a ``run_dir`` it
+writes the run folder's files (:mod:`fer_utils.train.run_folder`): ``config.json``,
+``history.csv``/``history.json``, ``best.pt`` and ``last.pt``.
+
+- With ``cfg.ema_decay`` the moving average of the weights is what is validated, chosen as best,
+  written to ``best.pt`` and returned; ``last.pt`` holds both (the trained weights and the EMA).
+- Without validation data the last epoch counts as best and early stopping is off; ``plateau``
+  then monitors the training loss.
+- A NaN/inf loss or weight raises ``TrainingDivergedError``; ``last.pt`` keeps the last good epoch.
+- In a process group of several ranks (``torchrun``, :mod:`fer_utils.train.distributed`) the model
+  trains with DistributedDataParallel: each rank holds its shard of the training set
+  (``cfg.batch_size`` is the global batch), the history is averaged over ranks, validation is
+  sharded and summed, and only rank 0 locks and writes the run folder (every rank reads it to resume).
 """
 from __future__ import annotations
 
 import math
-import os
-import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -22,81 +28,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from fer_utils.data import BatchIterator, BatchMix, DatasetError, FaceData, create_augment
-from fer_utils.models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from fer_utils.data import BatchIterator, BatchMix, FaceData, create_augment
+from fer_utils.devices import resolve_device, resolve_precision, seed_everything, uses_channels_last
+from fer_utils.errors import TrainingDivergedError
+from fer_utils.models.checkpoints import load_checkpoint
 from fer_utils.models.pretrained import architecture_kwargs
-from fer_utils.devices import DTYPE_LABELS, resolve_device, resolve_precision, seed_everything, uses_channels_last
-from fer_utils.files import atomic_write, write_json
 from fer_utils.train.config import TrainConfig
 from fer_utils.train.distributed import Rank, current
 from fer_utils.train.optim import LRSchedule, create_optimizer, create_scheduler
-
-HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-#: Held by the process training into a run folder (it contains that process's id).
-LOCK_NAME = ".lock"
-#: ``checkpoint_every=None``: ``last.pt`` every epoch for weights under this many bytes, else every
-#: ``LARGE_MODEL_EVERY`` epochs (vgg_fer's ``last.pt`` is 323 MB).
-LARGE_MODEL_BYTES = 50_000_000
-LARGE_MODEL_EVERY = 5
-
-
-class TrainingDivergedError(DatasetError):
-    """The loss or the weights became NaN/inf: the run stops, ``last.pt`` keeps the last good epoch."""
-
-
-def _lock_owner(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` while training into ``run_dir``: ``DatasetError`` if another live
-    process holds it; a lock left by a dead process is taken over; re-entrant in one process."""
-    run_dir = Path(run_dir)
-    lock = run_dir / LOCK_NAME
-    mine = str(os.getpid())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    owner = None
-    while owner != os.getpid():
-        tmp = run_dir / f"{LOCK_NAME}.{mine}"
-        tmp.write_text(mine)
-        try:  # link() of a file already holding our pid: atomic, and the lock is never empty
-            os.link(tmp, lock)
-            break
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner is not None and owner != os.getpid() and _alive(owner):
-                raise DatasetError(f"{run_dir}: another training process (pid {owner}) is writing this "
-                                   f"run folder; wait for it or remove {lock} if it is gone") from None
-            if owner != os.getpid():  # stale: its process is gone
-                print(f"{run_dir}: taking over {LOCK_NAME} left by process {owner}, which has ended", file=sys.stderr)
-                lock.unlink(missing_ok=True)
-        finally:
-            tmp.unlink(missing_ok=True)
-    if owner == os.getpid():  # already held by this process (nested use)
-        yield
-        return
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
+from fer_utils.train.run_folder import (
+    HISTORY_COLUMNS, CheckpointWriter, check_resumable, checkpoint_interval, json_value, rng_state, run_lock,
+    set_rng_state, write_config,
+)
 
 
 @dataclass
@@ -113,9 +61,11 @@ class FitResult:
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights ``N / (C * n_c)`` (0 for classes absent from ``labels``)."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    """sklearn's "balanced" weights ``N / (C * n_c)`` over the ``C`` classes present in ``labels``
+    (0 for the classes of ``range(num_classes)`` that are absent)."""
+    present = np.unique(labels)
+    weights = np.zeros(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -258,85 +208,7 @@ def evaluate_loss_acc(step: TrainStep, batches: BatchIterator) -> tuple[float, f
     return loss_sum.item() / n, correct.item() / n
 
 
-def _rng_state() -> dict[str, Any]:
-    """All RNG states as tensors / plain values (``weights_only``-loadable)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _json_value(value: Any) -> Any:
-    """NaN -> None and numpy scalars -> Python, for JSON."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_history(history: list[dict[str, Any]], run_dir: Path) -> None:
-    """``history.csv`` and ``history.json`` (one record per epoch)."""
-    with atomic_write(run_dir / "history.csv", "w") as handle:
-        pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(handle, index=False)
-    write_json(run_dir / "history.json", [{k: _json_value(v) for k, v in row.items()} for row in history])
-
-
-def epochs_saved(run_dir: Path) -> int:
-    """Epochs a resume of ``run_dir`` starts after: ``last.pt``'s epoch (0 without one). Memory-maps the
-    file, so the weights are not read."""
-    last = run_dir / "last.pt"
-    return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"]) if last.is_file() else 0
-
-
-def _check_resumable(ckpt: dict, cfg: TrainConfig, classes: tuple[str, ...], path: Path) -> None:
-    saved = TrainConfig.from_dict(ckpt["config"]).identity()
-    now = cfg.identity()
-    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if differ:
-        raise DatasetError(
-            f"{path}: cannot resume, the training config differs in {differ} "
-            f"(saved {[saved.get(k) for k in differ]}, now {[now.get(k) for k in differ]}); resume with the "
-            "run's own settings (config.json) or train into a new folder"
-        )
-    if list(ckpt["classes"]) != list(classes):
-        raise CheckpointMismatchError(f"{path}: classes {ckpt['classes']} differ from the data's {list(classes)}")
-
-
-def _check_same_precision(ckpt: dict, precision: str, path: Path) -> None:
-    """``DatasetError`` when ``ckpt`` was trained in another precision (a checkpoint from before
-    precisions were recorded ran fp32 on CPU and its ``amp_dtype`` on CUDA)."""
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    device = precision.split()[0]
-    legacy = f"{device} {'fp32' if device != 'cuda' or not cfg.amp else DTYPE_LABELS[cfg.amp_dtype]}"
-    saved = ckpt.get("precision", legacy)
-    if saved != precision:
-        raise DatasetError(f"{path}: cannot resume, the run trained in {saved} and would go on in {precision} "
-                           "(other device, CPU or --amp); resume where it started or start a new run folder")
-
-
-def _check_same_data(ckpt: dict, data_fingerprint: dict[str, str | None], path: Path) -> None:
-    saved = ckpt.get("data_fingerprint")
-    if saved is not None and saved != data_fingerprint:
-        differ = [k for k in data_fingerprint if saved.get(k) != data_fingerprint[k]]
-        raise DatasetError(f"{path}: cannot resume, the {' and '.join(differ)} data differ from the interrupted "
-                           "run's (other dataset, split, --subset or files); use the same data or a new run folder")
-
-
-def _check_finite(model: nn.Module, epoch: int, train_loss: float, val_loss: float | None,
+def check_finite(model: nn.Module, epoch: int, train_loss: float, val_loss: float | None,
                   run_dir: Path | None) -> None:
     """``TrainingDivergedError`` when the training loss, the validation loss (None: no
     validation) or any weight is not finite."""
@@ -351,7 +223,7 @@ def _check_finite(model: nn.Module, epoch: int, train_loss: float, val_loss: flo
 
 
 @dataclass
-class _RunState:
+class RunState:
     """Loop state stored in ``last.pt`` (besides weights, optimizer, schedule, scaler, RNG)."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -373,33 +245,108 @@ class _RunState:
                                                        and self.bad_epochs >= patience)
         return improved
 
-
-def checkpoint_interval(cfg: TrainConfig, model: nn.Module) -> int:
-    """Epochs between ``last.pt`` writes: ``cfg.checkpoint_every``, or when ``None`` every epoch for
-    weights under :data:`LARGE_MODEL_BYTES` and every :data:`LARGE_MODEL_EVERY` epochs above."""
-    if cfg.checkpoint_every is not None:
-        return cfg.checkpoint_every
-    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return 1 if size < LARGE_MODEL_BYTES else LARGE_MODEL_EVERY
-
-
-def _cpu_copy(value: Any) -> Any:
-    """A CPU copy of the tensors nested in dicts, lists and tuples: a snapshot that later steps leave alone."""
-    if torch.is_tensor(value):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _cpu_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_cpu_copy(v) for v in value)
-    return value
+    def result(self, model: nn.Module, cfg: TrainConfig, has_val: bool, run_dir: Path | None) -> FitResult:
+        """What :func:`fit` returns once ``model`` holds the best weights."""
+        history = pd.DataFrame(self.history, columns=list(HISTORY_COLUMNS))
+        return FitResult(
+            model=model.eval(), history=history, best_epoch=self.best_epoch,
+            best_val_acc=json_value(self.best_val_acc) if has_val else None,
+            train_seconds=float(history["seconds"].sum()),
+            stopped_early=bool(self.finished and len(self.history) < cfg.epochs), run_dir=run_dir,
+        )
 
 
-def _write_config(run_dir: Path, meta: dict[str, Any], train: FaceData, val: FaceData | None,
-                  run_info: dict[str, Any] | None) -> None:
-    info = {**{k: meta[k] for k in ("model_name", "model_kwargs", "classes", "preprocessing", "precision")},
-            "train": meta["config"], "train_size": len(train), "val_size": 0 if val is None else len(val),
-            **(run_info or {})}
-    write_json(run_dir / "config.json", info)
+@dataclass
+class _Training:
+    """What one run trains with: the model, its EMA, the training step (DDP, compile), the step that
+    validates (the EMA's when there is one), optimizer, schedule and the batches of this rank."""
+
+    model: nn.Module
+    ema: AveragedModel | None
+    step: TrainStep
+    evaluator: TrainStep
+    schedule: LRSchedule
+    train_batches: BatchIterator
+    val_batches: BatchIterator | None
+    val_share: int  # validation items of this rank
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated, kept as best and returned."""
+        return self.model if self.ema is None else self.ema.module
+
+
+def _build_training(model: nn.Module, train: FaceData, val: FaceData | None, cfg: TrainConfig,
+                    device: torch.device, ddp: Rank | None) -> _Training:
+    model.to(device)
+    if cfg.channels_last and uses_channels_last(model):
+        model.to(memory_format=torch.channels_last)
+    rank_train, rank_val, rank_cfg = (train, val, cfg) if ddp is None else _rank_share(ddp, train, val, cfg)
+    train_batches = training_batches(rank_train, rank_cfg, device)
+    val_batches = None if rank_val is None else BatchIterator(
+        rank_val.images, rank_val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
+    optimizer, schedule = create_optimization(model, cfg, len(train_batches))
+    trained = model if ddp is None else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None)
+    ema = create_ema(model, cfg)
+    step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
+                     make_criterion(cfg, train, device), cfg, device, ema)
+    evaluator = step if ddp is None and ema is None else TrainStep(
+        model if ema is None else ema.module, optimizer, step.criterion, cfg, device)
+    return _Training(model, ema, step, evaluator, schedule, train_batches, val_batches,
+                     0 if rank_val is None else len(rank_val))
+
+
+def _restore(run: _Training, path: Path, cfg: TrainConfig, classes: tuple[str, ...],
+             data_fingerprint: dict[str, str | None]) -> RunState:
+    """Load ``path`` (a ``last.pt``) into ``run`` and the RNGs; returns the loop state it saved."""
+    ckpt = load_checkpoint(path)
+    check_resumable(ckpt, cfg, classes, run.step.precision.label, data_fingerprint, path)
+    run.model.load_state_dict(ckpt["model_state"])
+    run.step.optimizer.load_state_dict(ckpt["optimizer_state"])
+    run.schedule.load_state_dict(ckpt["scheduler_state"])
+    run.step.scaler.load_state_dict(ckpt["scaler_state"])
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema_state"])
+    set_rng_state(ckpt["rng_state"])
+    return RunState(**{f.name: ckpt[f.name] for f in fields(RunState)})
+
+
+def _run_epoch(run: _Training, epoch: int, cfg: TrainConfig, ddp: Rank | None, progress: bool,
+               run_dir: Path | None) -> dict[str, Any]:
+    """Train one epoch, validate, check for divergence, step the schedule; the epoch's history row."""
+    t0 = time.perf_counter()
+    lr = run.step.optimizer.param_groups[0]["lr"]
+    train_loss, train_acc = train_epoch(run.step, run.schedule, run.train_batches, epoch, cfg.epochs, progress)
+    if ddp is not None:
+        train_loss, train_acc = ddp.mean((train_loss, train_acc))
+        ddp.share_buffers(run.model)
+        if run.ema is not None:
+            ddp.share_buffers(run.ema.module)
+    val_loss, val_acc = math.nan, math.nan
+    if run.val_batches is not None:
+        val_loss, val_acc = evaluate_loss_acc(run.evaluator, run.val_batches)
+        if ddp is not None:
+            val_loss, val_acc = ddp.mean((val_loss, val_acc), weight=run.val_share)
+    check_finite(run.model, epoch, train_loss, None if run.val_batches is None else val_loss, run_dir)
+    run.schedule.step_epoch(-train_loss if run.val_batches is None else val_acc)
+    return dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                lr=lr, seconds=time.perf_counter() - t0)
+
+
+def _check_fit_arguments(train: FaceData, val: FaceData | None, resume: bool, run_dir: Path | None) -> None:
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs the run_dir of the interrupted run")
+    if val is not None and tuple(val.classes) != tuple(train.classes):
+        raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
+
+
+def _resume_state(run: _Training, epoch: int, state: RunState, data_fingerprint: dict[str, str | None]
+                  ) -> dict[str, Any]:
+    """What ``last.pt`` holds besides the weights."""
+    return dict(epoch=epoch, optimizer_state=run.step.optimizer.state_dict(), scheduler_state=run.schedule.state_dict(),
+                scaler_state=run.step.scaler.state_dict(), ema_state=None if run.ema is None else run.ema.state_dict(),
+                rng_state=rng_state(), data_fingerprint=data_fingerprint, **asdict(state))
 
 
 def fit(
@@ -417,141 +364,50 @@ def fit(
     run_info: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train``, validating on ``val`` (may be ``None``) after each epoch.
+    """Train ``model`` on ``train``, validating on ``val`` (may be ``None``) after each epoch (module
+    docstring: EMA, no validation, divergence, DDP).
 
-    Args:
-        run_dir: folder for ``config.json``, ``history.*``, ``best.pt``, ``last.pt`` (none if None).
-        resume: continue from ``run_dir/last.pt`` (same config required); the result equals an
-            uninterrupted run (bit-exact on CPU).
-        model_name, model_kwargs: registry name and arguments recorded in checkpoints so that
-            :func:`fer_utils.models.checkpoints.load_model` can rebuild the model (default: class name);
-            init-only ones (``encoder_weights``, ``pretrained``...) are left out: the weights are in the state.
-        run_info: extra JSON-able facts written into ``config.json``.
-        on_epoch_end: called with each epoch's history row once the epoch is recorded.
-
-    With ``cfg.ema_decay`` the moving average of the weights is what is validated, chosen as best,
-    written to ``best.pt`` and returned; ``last.pt`` holds both (the trained weights and the EMA).
-    Without ``val`` the last epoch counts as best and early stopping is off; ``plateau`` then
-    monitors the training loss. ``run_dir`` is locked (:func:`run_lock`) while training; resuming
-    checks the data's fingerprint; a NaN/inf loss or weight raises ``TrainingDivergedError``.
-    ``best.pt`` and ``last.pt`` are written together every :func:`checkpoint_interval` epochs, at
-    the end, and, for the last finished epoch, when anything (an interrupt, a divergence) stops the loop.
-
-    In a process group of several ranks (``torchrun``, see :mod:`fer_utils.train.distributed`) the
-    model trains with DistributedDataParallel: each rank holds its shard of ``train`` on ``device``
-    (``cfg.batch_size`` is the global batch), the history is averaged over ranks, validation is
-    sharded and summed, and only rank 0 locks and writes ``run_dir`` (every rank reads it to resume).
+    ``run_dir``: the run folder (locked while training; nothing written if None). ``resume``: go on from
+    its ``last.pt``, which must have the same config, precision and data; the result equals an uninterrupted
+    run (bit-exact on CPU). ``model_name``/``model_kwargs``: what checkpoints record so that ``load_model``
+    rebuilds the model (default: class name; init-only arguments such as ``pretrained`` are left out).
+    ``run_info``: extra JSON-able facts for ``config.json``. ``on_epoch_end``: called with each history row.
     """
-    device = resolve_device(device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    ddp = current()
+    device, ddp, run_dir = resolve_device(device), current(), Path(run_dir) if run_dir is not None else None
     out_dir = run_dir if ddp is None or ddp.is_main else None  # where run files are written
     progress = progress and (ddp is None or ddp.is_main)
-    if resume and run_dir is None:
-        raise ValueError("resume=True needs the run_dir of the interrupted run")
-    if val is not None and tuple(val.classes) != tuple(train.classes):
-        raise ValueError(f"train classes {train.classes} differ from validation classes {val.classes}")
-    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=architecture_kwargs(model_kwargs or {}),
-                classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict())
-
-    data_fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
+    _check_fit_arguments(train, val, resume, run_dir)
     seed_everything(cfg.seed)
-    model.to(device)
-    if cfg.channels_last and uses_channels_last(model):
-        model.to(memory_format=torch.channels_last)
-    rank_train, rank_val, rank_cfg = (train, val, cfg) if ddp is None else _rank_share(ddp, train, val, cfg)
-    train_batches = training_batches(rank_train, rank_cfg, device)
-    val_batches = None if rank_val is None else BatchIterator(
-        rank_val.images, rank_val.labels, batch_size=cfg.eval_batch_size, device=device, shuffle=False)
-    optimizer, schedule = create_optimization(model, cfg, len(train_batches))
-    trained = model if ddp is None else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None)
-    ema = create_ema(model, cfg)
-    step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
-                     make_criterion(cfg, train, device), cfg, device, ema)
-    meta["precision"] = step.precision.label
-    evaluated = model if ema is None else ema.module  # what validation, best.pt and the result use
-    evaluator = step if ddp is None and ema is None else TrainStep(evaluated, optimizer, step.criterion, cfg, device)
-
-    lock = run_lock(out_dir) if out_dir is not None else nullcontext()
-    with lock:
-        state, best_weights = _RunState(), None
+    run = _build_training(model, train, val, cfg, device, ddp)
+    meta = dict(model_name=model_name or type(model).__name__, model_kwargs=architecture_kwargs(model_kwargs or {}),
+                classes=list(train.classes), preprocessing=train.preprocessing.to_dict(), config=cfg.to_dict(),
+                precision=run.step.precision.label)
+    fingerprint = {"train": train.fingerprint(), "val": None if val is None else val.fingerprint()}
+    with run_lock(out_dir) if out_dir is not None else nullcontext():
+        state, best = RunState(), None
         if resume:
-            last_path = run_dir / "last.pt"
-            ckpt = load_checkpoint(last_path)
-            _check_resumable(ckpt, cfg, train.classes, last_path)
-            _check_same_precision(ckpt, step.precision.label, last_path)
-            _check_same_data(ckpt, data_fingerprint, last_path)
-            model.load_state_dict(ckpt["model_state"])
-            optimizer.load_state_dict(ckpt["optimizer_state"])
-            schedule.load_state_dict(ckpt["scheduler_state"])
-            step.scaler.load_state_dict(ckpt["scaler_state"])
-            if ema is not None:
-                ema.load_state_dict(ckpt["ema_state"])
-            state = _RunState(**{f.name: ckpt[f.name] for f in fields(_RunState)})
-            if (run_dir / "best.pt").is_file():
-                best_weights = load_checkpoint(run_dir / "best.pt")["model_state"]
-            _set_rng_state(ckpt["rng_state"])
+            state = _restore(run, run_dir / "last.pt", cfg, train.classes, fingerprint)
+            best = load_checkpoint(run_dir / "best.pt")["model_state"] if (run_dir / "best.pt").is_file() else None
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(out_dir, meta, train, val, run_info)
-
-        every = checkpoint_interval(cfg, model)
-        pending: tuple[dict[str, Any], dict[str, Any]] | None = None  # last.pt not written yet: weights, rest
-        best_info: dict[str, Any] | None = None  # best.pt not written yet
+            write_config(out_dir, meta, len(train), 0 if val is None else len(val), run_info)
+        checkpoints = CheckpointWriter(out_dir, meta, checkpoint_interval(cfg, model), best)
         try:
             for epoch in range(len(state.history) + 1, cfg.epochs + 1):
                 if state.finished:
                     break
-                t0 = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                train_loss, train_acc = train_epoch(step, schedule, train_batches, epoch, cfg.epochs, progress)
-                if ddp is not None:
-                    train_loss, train_acc = ddp.mean((train_loss, train_acc))
-                    ddp.share_buffers(model)
-                    if ema is not None:
-                        ddp.share_buffers(ema.module)
-                val_loss, val_acc = (math.nan, math.nan) if val_batches is None \
-                    else evaluate_loss_acc(evaluator, val_batches)
-                if ddp is not None and val_batches is not None:
-                    val_loss, val_acc = ddp.mean((val_loss, val_acc), weight=len(rank_val))
-                _check_finite(model, epoch, train_loss, None if val_batches is None else val_loss, run_dir)
-                schedule.step_epoch(-train_loss if val_batches is None else val_acc)
-                row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                           val_acc=val_acc, lr=lr, seconds=time.perf_counter() - t0)
-                improved = state.record(row, val_batches is not None, cfg)
-                # without EMA one CPU snapshot of the weights serves as best weights and as last.pt's weights
-                weights = _cpu_copy(model.state_dict()) if improved or out_dir is not None else None
-                if improved:
-                    best_weights = weights if ema is None else _cpu_copy(evaluated.state_dict())
-                    best_info = dict(epoch=epoch, val_acc=_json_value(val_acc))
-                if out_dir is not None:
-                    pending = weights, _cpu_copy(dict(
-                        epoch=epoch, optimizer_state=optimizer.state_dict(), scheduler_state=schedule.state_dict(),
-                        scaler_state=step.scaler.state_dict(), ema_state=None if ema is None else ema.state_dict(),
-                        rng_state=_rng_state(),
-                        data_fingerprint=data_fingerprint, **asdict(state)))
-                    if epoch % every == 0 or state.finished:
-                        _write_checkpoints(out_dir, meta, pending, best_weights, best_info)
-                        pending = best_info = None
-                    write_history(state.history, out_dir)
+                row = _run_epoch(run, epoch, cfg, ddp, progress, run_dir)
+                state.record(row, run.val_batches is not None, cfg)
+                checkpoints.epoch_done(state.history, state.best_epoch, state.finished, model, run.evaluated,
+                                       lambda: _resume_state(run, epoch, state, fingerprint))
                 if progress:
                     tqdm.write(_summary(row, state.best_epoch))
                 if on_epoch_end is not None:
                     on_epoch_end(dict(row))
         finally:
-            if pending is not None:
-                _write_checkpoints(out_dir, meta, pending, best_weights, best_info)
-
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
-    frame = pd.DataFrame(state.history, columns=list(HISTORY_COLUMNS))
-    return FitResult(
-        model=model.eval(), history=frame, best_epoch=state.best_epoch,
-        best_val_acc=None if val is None else _json_value(state.best_val_acc),
-        train_seconds=float(frame["seconds"].sum()),
-        stopped_early=bool(state.finished and len(state.history) < cfg.epochs), run_dir=run_dir,
-    )
+            checkpoints.flush()
+    if checkpoints.best_weights is not None:
+        model.load_state_dict(checkpoints.best_weights)
+    return state.result(model, cfg, has_val=val is not None, run_dir=run_dir)
 
 
 def _rank_share(ddp: Rank, train: FaceData, val: FaceData | None,
@@ -560,15 +416,6 @@ def _rank_share(ddp: Rank, train: FaceData, val: FaceData | None,
     augmentation seed of its own (rank 0 keeps ``cfg.seed``)."""
     rank_cfg = replace(cfg, batch_size=ddp.local_batch_size(cfg.batch_size), seed=cfg.seed + 1_000_003 * ddp.rank)
     return ddp.shard(train, cfg.seed), None if val is None else ddp.strided(val), rank_cfg
-
-
-def _write_checkpoints(run_dir: Path, meta: dict[str, Any], last: tuple[dict[str, Any], dict[str, Any]],
-                       best_weights: dict[str, torch.Tensor] | None, best_info: dict[str, Any] | None) -> None:
-    """``best.pt`` (when a new best epoch is not written yet), then ``last.pt``."""
-    if best_info is not None and best_weights is not None:
-        save_checkpoint(run_dir / "best.pt", best_weights, **meta, **best_info)
-    weights, rest = last
-    save_checkpoint(run_dir / "last.pt", weights, **meta, **rest)
 
 
 def train_epoch(step: TrainStep, schedule: LRSchedule, batches: BatchIterator, epoch: int, epochs: int,
