@@ -71,6 +71,8 @@ def test_detection_record():
     half = det.scaled(0.5)
     assert half.box == (5, 10, 25, 40) and half.landmarks[4].tolist() == [4, 4.5]
     assert det.to_dict()["landmarks"][1] == [2.0, 3.0]
+    float32 = Detection((0, 0, 9, 9), 0.5, np.full((5, 2), 221.7, np.float32)).to_dict()
+    assert json.dumps(float32["landmarks"][0]) == "[221.7, 221.7]"  # not 221.6999969482422
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         Detection((0, 0, 1, 1), 1.0, np.zeros((4, 2)))
     with pytest.raises(ValueError, match="x2 >= x1"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 
 import cv2
@@ -17,6 +18,7 @@ from fer_utils.faces.detection import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
 from fer_utils.bench import benchmark_predict, real_faces
+from fer_utils.predict.outputs import CLEAR_EXPRESSION_CONFIDENCE, NO_CLEAR_EXPRESSION
 from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.tracking import FaceTracker
 from fer_utils.predict.video import TemporalSmoother, label_changes, prefetch, smooth_probabilities
@@ -251,10 +253,14 @@ def test_predict_video_writes_frames_summary_and_timeline(tmp_path, faces, check
     summary = json.loads((out / "clip_summary.json").read_text())
     assert summary["frames"] == 12 and summary["frames_with_face"] == 12
     assert sum(summary["label_counts"].values()) == 12
-    assert summary["dominant_emotion"] in FER2013_CLASSES and summary["smoothing"]["method"] == "vote"
+    # the untrained model's smoothed top probability is about 1/7: no word is claimed for the video
+    assert summary["mean_confidence"] < CLEAR_EXPRESSION_CONFIDENCE and summary["smoothing"]["method"] == "vote"
+    assert summary["dominant_emotion"] == summary["tracks"]["0"]["dominant_emotion"] == NO_CLEAR_EXPRESSION
     assert summary["tracks"]["0"]["segments"][0]["start_frame"] == 0
     capture = cv2.VideoCapture(str(out / "clip_annotated.mp4"))
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in (b"avc1", b"h264", b"H264")
+    assert summary["annotated_video_codec"] == "h264"
     capture.release()
     timeline = cv2.imread(str(out / "clip_timeline.png"))
     assert timeline is not None and timeline.shape[1] > 500
@@ -403,6 +409,27 @@ def test_demo_predicts_the_sample_photo_and_its_clip_with_the_shipped_model(tmp_
     assert int(clip.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     clip.release()
     summary = json.loads((out / "grace_hopper_zoom_summary.json").read_text())
-    assert summary["frames"] == 30 and summary["frames_with_face"] == 30
+    assert summary["frames"] == 30 and summary["frames_with_face"] == 30 and summary["annotated_video_codec"] == "h264"
+    assert summary["dominant_emotion"] == "neutral" and summary["mean_confidence"] > CLEAR_EXPRESSION_CONFIDENCE
     assert (out / "grace_hopper_zoom_annotated.mp4").stat().st_size > 0
     assert main(["demo", "--out", str(out)]) == 0  # runs again over its own outputs
+
+
+def test_annotated_video_is_h264_and_says_so_when_it_falls_back_to_mpeg4(tmp_path, monkeypatch):
+    from fer_utils.predict.video import AnnotatedVideoWriter
+
+    frames = [np.full((121, 161, 3), 40 * i, np.uint8) for i in range(5)]  # odd sides: padded to even for yuv420p
+    for blocked, codec, fourccs in ((False, "h264", (b"avc1", b"h264", b"H264")), (True, "mpeg4", (b"mp4v", b"FMP4"))):
+        if blocked:
+            monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails: the OpenCV fallback
+        writer = AnnotatedVideoWriter(tmp_path / f"{codec}.mp4", 10.0, 161, 121)
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+        capture = cv2.VideoCapture(str(tmp_path / f"{codec}.mp4"))
+        assert writer.codec == codec and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+        assert int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in fourccs
+        assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (162, 122)
+        capture.release()
+    with pytest.raises(OSError, match="cannot create the output video"):
+        AnnotatedVideoWriter(tmp_path / "missing" / "x.mp4", 10.0, 160, 120)

@@ -63,7 +63,8 @@ class Detection:
         return {
             "box": [round(v, 1) for v in self.box],
             "score": round(self.score, 4),
-            "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
+            "landmarks": None if self.landmarks is None else [[round(float(v), 1) for v in point]
+                                                               for point in self.landmarks],
         }
 
 

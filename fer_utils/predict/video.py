@@ -140,12 +140,57 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Generator[T, None, None]:
 
 
 def open_writer(path: str | os.PathLike, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    """An mp4v video writer; ``OSError`` when OpenCV cannot create ``path``."""
+    """An OpenCV MPEG-4 Part 2 (mp4v) writer, for made test videos; ``OSError`` when it cannot create ``path``.
+    Annotated outputs use :class:`AnnotatedVideoWriter` (H.264)."""
     with opencv_name(path) as name:
         writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"{path}: cannot create the output video (mp4v)")
     return writer
+
+
+class AnnotatedVideoWriter:
+    """Writes BGR frames to an mp4 that browsers play: H.264 (yuv420p) through the ffmpeg that the
+    ``imageio-ffmpeg`` wheel carries. Without that package it falls back to OpenCV's MPEG-4 Part 2,
+    which many players and browsers refuse; :attr:`codec` says which was written.
+
+    Why ffmpeg and not OpenCV: OpenCV's pip wheels ship no H.264 encoder. yuv420p needs even sides, so
+    an odd-sized frame gets one black row or column. ``OSError`` when the file cannot be created.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int) -> None:
+        self.path, self.size = Path(path), (width + width % 2, height + height % 2)
+        try:
+            import imageio_ffmpeg
+        except ImportError:
+            self.codec, self._frames, self._cv = "mpeg4", None, open_writer(path, fps, *self.size)
+            return
+        self.codec, self._cv = "h264", None
+        self._frames = imageio_ffmpeg.write_frames(
+            os.fspath(path), self.size, fps=fps, codec="libx264", pix_fmt_in="bgr24", pix_fmt_out="yuv420p",
+            macro_block_size=1, quality=None, output_params=["-preset", "veryfast", "-crf", "23"],
+            ffmpeg_log_level="error")
+        try:
+            self._frames.send(None)  # starts ffmpeg
+        except (OSError, RuntimeError) as exc:
+            raise OSError(f"{path}: cannot create the output video (H.264 through ffmpeg): {exc}") from None
+
+    def write(self, bgr: np.ndarray) -> None:
+        """Append one frame (``height x width x 3`` uint8 BGR)."""
+        pad_h, pad_w = self.size[1] - bgr.shape[0], self.size[0] - bgr.shape[1]
+        if pad_h or pad_w:
+            bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT)
+        if self._cv is not None:
+            self._cv.write(bgr)
+        else:
+            self._frames.send(np.ascontiguousarray(bgr))
+
+    def release(self) -> None:
+        """Finish the file."""
+        if self._cv is not None:
+            self._cv.release()
+        else:
+            self._frames.close()
 
 
 def display_available() -> bool:
