@@ -19,15 +19,7 @@ PROFILE ?= full
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-# `make device-check`: the GPU image's versions (no Jupyter, papermill, IPython or facenet-pytorch) in a
-# throw-away venv, running the GPU notebooks in smoke mode as scripts on the CPU.
-DEVICE_VENV := .device-venv
-DEVICE_PINS := torch==2.11.0 torchvision==0.26.0 timm numpy pandas scikit-learn "opencv-python-headless<5" \
-	matplotlib seaborn tqdm
-# 02 (MTCNN) and 06 (O-Net) need facenet-pytorch, which the GPU image lacks: they run where it is installed.
-DEVICE_NOTEBOOKS ?= 03,04,05,07,08,09,10
-
-.PHONY: setup test demo report lab bench devdata device-check clean-venv
+.PHONY: setup test demo report lab bench clean-venv
 
 setup: $(STAMP)
 
@@ -59,20 +51,5 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m fer_utils bench data
 
-# FER2013 packed (about 56 MB) and CK+48 in .devdata/, small enough to carry to a GPU machine.
-devdata: $(STAMP)
-	$(BIN)/python -m fer_utils pack-data .devdata
-
-$(DEVICE_VENV)/.installed: Makefile
-	rm -rf $(DEVICE_VENV)
-	$(PYTHON) -m venv $(DEVICE_VENV)
-	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEVICE_VENV)/bin/python -m pip install --quiet $(DEVICE_PINS)
-	touch $@
-
-device-check: $(DEVICE_VENV)/.installed
-	MPLBACKEND=Agg PYTHONPATH=$(CURDIR) $(DEVICE_VENV)/bin/python -m fer_utils.report --engine script --smoke 1 \
-		--device cpu --only $(DEVICE_NOTEBOOKS)
-
 clean-venv:
-	rm -rf $(VENV) $(DEVICE_VENV)
+	rm -rf $(VENV)

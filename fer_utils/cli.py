@@ -28,7 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("fer_utils.evaluate.command", "evaluate a checkpoint on a dataset split"),
     "ship": ("fer_utils.experiments.ship", "ship the best of some runs' best.pt (by validation), optionally fp16"),
     "crossval": ("fer_utils.experiments.crossval_command", "subject-independent k-fold on sequence data"),
-    "pack-data": ("fer_utils.data.command", "compact copy of the datasets for a GPU machine"),
     "prepare-faces": ("fer_utils.faces.command", "detect, align and crop faces into an array file"),
     "predict": ("fer_utils.predict.command", "emotions of the faces in photos and videos"),
     "demo": ("fer_utils.predict.demo", "predict on a sample photo (from matplotlib) and a clip made from it"),
@@ -64,18 +63,41 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt():
             return int(module.run(args) or 0)
-    except (FerError, OSError) as exc:  # OSError: disk full, read-only folder...
+    except Exception as exc:  # noqa: BLE001 - every branch below either answers or re-raises
         if debug:
             traceback.print_exc()
+        stop = interrupt_behind(exc)
+        if stop is not None:
+            return _interrupted(name, module, stop)
+        if not isinstance(exc, (FerError, OSError)):  # OSError: disk full, read-only folder...
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         if debug:
             traceback.print_exc()
-        terminated = isinstance(exc, Terminated)
-        print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}. "
-              + getattr(module, "INTERRUPTED_HINT", ""), file=sys.stderr)
-        return 143 if terminated else 130
+        return _interrupted(name, module, exc)
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that ``exc`` was raised while handling, if any: library code cut by one
+    turns it into its own error (``torch.save``'s zip writer raises ``RuntimeError: unexpected pos``),
+    which is a stop, not a failure."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _interrupted(name: str, module: object, stop: KeyboardInterrupt) -> int:
+    """One line for Ctrl-C (exit 130) or SIGTERM (143), with how to resume where the command says."""
+    terminated = isinstance(stop, Terminated)
+    print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}. "
+          + getattr(module, "INTERRUPTED_HINT", ""), file=sys.stderr)
+    return 143 if terminated else 130
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,13 +1,11 @@
-"""Writing files atomically: readers (and resumed runs) never see half a file, and an interrupt
-(Ctrl-C, the report's time-budget alarm) arriving mid-write is delivered once the file is complete."""
+"""Writing files atomically: readers (and resumed runs) never see half a file, whatever stops the
+write (an error, Ctrl-C, SIGTERM)."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,44 +22,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with interrupts_deferred(), open(tmp, mode) as handle:
+        with open(tmp, mode) as handle:
             yield handle
-            handle.close()
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-#: Signals held back while a file is written: Ctrl-C, the alarm that ends a ``--budget-minutes`` run, SIGTERM.
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGALRM, signal.SIGTERM)
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold back :data:`DEFERRED_SIGNALS` until the block ends, then hand them to their handlers.
-
-    Why: a ``KeyboardInterrupt`` raised inside ``torch.save`` surfaces as a ``RuntimeError`` from its
-    zip writer ("unexpected pos ..."), which looks like a failure instead of a stop. Signals are
-    only delivered to the main thread, so elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[tuple[int, Any]] = []
-    handlers = {number: signal.getsignal(number) for number in DEFERRED_SIGNALS}
-    handlers = {number: handler for number, handler in handlers.items() if handler is not None}  # not set by Python
-    for number in handlers:
-        signal.signal(number, lambda signum, frame: received.append((signum, frame)))
-    try:
-        yield
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-        for number, frame in received:
-            if callable(handlers[number]):
-                handlers[number](number, frame)
-            elif handlers[number] == signal.SIG_DFL:
-                signal.raise_signal(number)
 
 
 def write_json(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:

@@ -224,7 +224,7 @@ def test_evaluate_errors_skip_counts_bad_rows(trained, tmp_path, capsys):
     assert code == 0
 
 
-# ---- FER2013 CSV, cache, pack-data ------------------------------------------------------------------------
+# ---- FER2013 CSV, cache -----------------------------------------------------------------------------------
 
 
 def test_header_only_and_empty_csv(tmp_path, capsys):
@@ -232,8 +232,6 @@ def test_header_only_and_empty_csv(tmp_path, capsys):
     path.write_text("emotion,pixels,Usage\n")
     with pytest.raises(DatasetError, match=f"{path}: header only, no data rows"):
         load_fer2013(tmp_path)
-    code, err = run_cli(capsys, "pack-data", str(tmp_path / "out"), "--data-dir", str(tmp_path), "--datasets", "fer2013")
-    assert code == 2 and "header only" in one_error_line(err) and not (tmp_path / "out" / "fer2013").exists()
     path.write_text("")
     with pytest.raises(DatasetError, match=f"{path}: empty file; expected a FER2013 CSV"):
         load_fer2013(tmp_path)
@@ -585,73 +583,6 @@ def run_cli_function(function, capsys, argv) -> tuple[int, str]:
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err
-
-
-def test_unpack_checks_every_member_before_writing_any(tmp_path, capsys):
-    import io
-    import tarfile
-
-    from fer_utils.report import pack as packing
-
-    root = tmp_path / "repo"
-    (root / "fer_utils").mkdir(parents=True)
-    (root / "fer_utils" / "cli.py").write_text("original")
-    for name, members in {"escape": ["results/a.json", "../outside.txt"], "source": ["results/a.json", "fer_utils/cli.py"],
-                          "hook": ["results/a.json", ".git/hooks/post-checkout"]}.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        with tarfile.open(folder / f"{packing.PART_PREFIX}0", "w:gz") as tar:
-            for member in members:
-                info = tarfile.TarInfo(member)
-                info.size = 3
-                tar.addfile(info, io.BytesIO(b"new"))
-        with pytest.raises(packing.PackError, match="refusing member .* nothing was extracted"):
-            packing.unpack(folder, root)
-        assert not (root / "results").exists() and (root / "fer_utils" / "cli.py").read_text() == "original"
-    (root / "results").mkdir()
-    (root / "results" / "a.json").write_text("mine")
-    folder = tmp_path / "exists"
-    folder.mkdir()
-    with tarfile.open(folder / f"{packing.PART_PREFIX}0", "w:gz") as tar:
-        info = tarfile.TarInfo("results/a.json")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"new"))
-    with pytest.raises(packing.PackError, match="exists already"):
-        packing.unpack(folder, root)
-    assert (root / "results" / "a.json").read_text() == "mine"
-
-
-@pytest.mark.realdata
-def test_predict_takes_any_file_name_and_keeps_earlier_results(fer2013, tmp_path, capsys):
-    from fer_utils.faces.synthetic import paste_faces
-
-    src = os.fsencode(tmp_path / "in")
-    os.mkdir(src)
-    scene = paste_faces([fer2013.images[8548]], [(100, 60, 220, 180)], (240, 320))
-    encoded = cv2.imencode(".jpg", cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))[1].tobytes()
-    with open(os.path.join(src, b"f\xffface.jpg"), "wb") as handle:
-        handle.write(encoded)
-    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (320, 240))
-    for _ in range(4):
-        writer.write(cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR))
-    writer.release()
-    os.rename(tmp_path / "clip.mp4", os.path.join(src, b"v\xfe.mp4"))
-    with open(os.path.join(src, b"notes.txt"), "w") as handle:
-        handle.write("not media")
-    checkpoint = save_checkpoint(tmp_path / "tiny.pt", create_model("simple_cnn"), model_name="simple_cnn",
-                                 classes=FER2013_CLASSES)
-    out = tmp_path / "pred"
-    args = ["predict", os.fsdecode(src), "--checkpoint", str(checkpoint), "--detector", "haar", "--out", str(out),
-            "--no-progress"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
-    run = json.loads((out / RUN_SUMMARY).read_text())
-    assert run["processed"] == 2 and run["skipped_not_media"] == 1 and "1 other file(s) skipped" in printed
-    assert (out / "f_face_annotated.jpg").is_file() and (out / "v__annotated.mp4").is_file()
-    before = (out / RUN_SUMMARY).read_bytes()
-    assert main(args) == 2 and "holds an earlier run's results" in capsys.readouterr().out
-    assert (out / RUN_SUMMARY).read_bytes() == before
-    assert main([*args, "--overwrite"]) == 0
 
 
 def test_loaders_and_evaluate_take_file_names_of_any_bytes(tmp_path, capsys):

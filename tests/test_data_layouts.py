@@ -4,7 +4,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from fer_utils.errors import DatasetError, MissingDatasetError
@@ -94,42 +93,6 @@ def test_fer2013_without_private_test_warns_once_and_uses_public(tmp_path):
     data = load_dataset("fer2013", csv, cache=False)
     with pytest.warns(UserWarning, match="PrivateTest"):
         assert official_test_split(data) == "PublicTest"
-
-
-def test_fer2013_packed_file_replaces_the_csv(tmp_path, monkeypatch):
-    from fer_utils.data.packed import PACKED_NAME, pack_fer2013
-
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    rows = fer_rows()
-    rows.insert(1, (9, pixels(), "Training"))
-    with pytest.warns(UserWarning, match="skipped 1"):
-        original = load_dataset("fer2013", write_csv(tmp_path / "fer2013.csv", rows), errors="skip", cache=False)
-    packed = pack_fer2013(original, tmp_path / "travel" / "fer2013" / PACKED_NAME)
-    loaded = load_dataset("fer2013", tmp_path / "travel")
-    np.testing.assert_array_equal(loaded.images, original.images)
-    np.testing.assert_array_equal(loaded.labels, original.labels)
-    pd.testing.assert_frame_equal(loaded.meta, original.meta)
-    assert loaded.skipped == {"label": 1} and loaded.meta["source"].iat[1] == "fer2013.csv:4"
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # decompressed once, then read from the cache
-    again = load_dataset("fer2013", tmp_path / "travel")
-    pd.testing.assert_frame_equal(again.meta, original.meta)
-    assert again.skipped == {"label": 1}
-    packed.write_bytes(packed.read_bytes()[:-50])
-    with pytest.raises(DatasetError, match=rf"{PACKED_NAME}: not a readable packed FER2013 file"):
-        load_dataset("fer2013", tmp_path / "travel")
-
-
-def test_pack_data_command_writes_a_data_folder(tmp_path):
-    from fer_utils.cli import main
-
-    (tmp_path / "src" / "ckplus48" / "happy").mkdir(parents=True)
-    write_csv(tmp_path / "src" / "fer2013.csv", fer_rows())
-    cv2.imwrite(str(tmp_path / "src" / "ckplus48" / "happy" / "S010_006_00000013.png"), face())
-    assert main(["pack-data", str(tmp_path / "out"), "--data-dir", str(tmp_path / "src")]) == 0
-    assert len(load_dataset("fer2013", tmp_path / "out")) == 8
-    assert len(load_dataset("ckplus48", tmp_path / "out")) == 1
-    assert main(["pack-data", str(tmp_path / "out2"), "--data-dir", str(tmp_path / "src"),
-                 "--datasets", "mug"]) == 2
 
 
 # ---- FER+ ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fer_utils.data import FER2013_CLASSES, load_dataset, make_clips, official_test_split, subject_kfold
+from fer_utils.data import FER2013_CLASSES, make_clips, official_test_split, subject_kfold
 
 TRAINING_COUNTS = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "sad": 4830,
                    "surprise": 3171, "neutral": 4965}
@@ -72,15 +72,3 @@ def test_exploration_statistics_on_fer2013(fer2013):
     dup = duplicate_summary(fer2013)
     # FER2013 is known to contain exact duplicates, some across the Training/PublicTest boundary.
     assert dup["duplicate_groups"] > 0 and 0 < dup["groups_across_splits"] <= dup["duplicate_groups"]
-
-
-def test_packed_fer2013_equals_the_csv_on_real_rows(fer2013, tmp_path):
-    from fer_utils.data.packed import PACKED_NAME, pack_fer2013
-
-    part = fer2013.subset(np.r_[0:300, len(fer2013) - 300:len(fer2013)])
-    pack_fer2013(part, tmp_path / "fer2013" / PACKED_NAME)
-    loaded = load_dataset("fer2013", tmp_path)
-    np.testing.assert_array_equal(loaded.images, part.images)
-    np.testing.assert_array_equal(loaded.labels, part.labels)
-    assert loaded.meta["split"].tolist() == part.meta["split"].tolist()
-    assert loaded.meta["source"].tolist() == part.meta["source"].tolist()

@@ -3,8 +3,7 @@ the GPU image (``python -m fer_utils.report --engine script --smoke 1``, in a su
 
 Notebooks 03 (FER2013 training: ``run_experiment``, cache, checkpoints, plots) and 08 (CK+48
 cross-validation of the spatio-temporal families, initialised from a FER2013 checkpoint) cover
-the training path in about 3 CPU-minutes; ``make device-check`` runs the rest of the GPU
-notebooks in the GPU image's versions. Skipped on purpose: 02 (MTCNN face detection) and
+the training path in about 3 CPU-minutes. Skipped on purpose: 02 (MTCNN face detection) and
 06 (O-Net features) truly need facenet-pytorch, which a GPU run carries as a wheel.
 """
 from __future__ import annotations

@@ -105,11 +105,14 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer, scheduler, extra):
         assert all(torch.equal(last_full["ema_state"][k], last_cut["ema_state"][k]) for k in last_full["ema_state"])
 
 
-def test_ctrl_c_during_a_checkpoint_write_arrives_after_it(tmp_path, monkeypatch):
-    """Ctrl-C inside ``torch.save`` used to surface as a RuntimeError from its zip writer ("unexpected
-    pos"): a failure, not a stop. The write holds it back: the checkpoint is whole, then it arrives.
-    Python's own Ctrl-C handler is set for the test: a suite started with SIGINT ignored (``nohup``, ``&``
-    in a script) has none."""
+def test_ctrl_c_during_a_checkpoint_write_keeps_the_old_file_and_reads_as_a_stop(tmp_path, monkeypatch):
+    """Ctrl-C inside ``torch.save`` comes out as a ``RuntimeError`` from its zip writer ("unexpected pos").
+    The write is atomic, so the previous ``last.pt`` stays whole and no temporary file is left, and the
+    CLI finds the interrupt behind the error (a stop, exit 130, not a failure). Python's own Ctrl-C
+    handler is set for the test: a suite started with SIGINT ignored (``nohup``) has none."""
+    from fer_utils.cli import interrupt_behind
+
+    save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(100_000)}, model_name="tiny", classes=["a"])
     real_save = torch.save
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -130,13 +133,15 @@ def test_ctrl_c_during_a_checkpoint_write_arrives_after_it(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", lambda obj, handle: real_save(obj, Interrupting(handle)))
     try:
-        with pytest.raises(KeyboardInterrupt):
-            save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(100_000)}, model_name="tiny", classes=["a"])
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+        with pytest.raises(BaseException) as stopped:
+            save_checkpoint(tmp_path / "last.pt", {"w": torch.zeros(100_000)}, model_name="tiny", classes=["a"])
     finally:
         signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
+    assert isinstance(interrupt_behind(stopped.value), KeyboardInterrupt)
+    assert interrupt_behind(RuntimeError("a plain failure")) is None
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["w"], torch.ones(100_000))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_ema_is_what_is_validated_kept_and_returned(tmp_path):

@@ -13,7 +13,6 @@ from fer_utils.data.dataset import FaceData
 from fer_utils.errors import DatasetError, MissingDatasetError
 from fer_utils.data.skips import SkipLog
 from fer_utils.data.folders import load_class_folders
-from fer_utils.data.packed import PACKED_NAME, read_packed_fer2013
 from fer_utils.data.paths import CACHE_DIR_ENV, cache_path, data_root
 from fer_utils.files import atomic_write
 from fer_utils.labels import FER2013_CODES, FERPLUS_COLUMNS, ordered_classes
@@ -33,13 +32,12 @@ _FOLDER_SPLITS = {
 
 
 def find_fer2013_file(root: str | os.PathLike | None = None) -> Path:
-    """The FER2013 file: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``,
-    else the packed ``fer2013.npz.xz`` made by ``python -m fer_utils pack-data``.
+    """The FER2013 file: ``root`` itself if it is a file, else ``root[/fer2013]/fer2013.csv[.gz]``.
     Several candidates (say ``fer2013.csv`` beside ``fer2013.csv.gz``) are a ``DatasetError``."""
     base = data_root(root)
     if base.is_file():
         return base
-    found = [folder / name for name in (*_CSV_NAMES, PACKED_NAME) for folder in (base / "fer2013", base)
+    found = [folder / name for name in _CSV_NAMES for folder in (base / "fer2013", base)
              if (folder / name).is_file()]
     if len(found) > 1:
         raise DatasetError(f"{base}: several FER2013 files {[str(p) for p in found]}; expected one "
@@ -54,15 +52,14 @@ def load_fer2013(root: str | os.PathLike | None = None, errors: str = "raise", c
 
     Every row is validated (label 0-6, 2304 integer pixels in 0-255, known Usage); a bad row
     raises ``DatasetError`` naming file and line, or is skipped and counted with ``errors="skip"``.
-    Without a CSV, the packed ``fer2013.npz.xz`` (:mod:`fer_utils.data.packed`) gives the same
-    arrays and row provenance. Either way the arrays are cached (``$FER_CACHE_DIR``, default
+    The parsed arrays are cached (``$FER_CACHE_DIR``, default
     ``~/.cache/fer_utils``) keyed by the file's path, size and modification time.
     """
     path = find_fer2013_file(root)
     cached = cache_path(path, f"v2-{errors}") if cache else None
     arrays = _read_cache(cached) if cached is not None else None
     if arrays is None:
-        arrays = read_packed_fer2013(path) if path.name == PACKED_NAME else _parse_csv(path, errors)
+        arrays = _parse_csv(path, errors)
         if cached is not None:
             _write_cache(cached, arrays)
     if len(arrays["labels"]) == 0:
@@ -108,7 +105,7 @@ def _write_cache(cached: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _parse_csv(path: Path, errors: str) -> dict[str, np.ndarray]:
-    """Validate and parse the CSV into the arrays of a packed file (images, labels, usage, line numbers...)."""
+    """Validate and parse the CSV into arrays (images, labels, usage, line numbers...)."""
     log = SkipLog(errors)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)

@@ -5,7 +5,7 @@ A result of ``config`` under ``name`` lives at ``<root>/<name>-<hash8><suffix>``
 :func:`~fer_utils.experiments.crossval.cached_crossval`); it is computed only when no stored
 one is found there.
 
-While a :data:`PLANNER` is set (``python -m fer_utils.report --plan`` / ``--budget-minutes``),
+While a :data:`PLANNER` is set (``python -m fer_utils.report --plan``),
 every request is reported to it with the :class:`Work` it costs, and the planner decides whether
 it is computed now or answered by a stand-in (a result of the right type holding no numbers).
 """

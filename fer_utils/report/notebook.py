@@ -22,8 +22,8 @@ from fer_utils.plots import set_theme
 SMOKE_ENV = "FER_SMOKE"
 PROFILE_ENV = "FER_PROFILE"
 PROFILES = ("full", "cpu", "smoke")
-#: Set by plans and budget runs: notebooks write figures and result files under this folder instead,
-#: so that only the experiment cache (in ``results_dir``) changes the repository.
+#: Set by plans: notebooks write figures and result files under this folder instead,
+#: so that a plan changes nothing in the repository.
 SCRATCH_OUTPUTS: ContextVar[Path | None] = ContextVar("fer_utils_scratch_outputs", default=None)
 _SAME = object()
 

@@ -1,4 +1,4 @@
-"""What the report trains and what it costs (``--plan``), and a time-boxed share of it (``--budget-minutes``).
+"""What the report trains and what it costs (``--plan``).
 
 How the list is made: the notebooks' own code cells run as a script (:func:`run_as_script`) with a
 :data:`~fer_utils.experiments.cache.PLANNER` set. Every cached computation of the report
@@ -24,24 +24,8 @@ Cost: FLOPs of one forward pass of one input (a 48x48 face or a clip), counted w
 per epoch (forward + backward), validation and testing left out (RNN cells of ``cnn_gru`` and
 ``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds: inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
-(``results/bench/train-cuda.json``), else FLOPs / an assumed effective throughput (``--tflops``,
+(``results/bench/train-cpu.json`` for the cpu profile, ``train-cuda.json`` otherwise), else FLOPs / an assumed effective throughput (``--tflops``,
 25 TFLOP/s by default, for an H100 on these small models).
-
-``--budget-minutes N`` runs the notebooks the same way on the real device, but computes missing
-results in the notebooks' order (dependencies come first: the FER2013 trunk before the CK+48
-transfers, the encoder before its classifiers, the lr range test before the schedules) while
-their estimates fit in what is left (a run interrupted before counts only the epochs after its
-``last.pt``). The first one that does not fit still starts when a minute
-or more is left, so that long runs progress across sessions; every later one gets a stand-in.
-At the deadline (N minutes less a packing margin) training is interrupted as Ctrl-C would:
-``last.pt`` keeps the last finished epoch and a cross-validation keeps its finished folds, which
-the same command resumes. The interrupt waits for a file being written
-(:func:`~fer_utils.files.interrupts_deferred`); a cell that fails after it counts as the stop (library code
-may turn it into another error), and the alarm repeats until the run stops (a ``__del__`` drops it).
-Notebook figures and tables go to a temporary folder: render later.
-``--select REGEX`` trains only the missing experiments whose name matches (the rest get stand-ins),
-so that budget runs side by side on one GPU can share out experiments that do not depend on one
-another, each packing its share with ``--pack-mib``.
 """
 from __future__ import annotations
 
@@ -49,11 +33,7 @@ import argparse
 import contextlib
 import io
 import json
-import re
-import signal
-import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,11 +46,10 @@ from fer_utils.arguments import positive_float
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS
-from fer_utils.report.pack import MAX_PARTS, PART_BYTES, TOTAL_BYTES, PackError, check_pack_folder, pack, unpack
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 from fer_utils.train.run_folder import epochs_saved
 
-#: The notebooks that train: what ``--plan`` and ``--budget-minutes`` run unless ``--only`` says otherwise.
+#: The notebooks that train: what ``--plan`` runs unless ``--only`` says otherwise.
 TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
 #: Effective training throughput assumed where no benchmark was stored (FLOP/s).
 DEFAULT_TFLOPS = 25.0
@@ -81,12 +60,6 @@ TRAIN_PASSES = 3
 def bench_file(device_type: str) -> Path:
     """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
     return Path("results") / "bench" / f"train-{device_type}.json"
-
-
-#: Time kept after the deadline to pack, and the least time worth starting an experiment that will not finish.
-PACK_MARGIN_S, MIN_PARTIAL_S = 60.0, 60.0
-#: Seconds between repeats of the deadline's alarm until the run stops.
-ALARM_REPEAT_S = 20.0
 
 
 def forward_flops(work: Work) -> int:
@@ -169,50 +142,6 @@ class Recorder:
         self.failed_cells.append(f"{self.notebook} cell {cell}: {type(error).__name__}: {str(error)[:100]}")
 
 
-class BudgetRecorder(Recorder):
-    """A planner that computes missing results in order while their estimates fit before ``deadline``
-    (only those whose name ``select`` matches, when given)."""
-
-    def __init__(self, rates: Rates, deadline: float, select: re.Pattern[str] | None = None) -> None:
-        super().__init__(rates)
-        self.deadline, self.select = deadline, select
-        self.started: list[PlanRow] = []
-        self.stopped = False
-        self.spent = False  # the deadline's alarm went off
-        self.stopping = False  # the run caught the interrupt and is winding up
-
-    def interrupt(self, _signum: int, _frame: object) -> None:
-        """The deadline's alarm: stop the run as Ctrl-C would. It repeats (:data:`ALARM_REPEAT_S`)
-        until the run stops, in case code that ignores exceptions (a ``__del__``) swallowed one."""
-        if self.stopping:
-            return
-        self.spent = True
-        raise KeyboardInterrupt("time budget spent")
-
-    def cell_failed(self, cell: int, error: Exception) -> None:
-        """After the alarm, a failing cell is the interrupt seen through library code (say, a
-        ``RuntimeError`` from a write it cut): stop; before it, record and go on."""
-        if self.spent:
-            raise KeyboardInterrupt("time budget spent") from error
-        super().cell_failed(cell, error)
-
-    def decide(self, row: PlanRow) -> bool:
-        if row.cached or self.stopped or row in self.started:
-            return False
-        if self.select is not None and not self.select.search(row.name):
-            return False
-        left = self.deadline - time.monotonic()
-        if row.seconds * row.part_left > left:  # the first that does not fit: later ones wait for it
-            self.stopped = True
-            if left < MIN_PARTIAL_S:
-                return False
-        self.started.append(row)
-        print(f"budget: training {row.name} (estimated {row.seconds * row.part_left / 60:.1f} min, "
-              f"{left / 60:.1f} min left{_progress(row, ', from epoch ')})",
-              flush=True)
-        return True
-
-
 def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, only: str = "",
                   quiet: bool = True) -> None:
     """Run the notebooks' code cells with ``recorder`` as planner, figures and tables in a temporary folder."""
@@ -257,7 +186,7 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
 
 
 def failed_cells_lines(recorder: Recorder) -> list[str]:
-    """The cells that failed (each skipped from there on), for the plan's and the budget's summaries."""
+    """The cells that failed (each skipped from there on), for the plan's summary."""
     if not recorder.failed_cells:
         return []
     return ["cells that failed, mostly on stand-ins (the rest of each was skipped):"] + \
@@ -282,32 +211,6 @@ def _relative(rows: list[PlanRow], root: Path) -> str:
     return ", ".join(sorted(folders)) or "-"
 
 
-def result_files(row: PlanRow) -> list[Path]:
-    """Everything stored for ``row``'s result: ``<name>-<hash8>`` and its siblings (``.folds/``, ``.json``...)."""
-    stem = re.match(r".*-[0-9a-f]{8}", row.path.name).group(0)
-    found = [p for p in row.path.parent.glob(f"{stem}*") if p.name == stem or p.name.startswith(stem + ".")]
-    return sorted(f for p in found for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
-
-
-def run_budget(profile: str, minutes: float, device: str, root: Path, rates: Rates, only: str = "",
-               select: re.Pattern[str] | None = None) -> BudgetRecorder:
-    """Run the notebooks, training missing results in order within ``minutes`` (see the module docstring)."""
-    start = time.monotonic()
-    budget_s = minutes * 60 - min(PACK_MARGIN_S, 0.1 * minutes * 60)
-    recorder = BudgetRecorder(rates, start + budget_s, select)
-    previous = signal.signal(signal.SIGALRM, recorder.interrupt)
-    signal.setitimer(signal.ITIMER_REAL, budget_s, ALARM_REPEAT_S)
-    try:
-        run_notebooks(recorder, profile, device, root, only, quiet=False)
-    except KeyboardInterrupt:
-        recorder.stopping = True
-        print(f"budget: stopped after {(time.monotonic() - start) / 60:.1f} min; the same command resumes", flush=True)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    return recorder
-
-
 @contextlib.contextmanager
 def _set(var, value) -> Iterator[None]:
     token = var.set(value)
@@ -318,59 +221,19 @@ def _set(var, value) -> Iterator[None]:
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--plan``, ``--budget-minutes``, ``--pack``, ``--unpack`` and the throughput options."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--plan", action="store_true",
-                       help="list every experiment of the profile with its cost and whether it is stored; trains nothing")
-    group.add_argument("--budget-minutes", type=positive_float, metavar="N",
-                       help="train the missing experiments, in the notebooks' order, that fit in N minutes; resumable")
-    group.add_argument("--unpack", type=Path, metavar="DIR", help="extract a --pack folder into the repository")
-    parser.add_argument("--pack", type=Path, metavar="DIR",
-                        help=f"with --budget-minutes: pack what was made into at most {MAX_PARTS} files of "
-                             f"{PART_BYTES // 2**20} MiB in DIR, --pack-mib in all")
-    parser.add_argument("--pack-mib", type=positive_float, default=TOTAL_BYTES / 2**20,
-                        help="the pack's size limit in MiB (default: all a device command brings back; "
-                             "a share of it when several budget runs pack in one command)")
-    parser.add_argument("--select", type=re.compile, metavar="REGEX",
-                        help="with --budget-minutes: train only the missing experiments whose name matches (the "
-                             "rest get stand-ins), to share independent experiments out among concurrent runs")
+    """``--plan`` and the throughput options."""
+    parser.add_argument("--plan", action="store_true",
+                        help="list every experiment of the profile with its cost and whether it is stored; trains nothing")
     parser.add_argument("--tflops", type=positive_float, default=DEFAULT_TFLOPS,
                         help="effective training TFLOP/s assumed for models without a `bench train` figure")
     parser.add_argument("--bench", type=Path, default=None,
-                        help=f"`bench train` results to read images/s from (default: {bench_file('cuda')})")
+                        help="`bench train` results to read images/s from (default: results/bench/train-cpu.json for "
+                             "the cpu profile, else train-cuda.json)")
 
 
 def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
-    """``--plan`` (print the plan) or ``--budget-minutes`` (train within it, then ``--pack``)."""
-    rates = Rates(args.tflops, bench_rates(args.bench or root / bench_file("cuda")))
-    if args.plan:
-        print(format_plan(make_plan(profile, root, rates, args.only), rates, root))
-        return 0
-    try:
-        if args.pack is not None:
-            check_pack_folder(args.pack)
-    except PackError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    recorder = run_budget(profile, args.budget_minutes, args.device, root, rates, args.only, args.select)
-    files = [f for row in recorder.started for f in result_files(row)]
-    print("\n".join([f"budget: {len(recorder.started)} experiment(s) started, {len(files)} files made"]
-                    + failed_cells_lines(recorder)))
-    if args.pack is not None:
-        parts, left_out = pack(files, root, args.pack, int(args.pack_mib * 2**20))
-        for path in left_out:
-            print(f"pack: left out {path.relative_to(root)} ({path.stat().st_size / 2**20:.1f} MiB): too large")
-        print(f"pack: {len(parts)} file(s) in {args.pack}; on the other machine, from the repository root: "
-              f"python -m fer_utils.report --unpack {args.pack}")
-    return 0
-
-
-def unpack_command(folder: Path, root: Path) -> int:
-    """``--unpack DIR``: extract a pack into the repository; exit status 2 when it cannot."""
-    try:
-        names = unpack(folder, root)
-    except PackError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"unpacked {len(names)} files into {root}")
+    """``--plan``: print every experiment of ``profile`` with its cost."""
+    device_type = "cpu" if profile == "cpu" else "cuda"
+    rates = Rates(args.tflops, bench_rates(args.bench or root / bench_file(device_type)))
+    print(format_plan(make_plan(profile, root, rates, args.only), rates, root))
     return 0

@@ -6,10 +6,10 @@ be committed) and refresh the README results table from the profile's ``comparis
 subsets and writes executed copies under ``scratch/smoke/`` only.
 
 ``--engine script`` runs the notebooks' code cells as a plain Python script instead, with no
-Jupyter, papermill or IPython: the way to train on a GPU machine that has only PyTorch and the
+Jupyter, papermill or IPython: the way to train on a machine that has only PyTorch and the
 scientific stack. Its results land in ``results/`` (experiments are cached by config), so a
-later papermill run anywhere renders the notebooks without training again. ``--plan``,
-``--budget-minutes``, ``--pack`` and ``--unpack``: see :mod:`fer_utils.report.plan`.
+later papermill run anywhere renders the notebooks without training again. ``--plan``: see
+:mod:`fer_utils.report.plan`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from fer_utils.data import load_dataset
 from fer_utils.data.fer2013 import find_fer2013_file
 from fer_utils.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fer_utils.report.notebook import PROFILES, profile_dirs, repo_root
-from fer_utils.report.plan import add_plan_arguments, plan_command, unpack_command
+from fer_utils.report.plan import add_plan_arguments, plan_command
 from fer_utils.report.script import check_notebooks, notebook_parameters, notebook_paths, run_as_script
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -104,10 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     add_plan_arguments(parser)
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else args.profile
-    if (args.pack is not None or args.select is not None) and args.budget_minutes is None:
-        parser.error("--pack and --select go with --budget-minutes")
-    if args.unpack is not None:
-        return unpack_command(args.unpack, repo_root())
     make_env_paths_absolute()
     problems = check_datasets()
     if problems:
@@ -118,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         check_notebooks(root, args.only)
     except ValueError as err:
         parser.error(str(err))
-    if args.plan or args.budget_minutes is not None:
+    if args.plan:
         return plan_command(args, profile, root)
     notebooks = notebook_paths(root, args.only)
     out_dir = root / "scratch" / "smoke" / "notebooks" if profile == "smoke" else root / "notebooks"

@@ -1,6 +1,6 @@
 """The notebooks as plain Python: which ones, their parameters, and their code cells executed in order.
 
-No Jupyter, papermill or IPython: what ``--engine script``, ``--plan`` and ``--budget-minutes`` use.
+No Jupyter, papermill or IPython: what ``--engine script`` and ``--plan`` use.
 """
 from __future__ import annotations
 
