@@ -27,7 +27,7 @@ __all__ = [
 #: The CPU profile of the report trains every FER2013 experiment on this many training faces
 #: (a stratified sample of the hold-out split's training part) for this many epochs.
 CPU_TRAIN_FACES, CPU_EPOCHS = 5000, 8
-#: The cpu profile's FER2013 trunk (in its results folder): the model shipped until issue 11, a ``frame_cnn``
+#: The cpu profile's FER2013 trunk (in its results folder): the model shipped before the vgg_gap, a ``frame_cnn``
 #: of width 16 trained 24 epochs on all of Training on CPU (61.8% on PublicTest). A fixed copy, so that
 #: shipping another model leaves the cpu profile's stored CK+48 results (keyed by the trunk's bytes) valid.
 CPU_TRUNK = "frame_cnn_w16-trunk.pt"

@@ -16,7 +16,7 @@ CKPLUS_RECIPE: dict[str, Any] = dict(
     epochs=60, batch_size=32, lr=3e-3, optimizer="adamw", weight_decay=0.01, scheduler="onecycle",
     augment="standard",
 )
-#: Issue 11's FER2013 recipe for ``vgg_gap`` (RECIPES.md: what the best from-scratch runs share): a long
+#: The FER2013 recipe for ``vgg_gap`` (RECIPES.md: what the best from-scratch runs share): a long
 #: schedule (250 epochs as WuJie1010's; cosine after 5 warm-up epochs, so it ends where it was planned,
 #: not when a plateau rule fires), 40-44 px random crops + flips + 10 degree rotations + erasing
 #: (``crop``; ten-crop averaging at test), EMA of the weights (0.999: a horizon of ~5 epochs of 201
