@@ -73,15 +73,27 @@ def test_committed_notebooks_carry_no_injected_parameters():
         assert report.INJECTED_TAG not in tags, f"{nb.name}: remove its {report.INJECTED_TAG} cell"
 
 
-def test_strip_injected_parameters_keeps_every_other_cell(tmp_path):
-    nb = _notebook(tmp_path / "03_demo.ipynb", "smoke = None", "x = 1", tags=["parameters"])
+def test_tidy_keeps_every_other_cell_and_writes_relative_paths(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    nb = _notebook(tmp_path / "notebooks" / "03_demo.ipynb", "smoke = None", "x = 1", tags=["parameters"])
     cells = json.loads(nb.read_text())["cells"]
     injected = {**cells[1], "id": "inj", "metadata": {"tags": [report.INJECTED_TAG]}, "source": "smoke = False"}
     cells = [{**c, "id": f"c{i}"} for i, c in enumerate(cells)]
-    nb.write_text(json.dumps({"cells": [cells[0], injected, cells[1]], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    assert report.strip_injected_parameters(nb) == 1
-    assert ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"]] == ["smoke = None", "x = 1"]
-    assert report.strip_injected_parameters(nb) == 0
+    papermill = {"input_path": str(nb), "output_path": str(nb), "parameters": {}}
+    nb.write_text(json.dumps({"cells": [cells[0], injected, cells[1]], "metadata": {"papermill": papermill},
+                              "nbformat": 4, "nbformat_minor": 5}))
+    assert report.tidy_executed_notebook(nb, tmp_path) == 1
+    tidy = json.loads(nb.read_text())
+    assert ["".join(c["source"]) for c in tidy["cells"]] == ["smoke = None", "x = 1"]
+    assert tidy["metadata"]["papermill"]["input_path"] == tidy["metadata"]["papermill"]["output_path"] == \
+        "notebooks/03_demo.ipynb"
+    assert report.tidy_executed_notebook(nb, tmp_path) == 0
+
+
+def test_committed_notebooks_hold_no_machine_paths_in_papermill_metadata():
+    for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        record = json.loads(nb.read_text())["metadata"].get("papermill", {})
+        assert not any(str(record.get(k, "")).startswith("/") for k in ("input_path", "output_path")), nb.name
 
 
 def test_profiles_pick_values_and_output_folders(monkeypatch):
@@ -114,3 +126,14 @@ def test_every_committed_figure_is_made_by_a_notebook():
     assert {"cpu_accuracy_vs_hours", "cpu_shipped_history"} <= by_scripts
     stray = sorted(p.name for p in (root / "figures").glob("*.png") if p.stem not in made | by_scripts)
     assert not stray, f"figures no notebook or script writes (make them in one or delete them): {stray}"
+
+
+def test_notebook_warnings_carry_no_machine_path(monkeypatch):
+    import warnings
+
+    from fer_utils.report.notebook import notebook_context
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    notebook_context("smoke", "cpu")
+    text = warnings.formatwarning("PrivateTest is not in this file", UserWarning, "/home/me/fer_utils/runs.py", 80)
+    assert text == "UserWarning: PrivateTest is not in this file\n"

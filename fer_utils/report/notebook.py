@@ -8,6 +8,7 @@ replaces); ``smoke`` runs tiny subsets for tests (everything under ``scratch/smo
 from __future__ import annotations
 
 import os
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,18 @@ def notebook_context(profile: str | None = None, device: str = "auto", seed: int
     seed_everything(seed)
     set_theme()
     _show_figures_inline()
+    warnings.formatwarning = _warning_without_path
     root = repo_root()
     ctx = NotebookContext(profile, resolve_device(device), seed, *profile_dirs(profile, root), SCRATCH_OUTPUTS.get())
     print(f"profile={profile} device={ctx.device} seed={seed} results -> {ctx.results_dir.relative_to(root)} "
           f"figures -> {ctx.figures_dir.relative_to(root)}")
     return ctx
+
+
+def _warning_without_path(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                          line: str | None = None) -> str:
+    """A warning as notebooks show it: its category and message, without this machine's file path."""
+    return f"{category.__name__}: {message}\n"
 
 
 def _ipython_shell():

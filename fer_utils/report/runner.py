@@ -66,29 +66,37 @@ def update_readme(readme: Path, table: Path) -> bool:
     return True
 
 
-def strip_injected_parameters(notebook: Path) -> int:
-    """Remove papermill's ``injected-parameters`` cells from ``notebook`` in place; returns how many.
+def tidy_executed_notebook(notebook: Path, root: Path) -> int:
+    """Remove papermill's ``injected-parameters`` cells from ``notebook`` in place, and write the paths
+    papermill records in its metadata relative to ``root`` (no machine paths in committed notebooks);
+    returns how many cells were removed.
 
-    A committed notebook carrying one (``smoke = False``) would run in full mode under nbval.
+    A committed notebook carrying an injected cell (``smoke = False``) would run in full mode under nbval.
     """
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     kept = [cell for cell in nb.cells if INJECTED_TAG not in cell.metadata.get("tags", [])]
     removed = len(nb.cells) - len(kept)
-    if removed:
-        nb.cells = kept
-        nbformat.write(nb, notebook)
+    nb.cells = kept
+    record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if record.get(key) and Path(record[key]).is_absolute() and Path(record[key]).is_relative_to(root):
+            record[key] = Path(record[key]).relative_to(root).as_posix()
+    nbformat.write(nb, notebook)
     return removed
 
 
-def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object]) -> None:
-    """Execute ``notebook`` into ``out`` with papermill, then drop the parameters cell it injected."""
+def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object], root: Path) -> None:
+    """Execute ``notebook`` into ``out`` with papermill, then tidy it (:func:`tidy_executed_notebook`).
+    The kernel starts with ``GLOG_minloglevel=2``: MediaPipe's C++ logs (absl warnings, LiteRT's XNNPACK
+    line) read it at process start only, so it cannot be set from inside the notebook."""
     import papermill
 
+    os.environ.setdefault("GLOG_minloglevel", "2")
     papermill.execute_notebook(str(notebook), str(out), cwd=str(notebook.parent), kernel_name="python3",
                                parameters=parameters, progress_bar=False)
-    strip_injected_parameters(out)
+    tidy_executed_notebook(out, root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.engine == "script":
                 run_as_script(nb, parameters)
             else:
-                _run_with_papermill(nb, out_dir / nb.name, parameters)
+                _run_with_papermill(nb, out_dir / nb.name, parameters, root)
         except Exception as exc:  # papermill's or the notebook's own error: report it and stop
             if args.engine == "script":
                 traceback.print_exc()
