@@ -433,3 +433,12 @@ def test_annotated_video_is_h264_and_says_so_when_it_falls_back_to_mpeg4(tmp_pat
         capture.release()
     with pytest.raises(OSError, match="cannot create the output video"):
         AnnotatedVideoWriter(tmp_path / "missing" / "x.mp4", 10.0, 160, 120)
+
+
+def test_a_score_that_is_no_probability_draws_no_bar():
+    black = np.zeros((120, 160, 3), np.uint8)
+    box = (20, 20, 100, 100)
+    with_bar = draw_faces(black, [(box, "face", 1.0)])
+    without = draw_faces(black, [(box, "face, 7 neighbours", None)])
+    bar_rows = slice(90, 99)  # inside the box's bottom, where the probability bar sits
+    assert with_bar[bar_rows, 30:90].any() and not without[bar_rows, 30:90].any()

@@ -45,19 +45,21 @@ def place_labels(
 
 def draw_faces(
     image: np.ndarray,
-    faces: Sequence[tuple[Sequence[float], str, float]],
+    faces: Sequence[tuple[Sequence[float], str, float | None]],
     ids: Sequence[int | None] | None = None,
 ) -> np.ndarray:
     """A copy of RGB ``image`` with, per ``(box, label, probability)``: the box clipped to the image,
     a bar inside its bottom filled in proportion to the probability, and the label (``#id`` first
-    when ``ids`` gives one) placed by :func:`place_labels`."""
+    when ``ids`` gives one) placed by :func:`place_labels`. A probability of ``None`` (a score that is
+    no probability, such as a cascade's neighbour count) draws neither bar nor number."""
     out = np.ascontiguousarray(image).copy()
     height, width = out.shape[:2]
     scale = max(0.4, min(height, width) / 700)
     thick = max(1, round(2 * scale))
     bar_h = max(4, round(6 * scale))
     ids = ids if ids is not None else [None] * len(faces)
-    texts = [("" if i is None else f"#{i} ") + f"{label} {prob:.2f}" for (_, label, prob), i in zip(faces, ids)]
+    texts = [("" if i is None else f"#{i} ") + label + ("" if prob is None else f" {prob:.2f}")
+             for (_, label, prob), i in zip(faces, ids)]
     sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thick) for t in texts]
     rects = place_labels([box for box, _, _ in faces], [(tw + 4, th + base + 4) for (tw, th), base in sizes],
                          width, height)
@@ -65,9 +67,10 @@ def draw_faces(
         x1, y1, x2, y2 = (int(round(v)) for v in clip_box(box, width - 1, height - 1))
         colour = LABEL_COLOURS.get(label, (255, 255, 255))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
-        by = max(y1, y2 - bar_h)
-        cv2.rectangle(out, (x1, by), (x2, y2), (60, 60, 60), -1)
-        cv2.rectangle(out, (x1, by), (x1 + round((x2 - x1) * float(prob)), y2), colour, -1)
+        if prob is not None:
+            by = max(y1, y2 - bar_h)
+            cv2.rectangle(out, (x1, by), (x2, y2), (60, 60, 60), -1)
+            cv2.rectangle(out, (x1, by), (x1 + round((x2 - x1) * float(prob)), y2), colour, -1)
         cv2.rectangle(out, (lx1, ly1), (lx2 - 1, ly2 - 1), colour, -1)
         cv2.putText(out, text, (lx1 + 2, ly1 + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
                     cv2.LINE_AA)
