@@ -212,3 +212,19 @@ def test_comparison_averages_repeated_rows_with_std_error_bars():
     assert sorted(round(bar.get_width(), 6) for bar in ax.patches if bar.get_width()) == [0.6, 0.9]
     spans = sorted(round(float(np.nanmax(line.get_xdata()) - np.nanmin(line.get_xdata())), 6) for line in ax.lines)
     assert spans == [0.0, pytest.approx(0.2)]  # b has no spread; a: mean +/- one sample std (0.1)
+
+
+def test_comparison_reference_lines_labels_clear_of_error_bars_and_stable_hue_colours():
+    seeds = pd.DataFrame({"name": ["a"] * 3 + ["b"], "accuracy": [0.60, 0.62, 0.64, 0.55]})
+    ax = plots.plot_comparison(seeds, errorbar="sd", references={"majority class": 0.2494}).axes[0]
+    assert any(list(line.get_xdata()) == [0.2494, 0.2494] for line in ax.lines)
+    assert "majority class: 0.249" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (bar_a, bar_b), labels = ax.patches[:2], [t for t in ax.texts]
+    assert {t.get_text() for t in labels} == {"0.620", "0.550"}
+    assert all(t.get_position()[0] < bar_a.get_width() for t in labels)  # inside the bars, not on the caps
+    colours = []
+    for order in (["scratch", "fer2013"], ["fer2013", "scratch"]):  # groups listed in either order
+        frame = pd.DataFrame({"model": ["m", "m"], "init": order, "accuracy": [0.5, 0.6]})
+        legend = plots.plot_comparison(frame, label="model", hue="init").axes[0].get_legend()
+        colours.append({t.get_text(): h.get_facecolor() for t, h in zip(legend.get_texts(), legend.legend_handles)})
+    assert colours[0] == colours[1]

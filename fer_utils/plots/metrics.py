@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,12 +103,16 @@ def plot_comparison(
     title: str | None = None,
     sort: bool = True,
     errorbar: str | None = None,
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
     """Horizontal bars of ``metric`` per row of a results table, values annotated; best on top
     unless ``sort=False`` (rows in table order, for ordered groups such as pose bins).
 
     Several rows per bar (e.g. one per fold or seed) are averaged; ``errorbar="sd"`` then draws
-    their mean +/- one standard deviation (any seaborn ``errorbar`` works).
+    their mean +/- one standard deviation (any seaborn ``errorbar`` works), and the values are
+    written inside the bars, clear of the error bars. ``hue`` colours follow the sorted hue values,
+    so the same groups get the same colours in every figure. ``references``: dashed vertical lines,
+    named in the legend (a majority-class rate, a published result).
     """
     frame = pd.DataFrame(table)
     missing = {metric, label, *([hue] if hue else [])} - set(frame.columns)
@@ -120,12 +124,19 @@ def plot_comparison(
     fig = new_figure(7.5, 1.0 + 0.45 * bars)
     ax = fig.subplots()
     sns.barplot(frame, y=label, x=metric, hue=hue, order=order, ax=ax, orient="h", dodge=hue is not None,
-                errorbar=errorbar, capsize=0.2 if errorbar else 0)
+                hue_order=sorted(frame[hue].unique()) if hue else None, errorbar=errorbar,
+                capsize=0.2 if errorbar else 0)
     for container in ax.containers:
-        ax.bar_label(container, fmt="%.3f", padding=3, fontsize=9)
-    if frame[metric].max() <= 1:  # a rate: leave room for the labels, stay within [0, 1]
-        ax.set_xlim(0, min(1.0, frame[metric].max() * 1.15))
-    if hue is not None:  # beside the bars, never over them
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        if errorbar:
+            ax.bar_label(container, fmt="%.3f", label_type="center", fontsize=9, color="white")
+        else:
+            ax.bar_label(container, fmt="%.3f", padding=3, fontsize=9)
+    for (name, value), style in zip((references or {}).items(), ("--", ":", "-.")):
+        ax.axvline(value, color="0.3", linestyle=style, linewidth=1.2, label=f"{name}: {value:.3f}")
+    top = max([frame[metric].max(), *(references or {}).values()])
+    if top <= 1:  # a rate: leave room for the labels, stay within [0, 1]
+        ax.set_xlim(0, min(1.0, top * 1.15))
+    if hue is not None or references:  # beside the bars, never over them
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(xlabel=metric.replace("_", " "), ylabel="", title=title or f"Comparison: {metric.replace('_', ' ')}")
     return finish(fig, path)
