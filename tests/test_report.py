@@ -120,6 +120,9 @@ def test_every_committed_figure_is_made_by_a_notebook():
     code = "".join("".join(cell["source"]) for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
                    for cell in json.loads(nb.read_text())["cells"] if cell["cell_type"] == "code")
     made = set(re.findall(r'\.figure\("([^"]+)"', code))
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):  # named by the notebook that makes them
+        own = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert all(name.startswith(nb.name[:3]) for name in re.findall(r'\.figure\("([^"]+)"', own)), nb.name
     assert {"03_augmented_samples", "07_lr_find", "09_gradcam", "09_reliability", "08_families"} <= made
     scripts = "".join(p.read_text() for p in sorted((root / "scripts").glob("*.py")))
     by_scripts = set(re.findall(r'figures / "([^"/]+)\.png"', scripts))  # e.g. scripts/cpu_training_figures.py
