@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fer_utils.cli import main
 from fer_utils.data import DEFAULT_MARGIN, Preprocessing, load_dataset
@@ -61,3 +62,45 @@ def test_prepare_train_predict_cut_the_same_face(tmp_path, fer2013):
     default = FacePredictor.from_checkpoint(checkpoint, detector="haar", device="cpu", margin=DEFAULT_MARGIN)
     assert not np.array_equal(default.crops(rgb, [largest])[0], prepared)  # the margin matters
     assert predictor.predict_image(rgb)[0].probabilities.shape == (2,)
+
+
+def test_crop_pct_view_is_recorded_and_predict_equals_evaluate_on_the_same_faces(tmp_path):
+    """One record, two paths: evaluate's inference and predict's classifier cut, enlarge and normalise
+    the same faces the same way (non-trivial mean/std and a 0.85 centre view)."""
+    from fer_utils.devices import resolve_precision
+    from fer_utils.evaluate.inference import predict_proba
+    from fer_utils.faces import Detection, create_detector
+    from fer_utils.models import create_model
+
+    record = Preprocessing(mean=(0.45,), std=(0.22,), crop_pct=0.85)
+    assert Preprocessing.from_dict(record.to_dict()) == record and Preprocessing.from_dict({}).crop_pct == 1.0
+    x = torch.rand(2, 1, 48, 48)
+    assert record.centre_view(x).shape == x.shape and torch.equal(Preprocessing().centre_view(x), x)
+    assert not torch.allclose(record.centre_view(x), x)
+    with pytest.raises(ValueError, match="crop_pct"):
+        Preprocessing(crop_pct=1.2)
+    assert record.differences(Preprocessing(mean=(0.45,), std=(0.22,))) == []  # a view, not how faces are made
+
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=7).eval()
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    evaluated = predict_proba(model, faces, amp=False, preprocessing=record)
+    predictor = FacePredictor(model, [str(c) for c in range(7)], record, create_detector("haar"), "cpu")
+    predictor.precision = resolve_precision(torch.device("cpu"), False)  # fp32 on both paths
+    whole = [Detection((0.0, 0.0, 48.0, 48.0), 1.0)]
+    predicted = np.concatenate(predictor.classify_many([cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in faces],
+                                                       [whole] * len(faces)))
+    np.testing.assert_allclose(predicted, evaluated, atol=1e-5)
+    assert not np.allclose(evaluated, predict_proba(model, faces, amp=False), atol=1e-3)  # the record matters
+
+
+def test_ship_records_the_crop_pct_chosen_on_validation(tmp_path, capsys):
+    from fer_utils.models import create_model
+    from fer_utils.models.checkpoints import save_checkpoint
+
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / "best.pt", create_model("simple_cnn", num_classes=7), model_name="simple_cnn",
+                    classes=[str(c) for c in range(7)], preprocessing=Preprocessing().to_dict(), val_acc=0.5)
+    assert main(["ship", str(tmp_path / "run"), "--dest", str(tmp_path / "shipped.pt"), "--crop-pct", "0.85"]) == 0
+    assert checkpoint_preprocessing(load_checkpoint(tmp_path / "shipped.pt")).crop_pct == 0.85
+    assert checkpoint_preprocessing(load_checkpoint(tmp_path / "run" / "best.pt")).crop_pct == 1.0

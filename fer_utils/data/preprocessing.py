@@ -23,7 +23,14 @@ DEFAULT_MARGIN = 0.0
 class Preprocessing:
     """Crop ``size`` x ``size`` pixels with ``margin``, ``channels`` 1 (grey) or 3 (RGB),
     pixels scaled to [0, 1], then ``(x - mean) / std`` per channel when both are given;
-    ``frames``: clip length for clip models (``None`` for stills)."""
+    ``frames``: clip length for clip models (``None`` for stills).
+
+    ``crop_pct`` (timm's name): the view a model is evaluated on. Below 1, a face is enlarged to
+    ``round(size / crop_pct)`` and its centre ``size`` x ``size`` kept, the scale of a model trained on
+    random crops enlarged to ``size`` (``--augment crop``). ``predict`` and the single and flipped views of
+    ``evaluate`` use it; ten-crop has its own enlargement. Chosen on validation data (``evaluate
+    --crop-pct``) and recorded by ``ship --crop-pct``; 1 for every model trained here.
+    """
 
     size: int = 48
     channels: int = 1
@@ -31,6 +38,7 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     frames: int | None = None
+    crop_pct: float = 1.0
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -39,6 +47,8 @@ class Preprocessing:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
         if (self.mean is None) != (self.std is None):
             raise ValueError("preprocessing needs both mean and std, or neither")
+        if not 0.5 <= self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in [0.5, 1], got {self.crop_pct}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and ``torch.load(weights_only=True)``-safe form (lists, not tuples)."""
@@ -51,7 +61,7 @@ class Preprocessing:
     def from_dict(cls, record: Mapping[str, Any] | None) -> "Preprocessing":
         """Read a stored record; keys it does not name (older ``scale: "0-1"``) are ignored."""
         record = dict(record or {})
-        fields = {k: record[k] for k in ("size", "channels", "margin", "frames") if record.get(k) is not None}
+        fields = {k: record[k] for k in ("size", "channels", "margin", "frames", "crop_pct") if record.get(k) is not None}
         for key in ("mean", "std"):
             if record.get(key) is not None:
                 fields[key] = tuple(float(v) for v in np.atleast_1d(record[key]))
@@ -64,6 +74,17 @@ class Preprocessing:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def centre_view(self, x: torch.Tensor) -> torch.Tensor:
+        """Float ``(..., C, H, W)`` faces -> the :attr:`crop_pct` view (``x`` itself at 1)."""
+        if self.crop_pct >= 1:
+            return x
+        side = x.shape[-1]
+        big = round(side / self.crop_pct)
+        flat = torch.nn.functional.interpolate(x.reshape(-1, *x.shape[-3:]), size=(big, big), mode="bilinear",
+                                               align_corners=False)
+        start = (big - side) // 2
+        return flat[..., start:start + side, start:start + side].reshape(x.shape)
 
     def for_images(self, images: np.ndarray) -> "Preprocessing":
         """This record with ``size`` and ``frames`` taken from uint8 ``(N,H,W)``/``(N,T,H,W)`` images."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.errors import UsageError, CheckpointError
-from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
 from fer_utils.data.paths import check_output_file
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device, resolve_precision
@@ -35,23 +36,28 @@ def evaluate_checkpoint(
     device: str | None = None,
     save_probs: str | os.PathLike | None = None,
     amp: bool = True,
+    crop_pct: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
     ``CheckpointError`` if the checkpoint's classes differ from ``data.classes`` or its
     preprocessing record from the way ``data``'s faces were made. ``save_probs``: also write the
-    probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`)."""
+    probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`). ``crop_pct``: evaluate
+    with this view instead of the record's (to choose one on validation data)."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
-    differences = checkpoint_preprocessing(ckpt).differences(data.preprocessing)
+    preprocessing = checkpoint_preprocessing(ckpt)
+    if crop_pct is not None:
+        preprocessing = replace(preprocessing, crop_pct=crop_pct)
+    differences = preprocessing.differences(data.preprocessing)
     if differences:
         raise CheckpointError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
-    probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp)
+    probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp, preprocessing=preprocessing)
     if save_probs is not None:
         save_predictions(save_probs, data, probs)
     metrics = classification_metrics(data.labels, probs, data.classes)
     precision = resolve_precision(model_device(model), amp).label
     return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, "precision": precision,
-            **metrics}
+            "crop_pct": preprocessing.crop_pct, **metrics}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +73,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="fer2013", help="dataset name for load_dataset (default fer2013)")
     parser.add_argument("--data-dir", default=None, help="datasets folder (default $FER_DATA_DIR)")
     parser.add_argument("--split", default="PrivateTest",
-                        help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item)")
+                        help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item; "
+                             "'holdout': the 10%% of Training that train --val-split holdout validates on)")
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help="evaluation view (single and flip): enlarge to size/crop_pct, keep the centre; default: "
+                             "the checkpoint's record. Choose it on --split holdout, never on a test split")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (2 views) or tencrop (10 views)")
     parser.add_argument("--drop-twins-of", default=None, metavar="SPLIT",
@@ -82,6 +92,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out / --save-probs file (never one of the inputs)")
     add_errors_argument(parser)
+
+
+def _split(data: FaceData, split: str) -> FaceData:
+    """A named split, every item (``all``), or the validation hold-out of Training (``holdout``: the same
+    stratified 10%, seed 0, that ``train --val-split holdout`` selects on)."""
+    if split == "all":
+        return data
+    if split == "holdout":
+        training = data.split("Training")
+        return training.subset(stratified_holdout(training, test_size=0.1, seed=0)[1])
+    return data.split(split)
 
 
 def rescore(members: dict[Path, Predictions], ensemble: Predictions) -> dict[str, Any]:
@@ -114,13 +135,14 @@ def run(args: argparse.Namespace) -> int:
         return _write(metrics, args.out)
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
-    subset = random_subset(data if split == "all" else data.split(split), args.subset)
+    subset = random_subset(_split(data, split), args.subset)
     dropped = {}
     if args.drop_twins_of is not None:
         twins = seen_in(data.split(args.drop_twins_of), subset)
         subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
-                                  device=args.device, save_probs=args.save_probs, amp=args.amp)
+                                  device=args.device, save_probs=args.save_probs, amp=args.amp,
+                                  crop_pct=args.crop_pct)
     metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"{metrics['precision']}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_utils.data import FaceData, to_model_input
+from fer_utils.data import FaceData, Preprocessing, to_model_input
 from fer_utils.devices import resolve_precision, uses_channels_last
 from fer_utils.evaluate.tta import tta_views
 
@@ -24,6 +24,7 @@ def predict_proba(
     device: str | torch.device | None = None,
     tta: str = "none",
     amp: bool = True,
+    preprocessing: Preprocessing | None = None,
 ) -> np.ndarray:
     """Softmax probabilities ``(N, C)`` (float32 numpy) in eval mode, averaged over TTA views.
 
@@ -32,8 +33,12 @@ def predict_proba(
     is moved there); default: the model's current device. ``amp``: the fast path, bf16 autocast
     where :func:`~fer_utils.devices.resolve_precision` allows it and channels-last batches for 2-D
     convolutional models (ten-crop PublicTest accuracy within 0.2 points of fp32, README); False:
-    plain fp32. The model's train/eval mode is restored afterwards.
+    plain fp32. ``preprocessing``: the model's record (its checkpoint's); its
+    :meth:`~fer_utils.data.Preprocessing.centre_view` gives the single and flipped views (ten-crop
+    enlarges on its own) and its mean/std normalise every view, as ``predict`` does. The model's
+    train/eval mode is restored afterwards.
     """
+    record = preprocessing or Preprocessing()
     images = data.images if isinstance(data, FaceData) else data
     if device is not None:
         model.to(device)
@@ -50,7 +55,7 @@ def predict_proba(
                 x = chunk.to(device)
             else:
                 x = to_model_input(chunk, device)
-            views = tta_views(x, tta)
+            views = [record.normalise(v) for v in tta_views(x if tta == "tencrop" else record.centre_view(x), tta)]
             with precision.autocast():
                 logits = [model(v.contiguous(memory_format=layout) if v.dim() == 4 else v) for v in views]
             probs = sum(torch.softmax(v.float(), dim=1) for v in logits) / len(views)

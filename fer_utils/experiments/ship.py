@@ -10,27 +10,33 @@ import argparse
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from fer_utils.errors import UsageError, CheckpointError
 from fer_utils.files import atomic_write
-from fer_utils.models.checkpoints import load_checkpoint
+from fer_utils.models.checkpoints import checkpoint_preprocessing, load_checkpoint
 
 
 def ship_model(run_dir: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = False,
-               half: bool = False) -> Path:
+               half: bool = False, crop_pct: float | None = None) -> Path:
     """Copy ``run_dir/best.pt`` to ``dest`` (atomically) after checking it loads without pickle.
 
     ``half``: its floating-point weights stored as float16 (half the size); ``load_model`` loads
-    them into the float32 model, on CPU and CUDA alike. An existing ``dest`` with other content
+    them into the float32 model, on CPU and CUDA alike. ``crop_pct``: recorded in the checkpoint's
+    preprocessing record, the view ``predict`` and ``evaluate`` then use (chosen on validation data with
+    ``evaluate --split holdout --crop-pct``). An existing ``dest`` with other content
     raises ``FileExistsError`` unless ``overwrite``; an identical one is left as is. Returns ``Path(dest)``.
     """
     source, dest = Path(run_dir) / "best.pt", Path(dest)
     ckpt = load_checkpoint(source)  # refuses missing, truncated, pickled or non-finite checkpoints
+    if crop_pct is not None:
+        ckpt["preprocessing"] = replace(checkpoint_preprocessing(ckpt), crop_pct=crop_pct).to_dict()
     if half:
         ckpt["model_state"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
+    if half or crop_pct is not None:
         buffer = io.BytesIO()
         torch.save(ckpt, buffer)
         content = buffer.getvalue()
@@ -64,6 +70,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with a best.pt)")
     parser.add_argument("--dest", required=True, type=Path, help="file to write, e.g. results/best_model.pt")
     parser.add_argument("--half", action="store_true", help="store the weights in float16 (half the size)")
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help="record this evaluation view in the preprocessing record (see evaluate --crop-pct)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing DEST")
 
 
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     """Ship the best run (by validation accuracy); prints which."""
     chosen, val_acc = best_run(args.runs)
     try:
-        ship_model(chosen, args.dest, overwrite=args.overwrite, half=args.half)
+        ship_model(chosen, args.dest, overwrite=args.overwrite, half=args.half, crop_pct=args.crop_pct)
     except FileExistsError as exc:
         raise UsageError(f"{exc} (--overwrite)") from None
     print(f"shipped {chosen / 'best.pt'} (validation accuracy {val_acc:.4f}) as {args.dest}"

@@ -147,7 +147,8 @@ class FacePredictor:
             probs = np.zeros((0, len(self.classes)), np.float32)
         else:
             x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
-            x = self.preprocessing.normalise(x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2))
+            x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
+            x = self.preprocessing.normalise(self.preprocessing.centre_view(x))
             with self.precision.autocast():
                 logits = self.model(x.contiguous(memory_format=self.layout))
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
