@@ -1,9 +1,10 @@
 """The preprocessing record: how a face image becomes model input, written once, read everywhere.
 
 ``prepare-faces`` stores it in its ``.npz`` (the loaders read it back into
-:attr:`FaceData.preprocessing`), training stores it in every checkpoint, and ``predict`` and
-``evaluate`` read it from the checkpoint, so a model meets new photos exactly as it met its
-training faces: same crop margin and size, same channels, same scaling.
+:attr:`FaceData.preprocessing`), training normalises every batch with it (``fit``'s training step)
+and stores it in every checkpoint, and ``predict`` and ``evaluate`` read it from the checkpoint, so a
+model meets new photos exactly as it met its training faces: same crop margin and size, same
+channels, same scaling and normalisation, plus the evaluation view ``crop_pct``.
 """
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ class Preprocessing:
         return replace(self, size=int(images.shape[-1]), frames=int(images.shape[1]) if images.ndim == 4 else None)
 
     def differences(self, other: "Preprocessing") -> list[str]:
-        """``"field: mine != other"`` for each way ``other`` makes faces differently (clip length aside)."""
+        """``"field: mine != other"`` for each way ``other`` cuts faces differently (size, channels, margin).
+        Clip length, mean/std and ``crop_pct`` are left out: they belong to the model, which applies
+        its own record to any faces cut the same way."""
         return [f"{name}: {getattr(self, name)} != {getattr(other, name)}"
-                for name in ("size", "channels", "margin", "mean", "std") if getattr(self, name) != getattr(other, name)]
+                for name in ("size", "channels", "margin") if getattr(self, name) != getattr(other, name)]

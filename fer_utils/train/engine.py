@@ -33,7 +33,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from fer_utils.data import BatchIterator, BatchMix, FaceData, create_augment
+from fer_utils.data import BatchIterator, BatchMix, FaceData, Preprocessing, create_augment
 from fer_utils.devices import resolve_device, resolve_precision, seed_everything, uses_channels_last
 from fer_utils.errors import TrainingDivergedError
 from fer_utils.models.checkpoints import load_checkpoint
@@ -112,8 +112,10 @@ class TrainStep:
     EMA update when given ``ema`` (shared with ``lr_find``)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                 cfg: TrainConfig, device: torch.device, ema: AveragedModel | None = None) -> None:
+                 cfg: TrainConfig, device: torch.device, ema: AveragedModel | None = None,
+                 preprocessing: Preprocessing | None = None) -> None:
         self.model, self.optimizer, self.criterion, self.cfg, self.ema = model, optimizer, criterion, cfg, ema
+        self.preprocessing = preprocessing or Preprocessing()
         self.precision = resolve_precision(device, cfg.amp, cfg.amp_dtype)
         self.channels_last = cfg.channels_last and uses_channels_last(model)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.dtype == torch.float16)
@@ -130,7 +132,9 @@ class TrainStep:
         return self.precision.autocast()
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Channels-last layout for image batches of a 2-D convolutional model when configured."""
+        """The data's normalisation (its preprocessing record's mean/std, as evaluate and predict apply it),
+        then channels-last layout for image batches of a 2-D convolutional model when configured."""
+        x = self.preprocessing.normalise(x)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,9 +294,9 @@ def _build_training(model: nn.Module, train: FaceData, val: FaceData | None, cfg
         model, device_ids=[device] if device.type == "cuda" else None)
     ema = create_ema(model, cfg)
     step = TrainStep(torch.compile(trained) if cfg.compile else trained, optimizer,
-                     make_criterion(cfg, train, device), cfg, device, ema)
+                     make_criterion(cfg, train, device), cfg, device, ema, train.preprocessing)
     evaluator = step if ddp is None and ema is None else TrainStep(
-        model if ema is None else ema.module, optimizer, step.criterion, cfg, device)
+        model if ema is None else ema.module, optimizer, step.criterion, cfg, device, preprocessing=train.preprocessing)
     return _Training(model, ema, step, evaluator, schedule, train_batches, val_batches,
                      0 if rank_val is None else len(rank_val))
 
