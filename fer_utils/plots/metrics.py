@@ -121,9 +121,10 @@ def plot_comparison(
     means = frame.groupby(label, sort=False)[metric].mean()
     order = list((means.sort_values(ascending=False) if sort else means).index)
     bars = len(frame.drop_duplicates([label, *([hue] if hue else [])]))
-    fig = new_figure(7.5, 1.0 + 0.45 * bars)
+    dodge = hue is not None and bool((frame.groupby(label)[hue].nunique() > 1).any())  # side by side only when shared
+    fig = new_figure(7.5 + (3.0 if hue is not None or references else 0.0), 1.0 + 0.45 * bars)
     ax = fig.subplots()
-    sns.barplot(frame, y=label, x=metric, hue=hue, order=order, ax=ax, orient="h", dodge=hue is not None,
+    sns.barplot(frame, y=label, x=metric, hue=hue, order=order, ax=ax, orient="h", dodge=dodge,
                 hue_order=sorted(frame[hue].unique()) if hue else None, errorbar=errorbar,
                 capsize=0.2 if errorbar else 0)
     for container in ax.containers:
