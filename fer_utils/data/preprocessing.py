@@ -76,6 +76,11 @@ class Preprocessing:
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return (x - mean) / std
 
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Float ``(B, C, H, W)`` faces in [0, 1] -> what the model sees at test time: the centre view,
+        normalised (``predict``, and ``evaluate``'s single and flipped views)."""
+        return self.normalise(self.centre_view(x))
+
     def centre_view(self, x: torch.Tensor) -> torch.Tensor:
         """Float ``(..., C, H, W)`` faces -> the :attr:`crop_pct` view (``x`` itself at 1)."""
         if self.crop_pct >= 1:

@@ -12,6 +12,13 @@ from fer_utils.errors import DatasetError
 Fold = tuple[np.ndarray, np.ndarray]
 
 
+def training_holdout(train: FaceData, size: float = 0.1) -> tuple[FaceData, FaceData]:
+    """``train`` split into what trains and the stratified hold-out that validates (seed 0): the
+    hold-out of ``train --val-split holdout`` and of ``evaluate --split holdout``."""
+    train_idx, val_idx = stratified_holdout(train, test_size=size, seed=0)
+    return train.subset(train_idx), train.subset(val_idx)
+
+
 def stratified_holdout(data: FaceData, test_size: float = 0.1, seed: int = 0) -> Fold:
     """Indices ``(train, held_out)`` keeping class proportions."""
     index = np.arange(len(data))

@@ -13,7 +13,7 @@ import numpy as np
 
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.errors import UsageError, CheckpointError
-from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, training_holdout
 from fer_utils.data.paths import check_output_file
 from fer_utils.data.stats import seen_in
 from fer_utils.devices import resolve_device, resolve_precision
@@ -100,8 +100,7 @@ def _split(data: FaceData, split: str) -> FaceData:
     if split == "all":
         return data
     if split == "holdout":
-        training = data.split("Training")
-        return training.subset(stratified_holdout(training, test_size=0.1, seed=0)[1])
+        return training_holdout(data.split("Training"))[1]
     return data.split(split)
 
 

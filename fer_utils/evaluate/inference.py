@@ -55,7 +55,8 @@ def predict_proba(
                 x = chunk.to(device)
             else:
                 x = to_model_input(chunk, device)
-            views = [record.normalise(v) for v in tta_views(x if tta == "tencrop" else record.centre_view(x), tta)]
+            # ten-crop enlarges on its own; normalising commutes with its resizing and with flips
+            views = tta_views(record.normalise(x) if tta == "tencrop" else record.model_input(x), tta)
             with precision.autocast():
                 logits = [model(v.contiguous(memory_format=layout) if v.dim() == 4 else v) for v in views]
             probs = sum(torch.softmax(v.float(), dim=1) for v in logits) / len(views)

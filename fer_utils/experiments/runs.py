@@ -21,7 +21,7 @@ from torch import nn
 from fer_utils.experiments.cache import Planned, Work, cached
 from fer_utils.files import write_json
 from fer_utils.devices import resolve_device, seed_everything
-from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout
+from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout, training_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.evaluate.ensemble import save_predictions
 from fer_utils.models import count_parameters, create_model
@@ -82,8 +82,7 @@ def load_splits(spec: DataSpec, root: str | os.PathLike | None = None, data: Fac
     train = data.split(spec.train)
     val = None
     if spec.val == "holdout":
-        train_idx, val_idx = stratified_holdout(train, test_size=spec.holdout_size, seed=0)
-        train, val = train.subset(train_idx), train.subset(val_idx)
+        train, val = training_holdout(train, spec.holdout_size)
     elif spec.val is not None:
         val = data.split(spec.val)
     test_split = None if spec.test is None else (

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from fer_utils.predict import command as predict_command
+from fer_utils.predict.video import open_writer
 
 PHOTO = "grace_hopper.jpg"
 CLIP = "grace_hopper_zoom.mp4"
@@ -33,7 +34,7 @@ def make_zoom_clip(photo: np.ndarray, path: Path, seconds: float = 2.0, fps: int
     """Write an mp4 of ``photo`` (BGR) cropped ever tighter around its upper centre, up to ``zoom``x."""
     height, width = photo.shape[:2]
     frames = int(seconds * fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = open_writer(path, fps, width, height)
     for i in range(frames):
         scale = 1 + (zoom - 1) * i / max(frames - 1, 1)
         w, h = int(width / scale), int(height / scale)

@@ -175,12 +175,12 @@ def process_image(path: Path, predictor: FacePredictor, namer: OutputNamer, fmt:
                    [str(annotated), str(results)])
 
 
-def _dominant(counts: dict[str, int], confidences: Sequence[float]) -> str | None:
+def _dominant(counts: dict[str, int], mean_confidence: float | None) -> str | None:
     """The most frequent label, :data:`NO_CLEAR_EXPRESSION` when the mean confidence is under
     :data:`CLEAR_EXPRESSION_CONFIDENCE`, None without faces."""
-    if not confidences:
+    if mean_confidence is None:
         return None
-    if float(np.mean(confidences)) < CLEAR_EXPRESSION_CONFIDENCE:
+    if mean_confidence < CLEAR_EXPRESSION_CONFIDENCE:
         return NO_CLEAR_EXPRESSION
     return max(counts, key=counts.get)
 
@@ -190,6 +190,7 @@ def video_summary(
 ) -> tuple[dict[str, Any], int | None]:
     """Per-video summary over all tracked faces, and the id of the longest (primary) track."""
     face_frames = [f for fr in frames for f in fr.faces]
+    confidence = float(np.mean([f.probability for f in face_frames])) if face_frames else None
     counts = {c: 0 for c in classes}
     for f in face_frames:
         counts[f.label] += 1
@@ -198,8 +199,8 @@ def video_summary(
     summary: dict[str, Any] = {
         "frames": len(frames), "fps": round(info.fps, 3), "duration_s": round(len(frames) / info.fps, 3),
         "frames_with_face": sum(bool(fr.faces) for fr in frames),
-        "dominant_emotion": _dominant(counts, [f.probability for f in face_frames]),
-        "mean_confidence": round(float(np.mean([f.probability for f in face_frames])), 4) if face_frames else None,
+        "dominant_emotion": _dominant(counts, confidence),
+        "mean_confidence": None if confidence is None else round(confidence, 4),
         "label_counts": counts,
         "label_fractions": {c: round(n / len(face_frames), 4) for c, n in counts.items()} if face_frames else None,
         "mean_probabilities": (
@@ -212,11 +213,12 @@ def video_summary(
     for tid, items in tracks.items():
         labels = [classes.index(f.label) for _, f in items]
         raw = [int(f.raw_probabilities.argmax()) for _, f in items]
+        track_confidence = float(np.mean([f.probability for _, f in items]))
         track_counts = np.bincount(labels, minlength=len(classes))
         summary["tracks"][str(tid)] = {
             "frames": len(items), "first_frame": items[0][0].index, "last_frame": items[-1][0].index,
-            "dominant_emotion": _dominant(dict(zip(classes, track_counts)), [f.probability for _, f in items]),
-            "mean_confidence": round(float(np.mean([f.probability for _, f in items])), 4),
+            "dominant_emotion": _dominant(dict(zip(classes, track_counts)), track_confidence),
+            "mean_confidence": round(track_confidence, 4),
             "label_changes": label_changes(labels), "raw_label_changes": label_changes(raw),
             "segments": label_segments(labels, [fr.index for fr, _ in items], info.fps, classes),
         }

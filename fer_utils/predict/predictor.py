@@ -148,7 +148,7 @@ class FacePredictor:
         else:
             x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
             x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
-            x = self.preprocessing.normalise(self.preprocessing.centre_view(x))
+            x = self.preprocessing.model_input(x)
             with self.precision.autocast():
                 logits = self.model(x.contiguous(memory_format=self.layout))
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -159,7 +159,7 @@ class AnnotatedVideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int) -> None:
-        self.path, self.size = Path(path), (width + width % 2, height + height % 2)
+        self.size = (width + width % 2, height + height % 2)
         try:
             import imageio_ffmpeg
         except ImportError:

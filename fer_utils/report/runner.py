@@ -47,11 +47,14 @@ def check_datasets() -> list[str]:
     return problems
 
 
-def make_env_paths_absolute() -> None:
-    """Notebooks run from ``notebooks/``: resolve relative ``$FER_DATA_DIR``/``$FER_CACHE_DIR`` first."""
+def prepare_environment() -> None:
+    """Set up before any notebook runs. Notebooks run from ``notebooks/``, so relative
+    ``$FER_DATA_DIR``/``$FER_CACHE_DIR`` are resolved first. Kernels also start with ``GLOG_minloglevel=2``: MediaPipe's C++ logs (absl warnings, LiteRT's
+    XNNPACK line) read it at process start only, so a notebook cannot set it itself."""
     for name in (DATA_DIR_ENV, CACHE_DIR_ENV):
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+    os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def update_readme(readme: Path, table: Path) -> bool:
@@ -81,19 +84,16 @@ def tidy_executed_notebook(notebook: Path, root: Path) -> int:
     nb.cells = kept
     record = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
-        if record.get(key) and Path(record[key]).is_absolute() and Path(record[key]).is_relative_to(root):
+        if record.get(key) and Path(record[key]).is_relative_to(root):
             record[key] = Path(record[key]).relative_to(root).as_posix()
     nbformat.write(nb, notebook)
     return removed
 
 
 def _run_with_papermill(notebook: Path, out: Path, parameters: dict[str, object], root: Path) -> None:
-    """Execute ``notebook`` into ``out`` with papermill, then tidy it (:func:`tidy_executed_notebook`).
-    The kernel starts with ``GLOG_minloglevel=2``: MediaPipe's C++ logs (absl warnings, LiteRT's XNNPACK
-    line) read it at process start only, so it cannot be set from inside the notebook."""
+    """Execute ``notebook`` into ``out`` with papermill, then tidy it (:func:`tidy_executed_notebook`)."""
     import papermill
 
-    os.environ.setdefault("GLOG_minloglevel", "2")
     papermill.execute_notebook(str(notebook), str(out), cwd=str(notebook.parent), kernel_name="python3",
                                parameters=parameters, progress_bar=False)
     tidy_executed_notebook(out, root)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     add_plan_arguments(parser)
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else args.profile
-    make_env_paths_absolute()
+    prepare_environment()
     problems = check_datasets()
     if problems:
         print("make report needs the datasets:\n  " + "\n  ".join(problems), file=sys.stderr)

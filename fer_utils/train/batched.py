@@ -151,7 +151,7 @@ class _FoldRun:
         self.index, self.cfg = index, cfg
         self.batches = training_batches(train, cfg, device)
         optimizer, self.schedule = create_optimization(model, cfg, len(self.batches))
-        self.step = TrainStep(model, optimizer, criterion, cfg, device)
+        self.step = TrainStep(model, optimizer, criterion, cfg, device, preprocessing=train.preprocessing)
         self.total = cfg.epochs * len(self.batches)
         self.state = RunState()
         self.iterator: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
@@ -220,7 +220,8 @@ def fit_folds(models: Sequence[nn.Module], trains: Sequence[FaceData], cfg: Trai
             loss_sum[starting], correct[starting] = 0.0, 0.0
         pairs = [f.batch(s) for f in folds]
         live = next(p for p in pairs if p is not None)
-        x = torch.stack([torch.zeros_like(live[0]) if p is None else p[0] for p in pairs])
+        x = torch.stack([torch.zeros_like(live[0]) if p is None else f.step.preprocessing.normalise(p[0])
+                         for f, p in zip(folds, pairs)])  # as fit's training step (the stacked forward skips it)
         y = torch.stack([torch.zeros_like(live[1]) if p is None else p[1] for p in pairs])
         idle = None if all(p is not None for p in pairs) else torch.tensor([p is None for p in pairs], device=device)
         saved = None if idle is None else stack.save_buffers(idle)

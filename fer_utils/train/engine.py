@@ -236,18 +236,17 @@ class RunState:
     bad_epochs: int = 0
     finished: bool = False
 
-    def record(self, row: dict[str, Any], has_val: bool, cfg: TrainConfig) -> bool:
-        """Append an epoch's row; returns whether it is the new best (always, without validation)."""
+    def record(self, row: dict[str, Any], has_val: bool, cfg: TrainConfig) -> None:
+        """Append an epoch's row; it is the new best (``best_epoch``) when validation improved, or always
+        without validation."""
         self.history.append(row)
-        improved = not has_val or row["val_acc"] > self.best_val_acc
-        if improved:
+        if not has_val or row["val_acc"] > self.best_val_acc:
             self.best_val_acc, self.best_epoch, self.bad_epochs = row["val_acc"], row["epoch"], 0
         else:
             self.bad_epochs += 1
         patience = cfg.early_stopping_patience
         self.finished = row["epoch"] == cfg.epochs or (has_val and patience is not None
                                                        and self.bad_epochs >= patience)
-        return improved
 
     def result(self, model: nn.Module, cfg: TrainConfig, has_val: bool, run_dir: Path | None) -> FitResult:
         """What :func:`fit` returns once ``model`` holds the best weights."""

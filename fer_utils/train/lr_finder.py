@@ -82,7 +82,8 @@ def lr_find(
     batches = training_batches(train, cfg, device, cpu_rng=True)
     optimizer = create_optimizer(model, cfg.optimizer, lr=start_lr, weight_decay=cfg.weight_decay,
                                  momentum=cfg.momentum)
-    step = TrainStep(model, optimizer, make_criterion(cfg, train, device), cfg, device)
+    step = TrainStep(model, optimizer, make_criterion(cfg, train, device), cfg, device,
+                     preprocessing=train.preprocessing)
     factor = (end_lr / start_lr) ** (1.0 / (num_iter - 1))
     lrs, losses, raw = [], [], []
     avg, best = 0.0, math.inf
