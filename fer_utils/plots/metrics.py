@@ -141,3 +141,30 @@ def plot_comparison(
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(xlabel=metric.replace("_", " "), ylabel="", title=title or f"Comparison: {metric.replace('_', ' ')}")
     return finish(fig, path)
+
+
+def plot_tradeoff(
+    table: pd.DataFrame,
+    costs: Mapping[str, str],
+    metric: str = "accuracy",
+    label: str = "name",
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """``metric`` against each cost column of ``table`` (``costs``: column -> axis label, e.g. parameters and
+    training hours), one panel per cost on a log scale, every point named by its ``label``."""
+    missing = {metric, label, *costs} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(table.columns)}")
+    fig = new_figure(5.5 * len(costs), 4.5)
+    axes = np.atleast_1d(fig.subplots(1, len(costs)))
+    for ax, (column, axis_label) in zip(axes, costs.items()):
+        ax.scatter(table[column], table[metric], s=45)
+        for _, row in table.iterrows():
+            ax.annotate(str(row[label]), (row[column], row[metric]), fontsize=8, xytext=(5, 4),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.15)
+        ax.set(xlabel=axis_label, ylabel=metric.replace("_", " "))
+    fig.suptitle(title or f"{metric.replace('_', ' ')} against cost")
+    return finish(fig, path)
