@@ -335,6 +335,8 @@ def test_suggest_lr_on_a_known_curve():
     assert suggest_lr(lrs, early_min) == pytest.approx(lrs[1] / 10)  # no slope before the minimum to use
     with pytest.raises(KeyError, match="known"):
         suggest_lr(lrs, losses, "valley")
+    settling = losses + np.where(np.arange(61) < 3, 0.5 * (3 - np.arange(61)), 0)  # a moving average's start
+    assert suggest_lr(lrs, settling) == pytest.approx(1e-3)  # its steep first points are not the suggestion
 
 
 def test_lr_find_suggests_a_working_lr_stops_on_divergence_and_restores_the_model():

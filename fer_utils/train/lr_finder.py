@@ -30,14 +30,19 @@ class LRFindResult:
 
 
 def suggest_lr(lrs: np.ndarray, losses: np.ndarray, method: str = "steepest") -> float:
-    """``steepest``: lr of the most negative slope of loss vs log(lr) before the minimum loss
-    (``min_div10`` when the minimum comes within the first 2 points); ``min_div10``: min-loss lr / 10."""
+    """``steepest``: lr of the most negative slope of loss vs log(lr) before the minimum loss, the first
+    tenth of the sweep left out (``min_div10`` when fewer than 2 points remain); ``min_div10``: min-loss lr / 10.
+
+    The first tenth is left out because the bias-corrected moving average is still settling there: its
+    first points fall steeply whatever the rate (on FER2013 the steepest slope was the sweep's first point).
+    """
     if method not in SUGGESTIONS:
         raise KeyError(f"unknown suggestion method {method!r}; known: {list(SUGGESTIONS)}")
     best = int(np.argmin(losses))
-    if method == "steepest" and best >= 2:
-        slope = np.gradient(losses, np.log(lrs))[:best]  # central differences, strictly before the minimum
-        return float(lrs[int(np.argmin(slope))])
+    settled = max(1, len(lrs) // 10)
+    if method == "steepest" and best - settled >= 2:
+        slope = np.gradient(losses, np.log(lrs))[settled:best]  # central differences, strictly before the minimum
+        return float(lrs[settled + int(np.argmin(slope))])
     return float(lrs[best] / 10)
 
 
