@@ -88,5 +88,9 @@ def test_the_cpu_profile_plans_with_the_cpu_benchmark(repo, capsys):
     assert main(["--plan", "--profile", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "(bench)" in out and "small" in out
+    assert "limits of this profile: 2 h per experiment (0 over: none); 12 h in all" in out
     assert main(["--plan", "--profile", "cpu", "--bench", str(root / "absent.json")]) == 0
     assert "(bench)" not in capsys.readouterr().out  # FLOPs at the assumed rate
+    assert main(["--plan", "--profile", "cpu", "--bench", str(root / "absent.json"), "--tflops", "1e-9"]) == 0
+    slow = capsys.readouterr().out
+    assert "OVER 2 h" in slow and "12 h in all" in slow and "h: OVER)" in slow  # the cpu profile's limits

@@ -25,7 +25,7 @@ per epoch (forward + backward), validation and testing left out (RNN cells of ``
 ``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds: inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
 (``results/bench/train-cpu.json`` for the cpu profile, ``train-cuda.json`` otherwise), else FLOPs / an assumed effective throughput (``--tflops``,
-25 TFLOP/s by default, for an H100 on these small models).
+25 TFLOP/s by default for CUDA, an H100 on these small models; 0.27 for the cpu profile).
 """
 from __future__ import annotations
 
@@ -51,8 +51,11 @@ from fer_utils.train.run_folder import epochs_saved
 
 #: The notebooks that train: what ``--plan`` runs unless ``--only`` says otherwise.
 TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
-#: Effective training throughput assumed where no benchmark was stored (FLOP/s).
-DEFAULT_TFLOPS = 25.0
+#: Effective training throughput assumed where no benchmark was stored, per device type (TFLOP/s): an H100
+#: on these small models; the 2-core Zen 4 CPU in bf16 (vgg_small: 0.52 GFLOP per training image at 512 images/s).
+DEFAULT_TFLOPS = {"cuda": 25.0, "cpu": 0.27}
+#: What a profile may cost (hours): per experiment, and all of it (the cpu profile: 2 cores, trained over sessions).
+PROFILE_LIMITS: dict[str, tuple[float, float]] = {"cpu": (2.0, 12.0)}
 #: Forward + backward of one input, in forward passes.
 TRAIN_PASSES = 3
 
@@ -82,7 +85,7 @@ def bench_rates(path: Path) -> dict[str, float]:
 class Rates:
     """How seconds are estimated: measured images/s per model, else FLOPs at ``tflops``."""
 
-    tflops: float = DEFAULT_TFLOPS
+    tflops: float = DEFAULT_TFLOPS["cuda"]
     images_per_s: dict[str, float] = field(default_factory=dict)
 
     def seconds(self, work: Work, flops: float) -> tuple[float, str]:
@@ -163,8 +166,9 @@ def make_plan(profile: str, root: Path, rates: Rates, only: str = "") -> Recorde
     return recorder
 
 
-def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
-    """The plan as a text table with per-notebook and overall totals (all, and still to train)."""
+def format_plan(recorder: Recorder, rates: Rates, root: Path, limits: tuple[float, float] | None = None) -> str:
+    """The plan as a text table with per-notebook and overall totals (all, and still to train); with ``limits``
+    (hours per experiment, hours in all) the rows over the first are marked and both are checked."""
     lines = [f"{'nb':2s} {'experiment':34s} {'kind':10s} {'model':16s} {'epochs':>6s} {'folds':>5s} "
              f"{'inputs':>9s} {'GFLOP/fwd':>9s} {'PFLOP':>8s} {'est min':>8s}  stored"]
     rows = list(recorder.rows.values())
@@ -173,7 +177,8 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
                      f"{r.work.folds or '':>5} {r.work.items:9,d} {r.forward_flops / 1e9:9.3f} "
                      f"{r.training_flops / 1e15:8.2f} {r.seconds / 60:8.1f}  {'yes' if r.cached else 'no'}"
                      f"{_progress(r, ', after epoch ')}"
-                     f"{'' if r.rate_source == 'assumed' else ' (bench)'}")
+                     f"{'' if r.rate_source == 'assumed' else ' (bench)'}"
+                     f"{'  OVER ' + format(limits[0], 'g') + ' h' if limits and r.seconds > limits[0] * 3600 else ''}")
     lines.append("")
     for notebook in dict.fromkeys(r.notebook for r in rows):
         lines.append(_total(f"notebook {notebook}", [r for r in rows if r.notebook == notebook]))
@@ -182,6 +187,11 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path) -> str:
     lines.append(f"inputs: training images (clips for crossval) per epoch, summed over folds; training = "
                  f"{TRAIN_PASSES} x forward. Seconds: {'bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
                  f"{rates.tflops:g} TFLOP/s assumed otherwise. Stored: in {_relative(rows, root)}.")
+    if limits:
+        over = [r.name for r in rows if r.seconds > limits[0] * 3600]
+        hours = sum(r.seconds for r in rows) / 3600
+        lines.append(f"limits of this profile: {limits[0]:g} h per experiment ({len(over)} over: {', '.join(over) or 'none'}); "
+                     f"{limits[1]:g} h in all ({hours:.1f} h: {'within' if hours <= limits[1] else 'OVER'}).")
     return "\n".join(lines + failed_cells_lines(recorder))
 
 
@@ -224,8 +234,9 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """``--plan`` and the throughput options."""
     parser.add_argument("--plan", action="store_true",
                         help="list every experiment of the profile with its cost and whether it is stored; trains nothing")
-    parser.add_argument("--tflops", type=positive_float, default=DEFAULT_TFLOPS,
-                        help="effective training TFLOP/s assumed for models without a `bench train` figure")
+    parser.add_argument("--tflops", type=positive_float, default=None,
+                        help="effective training TFLOP/s assumed for models without a `bench train` figure "
+                             f"(default: {DEFAULT_TFLOPS['cpu']:g} for the cpu profile, else {DEFAULT_TFLOPS['cuda']:g})")
     parser.add_argument("--bench", type=Path, default=None,
                         help="`bench train` results to read images/s from (default: results/bench/train-cpu.json for "
                              "the cpu profile, else train-cuda.json)")
@@ -234,6 +245,6 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan``: print every experiment of ``profile`` with its cost."""
     device_type = "cpu" if profile == "cpu" else "cuda"
-    rates = Rates(args.tflops, bench_rates(args.bench or root / bench_file(device_type)))
-    print(format_plan(make_plan(profile, root, rates, args.only), rates, root))
+    rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type], bench_rates(args.bench or root / bench_file(device_type)))
+    print(format_plan(make_plan(profile, root, rates, args.only), rates, root, PROFILE_LIMITS.get(profile)))
     return 0
