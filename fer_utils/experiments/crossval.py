@@ -260,7 +260,7 @@ def _prepare_fold(model_name: str, kwargs: dict[str, Any], clips: FaceData, cfg:
         fit_idx, val_idx = subject_holdout(train, test_size=val_fraction, seed=seed + fold)
         train, val = train.subset(fit_idx), train.subset(val_idx)
     torch.manual_seed(cfg.seed + fold)
-    model = create_model(model_name, num_classes=len(clips.classes), in_chans=1, **kwargs)
+    model = create_model(model_name, num_classes=len(clips.classes), in_chans=clips.preprocessing.channels, **kwargs)
     if init_checkpoint is not None:
         init_frame_cnn_from_checkpoint(model, init_checkpoint)
     return _Fold(fold, train, val, test, test_idx, model)

@@ -47,7 +47,8 @@ def cached_lr_find(
     def compute(path: Path, digest: str) -> LRFindResult:
         run_device = resolve_device(device)
         seed_everything(cfg.seed)
-        model = create_model(model_name, num_classes=len(train.classes), in_chans=1, **(model_kwargs or {}))
+        model = create_model(model_name, num_classes=len(train.classes), in_chans=train.preprocessing.channels,
+                             **(model_kwargs or {}))
         result = lr_find(model, train, cfg, start_lr, end_lr, num_iter, run_device)
         write_json(path, {"name": name, "hash": digest, "config": config, "device": str(run_device),
                           "result": asdict(result)})

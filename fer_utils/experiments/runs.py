@@ -133,7 +133,8 @@ def train_and_evaluate(
     device = resolve_device(device)
     model_kwargs = dict(model_kwargs or {})
     seed_everything(cfg.seed)
-    model = create_model(model_name, num_classes=len(splits.train.classes), in_chans=1, **model_kwargs)
+    channels = splits.train.preprocessing.channels
+    model = create_model(model_name, num_classes=len(splits.train.classes), in_chans=channels, **model_kwargs)
     params = count_parameters(model)
     result = fit(model, splits.train, splits.val, cfg, run_dir, device, progress, resume=resume,
                  model_name=model_name, model_kwargs=model_kwargs, run_info=run_info)

@@ -143,7 +143,8 @@ def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> No
     """``UsageError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
     ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...)."""
     try:
-        model = create_model(model_name, num_classes=len(train.classes), in_chans=1, **model_kwargs).eval()
+        model = create_model(model_name, num_classes=len(train.classes), in_chans=train.preprocessing.channels,
+                             **model_kwargs).eval()
         batch = torch.as_tensor(train.images[:2]).float().unsqueeze(-3)  # (2, [T,] 1, H, W), as the iterator makes
         with torch.no_grad():
             model(batch)
