@@ -55,3 +55,20 @@ def opencv_name(path: str | os.PathLike) -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
         return
     yield name
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` at or above ``start`` (default: the working dir)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "fer_utils").is_dir():
+            return folder
+    raise FileNotFoundError(f"no fer_utils repository at or above {here}")
+
+
+def repository_relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository that holds it (tables and records carry no machine paths), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root(Path(path))))
+    except FileNotFoundError:
+        return str(path)

@@ -140,3 +140,11 @@ def test_notebook_warnings_carry_no_machine_path(monkeypatch):
     notebook_context("smoke", "cpu")
     text = warnings.formatwarning("PrivateTest is not in this file", UserWarning, "/home/me/fer_utils/runs.py", 80)
     assert text == "UserWarning: PrivateTest is not in this file\n"
+
+
+def test_tables_name_run_folders_relative_to_the_repository(tmp_path):
+    from fer_utils.files import repository_relative
+
+    root = report.repo_root()
+    assert repository_relative(root / "results" / "cpu" / "vgg_small-aug-1a2b3c4d") == "results/cpu/vgg_small-aug-1a2b3c4d"
+    assert repository_relative(tmp_path / "run") == str(tmp_path / "run")  # outside any repository: as given

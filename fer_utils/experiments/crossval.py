@@ -85,7 +85,7 @@ class CrossvalResult:
     trainable_params: int
     model_kwargs: dict[str, Any]
     config: dict[str, Any]
-    init_checkpoint: str | None
+    init_checkpoint: str | None  # the file's name (no machine path); the config's digest identifies its bytes
     folds: list[FoldResult]
     predictions: pd.DataFrame
 
@@ -356,7 +356,7 @@ def run_crossval(
     return CrossvalResult(
         model_name=model_name, dataset=clips.name, protocol="loso" if loso else f"{k}-fold",
         classes=list(clips.classes), num_frames=num_frames, trainable_params=params, model_kwargs=kwargs,
-        config=cfg.to_dict(), init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
+        config=cfg.to_dict(), init_checkpoint=None if init_checkpoint is None else Path(init_checkpoint).name,
         folds=[done[i][0] for i in sorted(done)], predictions=pd.concat([done[i][1] for i in sorted(done)],
                                                                           ignore_index=True),
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
+from fer_utils.files import repository_relative
 from fer_utils.experiments.runs import DataSpec, run_experiment, run_paths
 from fer_utils.models import count_parameters, create_model
 from fer_utils.models.checkpoints import load_checkpoint
@@ -113,8 +114,14 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
         "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
         "device": _precision(result), "seed": result["config"]["train"]["seed"],
-        "run_dir": (result.get("paths") or {}).get("run_dir"),
+        "run_dir": _run_dir(result),
     }
+
+
+def _run_dir(result: dict[str, Any]) -> str | None:
+    """The run folder relative to its repository (``results/cpu/vgg_small-aug-1a2b3c4d``): no machine path in tables."""
+    run_dir = (result.get("paths") or {}).get("run_dir")
+    return None if run_dir is None else repository_relative(run_dir)
 
 
 def _precision(result: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.files import repo_root
 from fer_utils.plots import set_theme
 
 SMOKE_ENV = "FER_SMOKE"
@@ -27,15 +28,6 @@ PROFILES = ("full", "cpu", "smoke")
 #: so that a plan changes nothing in the repository.
 SCRATCH_OUTPUTS: ContextVar[Path | None] = ContextVar("fer_utils_scratch_outputs", default=None)
 _SAME = object()
-
-
-def repo_root(start: Path | None = None) -> Path:
-    """The folder holding ``pyproject.toml`` at or above ``start`` (default: the working dir)."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "fer_utils").is_dir():
-            return folder
-    raise FileNotFoundError(f"no fer_utils repository at or above {here}")
 
 
 @dataclass(frozen=True)
