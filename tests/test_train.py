@@ -381,6 +381,10 @@ def test_lr_find_is_cached_by_config(tmp_path, monkeypatch):
     monkeypatch.undo()
     other = cached_lr_find("find", "simple_cnn", data, replace(cfg, seed=1), tmp_path, **kwargs)
     assert len(list(tmp_path.glob("find-*.json"))) == 2 and other.raw_losses != first.raw_losses
+    stored.write_text(stored.read_text()[:100])  # a truncated result: named once and computed again
+    with pytest.warns(UserWarning, match=f"{stored.name}: the stored result cannot be read"):
+        again = cached_lr_find("find", "simple_cnn", data, cfg, tmp_path, **kwargs)
+    assert again == first and json.loads(stored.read_text())["result"]["suggested_lr"] == first.suggested_lr
 
 def test_experiment_cache(tmp_path):
     splits = Splits(squares(96), squares(32, seed=1), squares(48, seed=2), test_split="synthetic")

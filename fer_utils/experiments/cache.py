@@ -3,7 +3,8 @@
 A result of ``config`` under ``name`` lives at ``<root>/<name>-<hash8><suffix>`` (a folder for
 :func:`~fer_utils.experiments.runs.run_experiment`, a ``.json`` file for
 :func:`~fer_utils.experiments.crossval.cached_crossval`); it is computed only when no stored
-one is found there.
+one is found there. A stored result that cannot be read (a truncated file, another format) is
+named in one warning and computed again: it is never returned as a result.
 
 While a :data:`PLANNER` is set (``python -m fer_utils.report --plan``),
 every request is reported to it with the :class:`Work` it costs, and the planner decides whether
@@ -14,11 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+
+from fer_utils.errors import first_line
+from fer_utils.files import repository_relative
 
 if TYPE_CHECKING:
     from torch import nn
@@ -86,7 +92,12 @@ def cached(
     result the planner declines is ``plan()``'s stand-in (``hit`` False, nothing stored)."""
     digest = config_hash(config)
     path = Path(root) / f"{name}-{digest[:8]}{suffix}"
-    stored = load(path, digest)
+    try:
+        stored = load(path, digest)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        warnings.warn(f"{repository_relative(path)}: the stored result cannot be read ({first_line(exc)}); "
+                      "computing it again", stacklevel=2)
+        stored = None
     planner = PLANNER.get()
     if planner is not None:
         planned = plan()
