@@ -94,3 +94,25 @@ def test_the_cpu_profile_plans_with_the_cpu_benchmark(repo, capsys):
     assert main(["--plan", "--profile", "cpu", "--bench", str(root / "absent.json"), "--tflops", "1e-9"]) == 0
     slow = capsys.readouterr().out
     assert "OVER 2 h" in slow and "12 h in all" in slow and "h: OVER)" in slow  # the cpu profile's limits
+
+
+def test_prune_removes_only_stored_results_no_request_uses(repo, capsys):
+    root = repo(epochs=2)
+    results = root / "scratch" / "smoke" / "results"
+    results.mkdir(parents=True)
+    stale = [results / "long-0123abcd", results / "gone-89abcdef.json", results / "gone-89abcdef.folds"]
+    kept = [results / "frame_cnn_w16-trunk.pt", results / "03_table.csv"]
+    for path in stale[:1] + stale[2:]:
+        path.mkdir()
+    for path in stale[1:2] + kept:
+        path.write_text("x")
+    assert main(["--plan", "--prune", "--smoke", "1"]) == 1  # a cell fails on a stand-in: requests unknown
+    assert all(p.exists() for p in stale + kept)
+    assert main(["--plan", "--prune", "--smoke", "1", "--only", "03"]) == 2
+    assert main(["--plan", "--prune"]) == 2  # the full profile's results/ holds runs no plan lists
+    assert main(["--smoke", "1", "--device", "cpu", "--engine", "script"]) == 0  # trains both
+    capsys.readouterr()
+    assert main(["--plan", "--prune", "--smoke", "1"]) == 0
+    assert "removing scratch/smoke/results/long-0123abcd" in capsys.readouterr().out
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert sorted(p.name.rsplit("-", 1)[0] for p in results.glob("*-*") if p.is_dir()) == ["long", "small"]

@@ -33,6 +33,9 @@ import argparse
 import contextlib
 import io
 import json
+import re
+import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -45,7 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fer_utils.arguments import positive_float
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
-from fer_utils.report.notebook import SCRATCH_OUTPUTS
+from fer_utils.report.notebook import SCRATCH_OUTPUTS, profile_dirs
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 from fer_utils.train.run_folder import epochs_saved
 
@@ -230,10 +233,36 @@ def _set(var, value) -> Iterator[None]:
         var.reset(token)
 
 
+#: How the cache names a stored result (:func:`~fer_utils.experiments.cache.cached`): ``<name>-<hash8>[.suffix]``.
+CACHED_NAME = re.compile(r"^(?P<stem>.+-[0-9a-f]{8})(?P<suffix>\..*)?$")
+
+
+def stale_results(recorder: Recorder, results_dir: Path) -> list[Path]:
+    """Stored results in ``results_dir`` that no request of the plan uses (older configs of the same
+    experiments, experiments no notebook requests any more); other files are never listed."""
+    requested = {CACHED_NAME.match(r.path.name)["stem"] for r in recorder.rows.values()}
+    found = (CACHED_NAME.match(p.name) for p in results_dir.iterdir()) if results_dir.is_dir() else ()
+    return sorted(results_dir / m.string for m in found if m and m["stem"] not in requested)
+
+
+def prune(recorder: Recorder, results_dir: Path, root: Path) -> int:
+    """Delete :func:`stale_results`; refused (exit 1) when a cell failed, since its later requests are unknown."""
+    if recorder.failed_cells:
+        print("not pruning: cells failed during the plan, so some requests may be missing", file=sys.stderr)
+        return 1
+    for path in stale_results(recorder, results_dir):
+        print(f"removing {path.relative_to(root)}")
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return 0
+
+
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """``--plan`` and the throughput options."""
     parser.add_argument("--plan", action="store_true",
                         help="list every experiment of the profile with its cost and whether it is stored; trains nothing")
+    parser.add_argument("--prune", action="store_true",
+                        help="with --plan: delete the profile's stored results that no notebook requests any more "
+                             "(older configs); refused with --only or when a cell fails")
     parser.add_argument("--tflops", type=positive_float, default=None,
                         help="effective training TFLOP/s assumed for models without a `bench train` figure "
                              f"(default: {DEFAULT_TFLOPS['cpu']:g} for the cpu profile, else {DEFAULT_TFLOPS['cuda']:g})")
@@ -246,5 +275,12 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan``: print every experiment of ``profile`` with its cost."""
     device_type = "cpu" if profile == "cpu" else "cuda"
     rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type], bench_rates(args.bench or root / bench_file(device_type)))
-    print(format_plan(make_plan(profile, root, rates, args.only), rates, root, PROFILE_LIMITS.get(profile)))
-    return 0
+    recorder = make_plan(profile, root, rates, args.only)
+    print(format_plan(recorder, rates, root, PROFILE_LIMITS.get(profile)))
+    if not args.prune:
+        return 0
+    if args.only or profile == "full":
+        print("--prune plans every training notebook of the cpu or smoke profile (results/ of the full profile "
+              "also holds notebooks 01-02's and the commands' runs): drop --only, pick --profile cpu", file=sys.stderr)
+        return 2
+    return prune(recorder, profile_dirs(profile, root)[0], root)
