@@ -275,12 +275,10 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan``: print every experiment of ``profile`` with its cost."""
     device_type = "cpu" if profile == "cpu" else "cuda"
     rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type], bench_rates(args.bench or root / bench_file(device_type)))
-    recorder = make_plan(profile, root, rates, args.only)
-    print(format_plan(recorder, rates, root, PROFILE_LIMITS.get(profile)))
-    if not args.prune:
-        return 0
-    if args.only or profile == "full":
+    if args.prune and (args.only or profile == "full"):
         print("--prune plans every training notebook of the cpu or smoke profile (results/ of the full profile "
               "also holds notebooks 01-02's and the commands' runs): drop --only, pick --profile cpu", file=sys.stderr)
         return 2
-    return prune(recorder, profile_dirs(profile, root)[0], root)
+    recorder = make_plan(profile, root, rates, args.only)
+    print(format_plan(recorder, rates, root, PROFILE_LIMITS.get(profile)))
+    return prune(recorder, profile_dirs(profile, root)[0], root) if args.prune else 0
