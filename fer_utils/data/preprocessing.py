@@ -1,7 +1,8 @@
 """The preprocessing record: how a face image becomes model input, written once, read everywhere.
 
 ``prepare-faces`` stores it in its ``.npz`` (the loaders read it back into
-:attr:`FaceData.preprocessing`), training normalises every batch with it (``fit``'s training step)
+:attr:`FaceData.preprocessing`), training joins it with the model's registered normalisation
+(``fer_utils.models.inputs``), normalises every batch with it (``fit``'s training step)
 and stores it in every checkpoint, and ``predict`` and ``evaluate`` read it from the checkpoint, so a
 model meets new photos exactly as it met its training faces: same crop margin and size, same
 channels, same scaling and normalisation, plus the evaluation view ``crop_pct``.

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fer_utils.files import atomic_write
-from fer_utils.models.checkpoints import load_model
+from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
 from fer_utils.errors import PredictionsFileError
 from fer_utils.data import FaceData
 from fer_utils.evaluate.inference import predict_proba
@@ -37,20 +37,24 @@ def ensemble_proba(
     batch_size: int = 512,
     device: str | torch.device | None = None,
     tta: str = "none",
+    amp: bool = True,
 ) -> np.ndarray:
     """Average probabilities of models or checkpoint paths on ``data``.
 
-    Checkpoints are loaded one at a time on ``device`` (default CPU); with a FaceData their
-    class list must equal ``data.classes`` (else ``CheckpointError``).
+    Checkpoints are loaded one at a time on ``device`` (default CPU), each applied with its own preprocessing
+    record; with a FaceData their class list must equal ``data.classes`` (else ``CheckpointError``).
+    ``amp``: as in :func:`~fer_utils.evaluate.predict_proba`.
     """
     expected = data.classes if isinstance(data, FaceData) else None
     probs = []
     for member in members:
         if isinstance(member, nn.Module):
-            model = member
+            model, record = member, None
         else:
-            model, _ = load_model(member, device=device or "cpu", expected_classes=expected)
-        probs.append(predict_proba(model, data, batch_size=batch_size, device=device, tta=tta))
+            model, ckpt = load_model(member, device=device or "cpu", expected_classes=expected)
+            record = checkpoint_preprocessing(ckpt)
+        probs.append(predict_proba(model, data, batch_size=batch_size, device=device, tta=tta, amp=amp,
+                                   preprocessing=record))
     return average_probs(probs, weights)
 
 

@@ -27,13 +27,13 @@ from torch import nn
 
 from fer_utils.devices import resolve_device
 from fer_utils.files import write_json
-from fer_utils.data import FaceData, leave_one_subject_out, subject_holdout, subject_kfold
+from fer_utils.data import FaceData, Preprocessing, leave_one_subject_out, subject_holdout, subject_kfold
 from fer_utils.evaluate import predict_proba
 from fer_utils.evaluate.metrics import confusion_counts
 from fer_utils.evaluate.voting import window_vote
 from fer_utils.experiments.cache import Planned, Work, cached
 from fer_utils.experiments.runs import architecture
-from fer_utils.models import count_parameters, create_model, model_entry
+from fer_utils.models import count_parameters, model_and_data, model_entry
 from fer_utils.models.pretrained import identify_weight_file, identify_weight_files
 from fer_utils.models.temporal import init_frame_cnn_from_checkpoint
 from fer_utils.train import FitResult, TrainConfig, fit
@@ -180,15 +180,17 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
 
 def _evaluate_fold(
     model: nn.Module, test: FaceData, sequences: np.ndarray, fold: int, batch_size: int,
+    preprocessing: Preprocessing,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-sequence predictions (voting across windows) and, for frame models, frame-vote accuracies."""
-    probs = predict_proba(model, test, batch_size=batch_size)
+    """Per-sequence predictions (voting across windows) and, for frame models, frame-vote accuracies;
+    ``preprocessing``: the record the model trained with."""
+    probs = predict_proba(model, test, batch_size=batch_size, preprocessing=preprocessing)
     record = pd.DataFrame({"sequence": sequences, "subject": test.subjects, "fold": fold, "y_true": test.labels})
     record = record.drop_duplicates("sequence", ignore_index=True)  # first appearance, as window_vote
     record["y_pred"] = window_vote(probs, sequences)[1]
     votes = {}
     if hasattr(model, "frame_logits"):
-        frame_probs = predict_proba(_FrameLogits(model), test, batch_size=batch_size)
+        frame_probs = predict_proba(_FrameLogits(model), test, batch_size=batch_size, preprocessing=preprocessing)
         frame_probs = frame_probs.reshape(len(test), test.images.shape[1], -1)
         for rule in FRAME_VOTES:
             record[f"vote_{rule}"] = window_vote(frame_probs, sequences, method=rule)[1]
@@ -260,7 +262,7 @@ def _prepare_fold(model_name: str, kwargs: dict[str, Any], clips: FaceData, cfg:
         fit_idx, val_idx = subject_holdout(train, test_size=val_fraction, seed=seed + fold)
         train, val = train.subset(fit_idx), train.subset(val_idx)
     torch.manual_seed(cfg.seed + fold)
-    model = create_model(model_name, num_classes=len(clips.classes), in_chans=clips.preprocessing.channels, **kwargs)
+    model, train = model_and_data(model_name, train, **kwargs)
     if init_checkpoint is not None:
         init_frame_cnn_from_checkpoint(model, init_checkpoint)
     return _Fold(fold, train, val, test, test_idx, model)
@@ -340,7 +342,8 @@ def run_crossval(
     started = time.perf_counter()
     for fold, fitted in _fit_folds(todo, cfg, device, model_name, kwargs, batched):
         i = fold.index
-        record, votes = _evaluate_fold(fitted.model, fold.test, sequences[fold.test_idx], i, cfg.eval_batch_size)
+        record, votes = _evaluate_fold(fitted.model, fold.test, sequences[fold.test_idx], i, cfg.eval_batch_size,
+                                        fold.train.preprocessing)
         accuracy, macro_f1 = _scores(record["y_true"].to_numpy(), record["y_pred"].to_numpy())
         done[i] = FoldResult(
             fold=i, test_subjects=sorted(set(fold.test.subjects)), n_train=len(fold.train),

@@ -14,7 +14,7 @@ from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.experiments.cache import Planned, Work, cached
 from fer_utils.experiments.runs import CACHE_VERSION, architecture, model_config
 from fer_utils.files import write_json
-from fer_utils.models import create_model
+from fer_utils.models import model_and_data
 from fer_utils.train import LRFindResult, TrainConfig, lr_find
 
 
@@ -47,9 +47,8 @@ def cached_lr_find(
     def compute(path: Path, digest: str) -> LRFindResult:
         run_device = resolve_device(device)
         seed_everything(cfg.seed)
-        model = create_model(model_name, num_classes=len(train.classes), in_chans=train.preprocessing.channels,
-                             **(model_kwargs or {}))
-        result = lr_find(model, train, cfg, start_lr, end_lr, num_iter, run_device)
+        model, swept = model_and_data(model_name, train, **(model_kwargs or {}))
+        result = lr_find(model, swept, cfg, start_lr, end_lr, num_iter, run_device)
         write_json(path, {"name": name, "hash": digest, "config": config, "device": str(run_device),
                           "result": asdict(result)})
         return result

@@ -24,7 +24,7 @@ from fer_utils.devices import resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout, training_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.evaluate.ensemble import save_predictions
-from fer_utils.models import count_parameters, create_model
+from fer_utils.models import count_parameters, create_model, model_and_data
 from fer_utils.models.pretrained import architecture_kwargs, identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
@@ -133,10 +133,9 @@ def train_and_evaluate(
     device = resolve_device(device)
     model_kwargs = dict(model_kwargs or {})
     seed_everything(cfg.seed)
-    channels = splits.train.preprocessing.channels
-    model = create_model(model_name, num_classes=len(splits.train.classes), in_chans=channels, **model_kwargs)
+    model, train = model_and_data(model_name, splits.train, **model_kwargs)
     params = count_parameters(model)
-    result = fit(model, splits.train, splits.val, cfg, run_dir, device, progress, resume=resume,
+    result = fit(model, train, splits.val, cfg, run_dir, device, progress, resume=resume,
                  model_name=model_name, model_kwargs=model_kwargs, run_info=run_info)
     summary: dict[str, Any] = {
         "model_name": model_name, "params": params, "device": str(device), "best_epoch": result.best_epoch,
@@ -146,7 +145,8 @@ def train_and_evaluate(
         "val_size": 0 if splits.val is None else len(splits.val), "test_split": splits.test_split, "test": None,
     }
     if splits.test is not None:
-        probs = predict_proba(result.model, splits.test, batch_size=cfg.eval_batch_size, device=device)
+        probs = predict_proba(result.model, splits.test, batch_size=cfg.eval_batch_size, device=device,
+                              amp=cfg.amp, preprocessing=train.preprocessing)
         save_predictions(run_dir / "predictions.npz", splits.test, probs)
         summary["test"] = classification_metrics(splits.test.labels, probs, splits.test.classes)
     return summary

@@ -25,7 +25,7 @@ from fer_utils.data import FaceData, list_augments
 from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
-from fer_utils.models import create_model
+from fer_utils.models import create_model_for
 from fer_utils.models.pretrained import file_digest
 from fer_utils.files import write_json
 from fer_utils.train.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig
@@ -143,8 +143,7 @@ def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> No
     """``UsageError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
     ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...)."""
     try:
-        model = create_model(model_name, num_classes=len(train.classes), in_chans=train.preprocessing.channels,
-                             **model_kwargs).eval()
+        model = create_model_for(model_name, train.preprocessing, len(train.classes), **model_kwargs).eval()
         batch = torch.as_tensor(train.images[:2]).float().unsqueeze(-3)  # (2, [T,] 1, H, W), as the iterator makes
         with torch.no_grad():
             model(batch)

@@ -20,7 +20,7 @@ from torch import nn
 from fer_utils.errors import CheckpointError, first_line
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.files import atomic_write
-from fer_utils.models.registry import create_model
+from fer_utils.models.inputs import create_model_for
 
 
 def save_checkpoint(
@@ -95,10 +95,8 @@ def load_model(
             f"{path}: checkpoint classes {ckpt['classes']} differ from expected {list(expected_classes)}"
         )
     try:
-        model = create_model(
-            ckpt["model_name"], num_classes=len(ckpt["classes"]),
-            in_chans=checkpoint_preprocessing(ckpt).channels, **ckpt["model_kwargs"],
-        )
+        model = create_model_for(ckpt["model_name"], checkpoint_preprocessing(ckpt), len(ckpt["classes"]),
+                                 **ckpt["model_kwargs"])
         model.load_state_dict(ckpt["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(

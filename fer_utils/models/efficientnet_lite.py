@@ -5,10 +5,11 @@ EfficientNet-Lite0 as one ``.pth`` under another naming scheme. Its 247 tensors 
 ``efficientnet_lite0`` in the same order and shapes, so :func:`imagenet_state` maps them by position
 and checks every shape. No name is guessed and nothing is downloaded.
 
-The network keeps seeing what it saw on ImageNet. :class:`ImageNetInput` enlarges each face to
-``input_size`` (96 by default: at 48 px its stride-32 trunk would end on 2x2 maps), repeats the gray
-channel three times and normalises as the TensorFlow Lite models did (mean 0.5, std 0.5). So training,
-evaluation, TTA and ``predict`` feed it 48x48 one-channel faces in [0, 1] like every other model here.
+The network keeps seeing what it saw on ImageNet. Its registry entry carries the TensorFlow Lite
+models' normalisation (mean 0.5, std 0.5), which training records in the preprocessing record and so in
+the checkpoint, where ``evaluate``, TTA and ``predict`` read it, as for every model here.
+:class:`ImageNetInput` then enlarges each normalised face to ``input_size`` (96 by default: at 48 px its
+stride-32 trunk would end on 2x2 maps) and repeats the gray channel three times.
 """
 from __future__ import annotations
 
@@ -51,19 +52,21 @@ def imagenet_state(model: nn.Module, path: str | os.PathLike) -> dict[str, torch
     return {own: value for (_, value), (own, _) in zip(source, target)}
 
 
-class ImageNetInput(nn.Module):
-    """Faces ``(B, 1 or 3, H, W)`` in [0, 1] -> ``(B, 3, size, size)`` normalised as the backbone was trained."""
+#: The TensorFlow Lite models' input normalisation, per channel, of pixels in [0, 1].
+IMAGENET_MEAN, IMAGENET_STD = (0.5,), (0.5,)
 
-    def __init__(self, size: int, mean: float = 0.5, std: float = 0.5) -> None:
+
+class ImageNetInput(nn.Module):
+    """Normalised faces ``(B, 1 or 3, H, W)`` -> ``(B, 3, size, size)``, the backbone's input shape."""
+
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.size, self.mean, self.std = size, mean, std
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return (x - self.mean) / self.std
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 class ImageNetBackbone(nn.Module):
@@ -81,7 +84,7 @@ class ImageNetBackbone(nn.Module):
         return self.network(self.input(x))
 
 
-@register_model("efficientnet_lite0")
+@register_model("efficientnet_lite0", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 def efficientnet_lite0(num_classes: int = 7, in_chans: int = 1, input_size: int = 96, pretrained: bool = False,
                        pretrained_file: str | os.PathLike | None = None, drop_rate: float = 0.2) -> nn.Module:
     """timm EfficientNet-Lite0 (4.0 M parameters with a 7-class head) on faces enlarged to ``input_size``;

@@ -23,22 +23,30 @@ class ModelEntry:
     factory: Callable[..., nn.Module]
     input_kind: str  # "image": (B, C, H, W); "clip": (B, T, C, H, W)
     description: str
+    #: Per-channel normalisation the model's weights expect (timm's ``pretrained_cfg`` mean/std), applied
+    #: by the preprocessing record; ``None``: the data's own record decides (pixels in [0, 1] by default).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str | None = None, *, input_kind: str = "image") -> Callable:
-    """Decorator registering ``factory(num_classes, in_chans, **kwargs) -> nn.Module``."""
+def register_model(name: str | None = None, *, input_kind: str = "image", mean: tuple[float, ...] | None = None,
+                   std: tuple[float, ...] | None = None) -> Callable:
+    """Decorator registering ``factory(num_classes, in_chans, **kwargs) -> nn.Module``; ``mean``/``std``: the
+    input normalisation its (pretrained) weights expect."""
     if input_kind not in ("image", "clip"):
         raise ValueError(f"input_kind must be 'image' or 'clip', got {input_kind!r}")
+    if (mean is None) != (std is None):
+        raise ValueError("register_model needs both mean and std, or neither")
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or factory.__name__
         if key in _REGISTRY:
             raise ValueError(f"model {key!r} registered twice")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelEntry(key, factory, input_kind, doc[0] if doc else "")
+        _REGISTRY[key] = ModelEntry(key, factory, input_kind, doc[0] if doc else "", mean, std)
         return factory
 
     return decorate
