@@ -113,3 +113,17 @@ def test_real_faces_are_turned_to_the_front(fer2013, reference):
                  if (mesh := landmarker(np.ascontiguousarray(faces[i][:, ::-1]))) is not None]
         assert len(pairs) >= 15
         assert np.median(np.abs(np.sum(pairs, axis=1))) < 4
+
+
+def test_face_mesh_keeps_the_native_log_lines_out_of_stderr(capfd):
+    """MediaPipe's C++ loggers print XNNPACK and glog ``W0000`` lines on a graph's first run; they would fill
+    every notebook that frontalizes. A real photo still gets its 468 landmarks."""
+    import cv2
+    import matplotlib.cbook
+
+    photo = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    with FaceMeshLandmarker() as landmarker:
+        points = landmarker(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
+    assert points is not None and points.shape == (468, 3)
+    err = capfd.readouterr().err
+    assert "W0000" not in err and "XNNPACK" not in err, err

@@ -16,11 +16,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_utils.faces.native_log import native_stderr_silenced
 from fer_utils.faces.detection import (
     DEFAULT_MAX_SIDE, Detection, FaceDetector, check_image, clip_box, shrink,
 )
@@ -198,13 +197,13 @@ class BlazeFaceDetector(FaceDetector):
         interpreter = self._interpreters.get(key)
         fresh = interpreter is None
         if fresh:
-            with _native_stderr_silenced():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            with native_stderr_silenced():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 interpreter = self._interpreters[key] = self._interpreter_class(
                     model_path=str(self.model_path), num_threads=threads)
         index = interpreter.get_input_details()[0]["index"]
         if fresh or tuple(interpreter.get_input_details()[0]["shape"]) != (n, height, width, 3):
             interpreter.resize_tensor_input(index, [n, height, width, 3])
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 interpreter.allocate_tensors()
         pixels = batch.astype(np.float32)
         pixels *= 1 / 127.5
@@ -236,23 +235,3 @@ class BlazeFaceDetector(FaceDetector):
              for box, score in weighted_nms(np.concatenate([b for b, _ in dets]), np.concatenate([s for _, s in dets]))]
             for image, dets in zip(images, found)
         ]
-
-
-_STDERR_LOCK = threading.Lock()
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 points at ``/dev/null`` inside the block. Why: LiteRT's C++ logger prints its
-    INFO line there and no environment variable or Python call sets its level; the line is printed
-    synchronously by the calls inside, and Python exceptions still propagate."""
-    with _STDERR_LOCK:
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(devnull)
-            os.close(saved)

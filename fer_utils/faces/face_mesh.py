@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fer_utils.faces.native_log import native_stderr_silenced
 from fer_utils.faces.detection import check_image
 
 #: Points in one mesh.
@@ -36,8 +37,10 @@ class FaceMeshLandmarker:
                 "(make setup does this)"
             ) from error
         self.pad, self.min_side = pad, min_side
-        self._mesh = FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-                              min_detection_confidence=min_confidence)
+        with native_stderr_silenced():  # the graph opens its models in its own threads and logs as it does:
+            self._mesh = FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                  min_detection_confidence=min_confidence)
+            self._mesh.process(np.zeros((min_side, min_side, 3), np.uint8))  # returns once they are open
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """``(468, 3)`` float64 landmarks, or ``None`` when no face is found."""
@@ -48,7 +51,8 @@ class FaceMeshLandmarker:
         scale = max(1.0, self.min_side / min(padded.shape[:2]))
         if scale > 1:
             padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        found = self._mesh.process(padded).multi_face_landmarks
+        with native_stderr_silenced():  # glog's W0000 lines of a graph's first faces
+            found = self._mesh.process(padded).multi_face_landmarks
         if not found:
             return None
         points = np.array([(p.x, p.y, p.z) for p in found[0].landmark], dtype=np.float64)
