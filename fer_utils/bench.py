@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,9 @@ from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.faces.command import add_detector_arguments, detector_options
-from fer_utils.faces.detection import Detection, iou
+from fer_utils.faces.detection import Detection
 from fer_utils.faces.detectors import create_detector
+from fer_utils.faces.evaluation import LabelledFaces, labels_for, load_face_labels, score_detections
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.models import model_entry
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
@@ -219,6 +220,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="classifier (predict; default: the shipped model, else untrained)")
     add_detector_arguments(parser)
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
+    parser.add_argument("--labels", help="hand-labelled faces of --video's frames, a JSON such as tests/media/real/"
+                                         "faces.json (predict: scores true faces found and false boxes)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch CPU threads (predict; default: all cores but one, which decodes frames ahead)")
     parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
@@ -264,16 +267,20 @@ def run(args: argparse.Namespace) -> int:
                 print(f"stored in {store_training_rate(result)} (read by python -m fer_utils.report --plan)")
     else:
         try:
+            labels = labels_for(load_face_labels(args.labels), args.video or "") if args.labels else None
+            if args.labels and not labels:
+                raise ValueError(f"{args.labels}: no labelled frames of {args.video or 'the synthetic video'}")
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
                                        detector=args.detector, checkpoint=args.checkpoint,
-                                       detector_kw=detector_options(args), size=args.size, threads=args.threads)
+                                       detector_kw=detector_options(args), size=args.size, threads=args.threads,
+                                       labels=labels)
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
         results.append(result)
         print(json.dumps(result))
-        real = (f" ({result['real_faces_found']} of its {result['true_faces']} true faces)"
-                if "true_faces" in result else "")
+        real = (f" ({result['real_faces_found']} of its {result['true_faces']} true faces, {result['false_boxes']} "
+                f"false boxes, on {result['labelled_frames']} labelled frames)" if "true_faces" in result else "")
         print(f"bench predict: {result['fps']} frames/s over {result['frames']} frames of {result['video']}; "
               f"{result['faces_detected']} faces detected{real} in {result['frames_with_face']} frames, "
               f"{result['tracks']} track(s)")
@@ -340,21 +347,6 @@ def write_benchmark_video(
     return written, f"synthetic {size[0]}x{size[1]}, two moving faces, {origin}", truth
 
 
-def real_faces(found: Sequence[Sequence[Sequence[float]]], truth: Sequence[Sequence[Sequence[float]]],
-               threshold: float = 0.5) -> int:
-    """How many true face boxes (per frame, ``truth``) a found box covers with IoU >= ``threshold``,
-    each found box counted once; found boxes matching no face are false detections."""
-    hits = 0
-    for boxes, true in zip(found, truth):
-        left = list(boxes)
-        for box in true:
-            overlaps = [iou(b, box) for b in left]
-            if overlaps and max(overlaps) >= threshold:
-                left.pop(int(np.argmax(overlaps)))
-                hits += 1
-    return hits
-
-
 def benchmark_predict(
     video_path: str | os.PathLike | None = None,
     frames: int | None = None,
@@ -367,13 +359,16 @@ def benchmark_predict(
     detector_kw: dict[str, Any] | None = None,
     size: tuple[int, int] = (640, 480),
     threads: int | None = None,
+    labels: Mapping[int, LabelledFaces] | None = None,
 ) -> dict[str, Any]:
     """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
     over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
 
     Without ``video_path`` a synthetic ``size`` = (width, height) video of two FER2013 faces
-    crossing is made (``frames`` long, default 60) and the detections matching its true face boxes
-    are counted (``real_faces_found`` of ``true_faces``). The classifier is ``checkpoint``, else the shipped model when
+    crossing is made (``frames`` long, default 60) and its true face boxes are the labels. With
+    labels (``labels``: frame index -> hand-labelled faces of a real video), the detections on the
+    labelled detection frames are scored: ``real_faces_found`` of ``true_faces``, and ``false_boxes``
+    (:func:`~fer_utils.faces.evaluation.score_detections`). The classifier is ``checkpoint``, else the shipped model when
     present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
     one batch of copies of the video's first frame.
     """
@@ -421,8 +416,11 @@ def benchmark_predict(
         "classifier": classifier, "device": str(dev), "threads": video_threads(threads),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
-    if truth is not None:  # the made video: how many detections are the real faces
-        due = range(0, n, detect_every)
-        result["true_faces"] = sum(len(truth[i]) for i in due)
-        result["real_faces_found"] = real_faces([found[i] for i in due], [truth[i] for i in due])
+    if truth is not None:  # the made video: its pasted boxes are the labels
+        labels = {i: LabelledFaces(tuple(map(tuple, boxes))) for i, boxes in enumerate(truth)}
+    if labels:
+        due = [i for i in range(0, n, detect_every) if i in labels]
+        score = score_detections([found[i] for i in due], [labels[i] for i in due])
+        result.update(labelled_frames=len(due), true_faces=score["true_faces"], real_faces_found=score["found"],
+                      false_boxes=score["false_boxes"])
     return result

@@ -100,35 +100,42 @@ def find_fer_python(given: str | None) -> str | None:
 
 
 def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int | None, fer_python: str | None,
-            extra: list[str], work: Path, made: tuple[Path, list] | None = None) -> dict[str, Any]:
-    """Median over ``runs`` alternating runs of ours and (when ``fer_python``) fer on ``video``; for a
-    video of :data:`MADE`, ``made`` = (fer's copy, true face boxes per frame) and real faces are counted."""
+            extra: list[str], work: Path, made: Path | None = None,
+            labels: tuple[str, dict[int, Any]] | None = None) -> dict[str, Any]:
+    """Median over ``runs`` alternating runs of ours and (when ``fer_python``) fer on ``video``. ``made``: fer's
+    copy of a video of :data:`MADE` (ours makes the same one); ``labels``: (labels file, frame -> labelled
+    faces) of ``video``, its true faces as pasted for a made one. With labels, true faces found and false
+    boxes are counted on the labelled frames, for both sides by the same rule."""
     samples: dict[str, list[dict[str, Any]]] = {"ours": [], "fer": []}
     for run in range(runs):
         out = work / f"ours{run}.json"
         source = ["--size", video] if made else ["--video", video]
+        if labels and not made:
+            source += ["--labels", labels[0]]
         samples["ours"].append(_timed(ours_command(source, detector, frames, out, extra), out))
         if fer_python:
             out = work / f"fer{run}.json"
-            fer_video = str(made[0]) if made else video
-            samples["fer"].append(_timed(fer_command(fer_python, fer_video, fer_detector, frames, out), out))
-    if made:
-        from fer_utils.bench import real_faces
+            samples["fer"].append(_timed(fer_command(fer_python, str(made or video), fer_detector, frames, out), out))
+    if labels:
+        from fer_utils.faces.evaluation import score_detections
 
         for result in samples["fer"]:
-            result["real_faces_found"] = real_faces(result["boxes"], made[1])
+            due = [i for i in sorted(labels[1]) if i < len(result["boxes"])]
+            score = score_detections([result["boxes"][i] for i in due], [labels[1][i] for i in due])
+            result.update(real_faces_found=score["found"], false_boxes=score["false_boxes"])
     summary: dict[str, Any] = {"video": video, "detector": detector, "runs": runs}
     if fer_python:
         summary["fer_detector"] = fer_detector
-    counted = ("faces_per_frame", "real_faces_found") if made else ("faces_per_frame",)
+    counted = ("faces_per_frame", "real_faces_found", "false_boxes") if labels else ("faces_per_frame",)
     for side, results in samples.items():
         if results:
             summary[side] = {key: round(statistics.median(r[key] for r in results), 3)
                              for key in ("fps", "process_s", *counted)} | {"frames": results[0]["frames"]}
-    if made:
+    if labels:
         summary["true_faces"] = samples["ours"][0]["true_faces"]
+        summary["labelled_frames"] = samples["ours"][0]["labelled_frames"]
     if samples["fer"]:
-        faces = counted[-1]
+        faces = "real_faces_found" if labels else "faces_per_frame"
         summary["fps_ratio"] = round(summary["ours"]["fps"] / summary["fer"]["fps"], 2)
         summary["faces_ratio"] = round(summary["ours"][faces] / max(summary["fer"][faces], 1e-9), 2)
     return summary
@@ -138,7 +145,8 @@ def describe(summary: dict[str, Any]) -> str:
     """One line per video: fps, faces per frame (and real faces found), ratios."""
     def side(name: str) -> str:
         r = summary[name]
-        real = f", {r['real_faces_found']:g} of {summary['true_faces']} true faces" if "true_faces" in summary else ""
+        real = (f", {r['real_faces_found']:g} of {summary['true_faces']} true faces, {r['false_boxes']:g} false boxes"
+                if "true_faces" in summary else "")
         return f"{r['fps']} fps ({r['faces_per_frame']} faces/frame{real}, {r['process_s']} s process)"
 
     line = f"{Path(summary['video']).name} [{summary['detector']}]: ours {side('ours')}"
@@ -165,6 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=_positive, default=None, help="first N frames only (made videos: 40)")
     parser.add_argument("--fer-python", help="python of a venv with fer installed (default: this one, if it has fer)")
     parser.add_argument("--ours", default="", help="extra bench predict arguments for ours, e.g. '--checkpoint X'")
+    parser.add_argument("--labels", help="hand-labelled faces of the --video files, e.g. tests/media/real/faces.json: "
+                                         "true faces found and false boxes are counted on their labelled frames")
     parser.add_argument("--json", help="also write the summaries to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -180,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"bench_vs_fer: {missing[0]}: no such file")
         return 2
+    if args.labels:
+        from fer_utils.errors import DatasetError
+        from fer_utils.faces.evaluation import labels_for, load_face_labels
+
+        try:
+            all_labels = load_face_labels(args.labels)
+        except DatasetError as err:
+            print(f"bench_vs_fer: {err}")
+            return 2
     fer_detector = args.fer_detector or ("mtcnn" if args.detector == "mtcnn" else "haar")
     fer_python = find_fer_python(args.fer_python)
     if fer_python is None:
@@ -189,15 +208,21 @@ def main(argv: list[str] | None = None) -> int:
         videos, frames = args.video or list(MADE), args.frames or (None if args.video else 40)
         summaries = []
         for video in videos:
-            made = None
+            made, labels = None, None
             if not args.video:  # the same video as ours makes: same faces, size, frames
                 from fer_utils.bench import write_benchmark_video
+                from fer_utils.faces.evaluation import LabelledFaces
 
-                path, _, truth = write_benchmark_video(work / f"faces_{video}.mp4", frames, MADE[video])
-                made = (path, truth)
+                made, _, truth = write_benchmark_video(work / f"faces_{video}.mp4", frames, MADE[video])
+                labels = ("", {i: LabelledFaces(tuple(map(tuple, boxes))) for i, boxes in enumerate(truth)})
+            elif args.labels:
+                labels = (args.labels, labels_for(all_labels, video))
+                if not labels[1]:
+                    print(f"bench_vs_fer: {args.labels}: no labelled frames of {video}")
+                    return 2
             try:
                 summary = compare(video, args.detector, fer_detector, args.runs, frames, fer_python,
-                                  args.ours.split(), work, made)
+                                  args.ours.split(), work, made, labels)
             except RuntimeError as err:
                 print(f"bench_vs_fer: {err}")
                 return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +18,9 @@ from fer_utils.faces import Detection, draw_faces, moving_faces, paste_faces
 from fer_utils.faces.detection import clip_box, iou
 from fer_utils.faces.draw import place_labels
 from fer_utils.models import create_model
-from fer_utils.bench import benchmark_predict, real_faces
+from fer_utils.bench import benchmark_predict
+from fer_utils.errors import DatasetError
+from fer_utils.faces.evaluation import LabelledFaces, labels_for, load_face_labels, score_detections
 from fer_utils.predict.outputs import CLEAR_EXPRESSION_CONFIDENCE, NO_CLEAR_EXPRESSION
 from fer_utils.predict.predictor import FacePredictor
 from fer_utils.predict.tracking import FaceTracker
@@ -25,6 +28,8 @@ from fer_utils.predict.video import TemporalSmoother, label_changes, prefetch, s
 
 #: FER2013 rows (frontal happy, neutral, neutral) that MTCNN and Haar find once upscaled.
 FACE_ROWS = (8548, 23746, 23775)
+#: Real CC BY 2.0 photos and videos with hand-labelled faces (NOTICE.md there).
+REAL_MEDIA = Path(__file__).parent / "media" / "real"
 SMALL = (240, 320)
 
 
@@ -347,10 +352,39 @@ def test_benchmark_predict_reports_frames_per_second(tmp_path, faces, checkpoint
     assert "true_faces" not in sparse  # a given video: its faces are not known
 
 
-def test_real_faces_counts_each_true_face_once():
-    truth = [[(0, 0, 100, 100), (200, 0, 300, 100)], [(0, 0, 100, 100)]]
-    found = [[(5, 5, 100, 100), (10, 0, 100, 90), (400, 0, 450, 50)], [(200, 0, 300, 100)]]
-    assert real_faces(found, truth) == 1  # a second box on a face, a false one, a miss
+def test_score_detections_counts_each_true_face_once_and_leaves_ignored_regions_out():
+    labels = [LabelledFaces(((0, 0, 100, 100), (200, 0, 300, 100)), ignore=((500, 0, 600, 100),)),
+              LabelledFaces(((0, 0, 100, 100),))]
+    found = [[(5, 5, 100, 100), (10, 0, 100, 90), (400, 0, 450, 50), (520, 20, 580, 80)],
+             [(-60, -60, 160, 160), (0, 0, 20, 20)]]
+    # frame 0: a hit, a second box on the same face (false), a box on nothing (false), one ignored; a miss.
+    # frame 1: a loose box (2.2x the face, centre inside) finds it; a tiny box inside it (1/5) is false.
+    assert score_detections(found, labels) == {"true_faces": 3, "found": 2, "false_boxes": 3}
+
+
+def test_face_labels_load_and_a_broken_file_is_named(tmp_path):
+    labels = load_face_labels(REAL_MEDIA / "faces.json")
+    hikers = labels_for(labels, REAL_MEDIA / "hikers_video_02.mp4")
+    assert sorted(hikers) == [0, 100, 200, 300, 400, 500] and len(hikers[400].faces) == 4
+    assert labels_for(labels, "elsewhere/unknown.mp4") == {}
+    (tmp_path / "bad.json").write_text('{"media": {"a.mp4": {"0": {"faces": [[10, 10, 5, 20]]}}}}')
+    with pytest.raises(DatasetError, match=r"bad.json: .*\[10, 10, 5, 20\] is not \(x1, y1, x2, y2\)"):
+        load_face_labels(tmp_path / "bad.json")
+
+
+def test_bench_predict_scores_the_hand_labelled_faces_of_a_real_video(tmp_path, capsys):
+    """A real CC BY video with hand labels: MTCNN finds the four faces of frames 0 and 30 (detection every 30th
+    frame) and puts no box elsewhere; the phone-covered face is an ignore region either way."""
+    args = ["bench", "predict", "--video", str(REAL_MEDIA / "event_video_01.mp4"), "--labels",
+            str(REAL_MEDIA / "faces.json"), "--frames", "31", "--detect-every", "30", "--detector", "mtcnn",
+            "--device", "cpu", "--threads", "1", "--json", str(tmp_path / "b.json")]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "b.json").read_text())[0]
+    assert (result["labelled_frames"], result["true_faces"]) == (2, 8)
+    assert result["real_faces_found"] == 8 and result["false_boxes"] == 0
+    assert "8 of its 8 true faces, 0 false boxes, on 2 labelled frames" in capsys.readouterr().out
+    assert main([*args[:3], str(REAL_MEDIA / "NOTICE.md"), *args[4:-2]]) == 2  # no labelled frames of that file
+    assert "no labelled frames" in capsys.readouterr().out
 
 
 @pytest.mark.realdata
