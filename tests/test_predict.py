@@ -425,6 +425,17 @@ def test_labels_stay_inside_the_image_and_apart():
     assert drawn.shape == (height, width, 3) and drawn.any()
 
 
+def test_labels_stay_off_every_face_of_a_real_crowd():
+    """race.jpg's seven labelled runners, five of them a pack of 12-17 px faces: no label covers any face
+    (its own included) nor another label, at the size predict draws them on that photo."""
+    image = cv2.imread(str(REAL_MEDIA / "race.jpg"))
+    faces = list(labels_for(load_face_labels(REAL_MEDIA / "faces.json"), "race.jpg")[0].faces)
+    rects = place_labels(faces, [(110, 22)] * len(faces), image.shape[1], image.shape[0])
+    assert _disjoint(rects)
+    boxes = [tuple(int(round(v)) for v in face) for face in faces]
+    assert not [(r, b) for r in rects for b in boxes if r[0] < b[2] and b[0] < r[2] and r[1] < b[3] and b[1] < r[3]]
+
+
 def test_boxes_are_clipped_to_the_image():
     assert clip_box((-12.5, -3, 50, 400), 320, 240) == (0.0, 0.0, 50.0, 240.0)
     det = Detection((-20, 10, 100, 260), 0.9, np.zeros((5, 2)))

@@ -18,28 +18,39 @@ LABEL_COLOURS: dict[str, tuple[int, int, int]] = dict(zip(CANONICAL_CLASSES, [
 Rect = tuple[int, int, int, int]
 
 
-def _overlaps(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _covered(rects: np.ndarray, others: Sequence[Rect]) -> np.ndarray:
+    """Area of each of ``rects`` ``(K, 4)`` that ``others`` cover (summed over them)."""
+    if not len(others):
+        return np.zeros(len(rects))
+    o = np.asarray(others)[None]
+    r = rects[:, None]
+    w = np.clip(np.minimum(r[..., 2], o[..., 2]) - np.maximum(r[..., 0], o[..., 0]), 0, None)
+    h = np.clip(np.minimum(r[..., 3], o[..., 3]) - np.maximum(r[..., 1], o[..., 1]), 0, None)
+    return (w * h).sum(axis=1)
 
 
 def place_labels(
     boxes: Sequence[Sequence[float]], sizes: Sequence[tuple[int, int]], width: int, height: int, gap: int = 2,
 ) -> list[Rect]:
     """Label rectangles ``(x1, y1, x2, y2)`` (exclusive ends) of ``(w, h)`` sizes for ``boxes``, inside the
-    image and pairwise disjoint where room allows: above the box, else below, else inside its top,
-    else the free row nearest above; left-aligned with the box, shifted left at the right edge."""
+    image, clear of every face box and of each other where room allows. Spots are tried in order: above the
+    box, below it, then rows ever further from it, each left-aligned with the box, right-aligned with it
+    and centred on it; the first free one wins. In a crowd with no free spot, the one covering the least
+    face, then the least label, wins: a label may hide another label before it hides a face."""
+    faces: list[Rect] = [tuple(int(round(v)) for v in clip_box(box, width, height)) for box in boxes]
     placed: list[Rect] = []
-    for box, (w, h) in zip(boxes, sizes):
+    for (bx1, by1, bx2, by2), (w, h) in zip(faces, sizes):
         w, h = min(w, width), min(h, height)
-        bx1, by1, _, by2 = (int(round(v)) for v in clip_box(box, width, height))
-        x = min(max(bx1, 0), width - w)
-        preferred = [by1 - gap - h, by2 + gap, by1 + gap]
-        rows = [y for y in preferred if 0 <= y <= height - h]
-        rows += sorted(range(height - h + 1), key=lambda y: abs(y - preferred[0]))
-        rect = next(((x, y, x + w, y + h) for y in rows
-                     if not any(_overlaps((x, y, x + w, y + h), other) for other in placed)),
-                    (x, rows[0], x + w, rows[0] + h))
-        placed.append(rect)
+        above, below = by1 - gap - h, by2 + gap
+        every = np.arange(height - h + 1)
+        rows = np.concatenate([[y for y in (above, below) if 0 <= y <= height - h],
+                               every[np.argsort(np.abs(every - above), kind="stable")]]).astype(int)
+        xs = np.array(list(dict.fromkeys(min(max(x, 0), width - w) for x in (bx1, bx2 - w, (bx1 + bx2 - w) // 2))))
+        x, y = np.repeat(xs[None], len(rows), 0).ravel(), np.repeat(rows, len(xs))
+        spots = np.stack([x, y, x + w, y + h], axis=1)
+        on_faces, on_labels = _covered(spots, faces), _covered(spots, placed)
+        best = int(np.lexsort((np.arange(len(spots)), on_labels, on_faces))[0])  # first spot among the least covered
+        placed.append(tuple(int(v) for v in spots[best]))
     return placed
 
 
@@ -50,7 +61,8 @@ def draw_faces(
 ) -> np.ndarray:
     """A copy of RGB ``image`` with, per ``(box, label, probability)``: the box clipped to the image,
     a bar inside its bottom filled in proportion to the probability, and the label (``#id`` first
-    when ``ids`` gives one) placed by :func:`place_labels`. A probability of ``None`` (a score that is
+    when ``ids`` gives one) placed by :func:`place_labels`, with a line back to its face when the crowd
+    pushed it away from the box. A probability of ``None`` (a score that is
     no probability, such as a cascade's neighbour count) draws neither bar nor number."""
     out = np.ascontiguousarray(image).copy()
     height, width = out.shape[:2]
@@ -71,6 +83,9 @@ def draw_faces(
             by = max(y1, y2 - bar_h)
             cv2.rectangle(out, (x1, by), (x2, y2), (60, 60, 60), -1)
             cv2.rectangle(out, (x1, by), (x1 + round((x2 - x1) * float(prob)), y2), colour, -1)
+        if ly2 < y1 - 3 or ly1 > y2 + 3:  # moved away in a crowd: a leader line back to its face
+            cv2.line(out, ((lx1 + lx2) // 2, ly2 if ly2 < y1 else ly1), ((x1 + x2) // 2, y1 if ly2 < y1 else y2),
+                     colour, max(1, thick // 2), cv2.LINE_AA)
         cv2.rectangle(out, (lx1, ly1), (lx2 - 1, ly2 - 1), colour, -1)
         cv2.putText(out, text, (lx1 + 2, ly1 + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
                     cv2.LINE_AA)
