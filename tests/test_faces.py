@@ -10,6 +10,7 @@ import pytest
 
 from fer_utils.cli import main
 from fer_utils.data import DEFAULT_MARGIN, Preprocessing, load_dataset
+from fer_utils.errors import DatasetError
 from fer_utils.faces import (
     Detection, FaceDetector, ImageReadError, align_face, create_detector, face_transform, folder_labels,
     list_detectors, paste_faces, prepare_faces, read_image,
@@ -381,3 +382,26 @@ def test_prepare_faces_cli_and_labels(tmp_path, faces, capsys):
     assert folder_labels(["S010/001.png"]) is None
     with pytest.raises(ValueError, match="class folder"):
         folder_labels(["happy/1.png", "other/2.png"])
+
+
+def test_real_labelled_frames_are_read_exactly_and_scored(tmp_path):
+    """The hand-labelled real media: every labelled frame is read (videos in order), and Haar, scored on
+    the four frames of the indoor group video, finds faces and puts no more boxes than it finds plus few false."""
+    from pathlib import Path
+
+    from fer_utils.faces.evaluation import labelled_frames, real_detection_benchmark
+
+    labels = Path(__file__).parent / "media" / "real" / "faces.json"
+    frames = labelled_frames(labels)
+    assert [(name, index) for name, index, _, _ in frames][:5] == [
+        ("event_video_01.mp4", 0), ("event_video_01.mp4", 30), ("event_video_01.mp4", 60), ("event_video_01.mp4", 89),
+        ("hikers_video_02.mp4", 0)]
+    assert len(frames) == 11 and sum(len(f[3].faces) for f in frames) == 37
+    assert all(f[2].shape[:2] in ((480, 640), (428, 640)) for f in frames)
+    table = real_detection_benchmark({"haar": create_detector("haar")}, frames[:4])
+    row = table.iloc[0]
+    assert row["true faces"] == 16 and 8 <= row["found"] <= 16 and row["false boxes"] <= 8 and row["ms per frame"] > 0
+    (tmp_path / "faces.json").write_text('{"media": {"event_video_01.mp4": {"999": {"faces": [[1, 1, 9, 9]]}}}}')
+    (tmp_path / "event_video_01.mp4").write_bytes((labels.parent / "event_video_01.mp4").read_bytes())
+    with pytest.raises(DatasetError, match="frame 90 is unreadable"):
+        labelled_frames(tmp_path / "faces.json")
