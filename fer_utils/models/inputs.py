@@ -7,7 +7,6 @@ back from there. So every consumer applies the same record, and a model is built
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import replace
 
 from torch import nn
@@ -27,9 +26,8 @@ def input_record(model_name: str, record: Preprocessing) -> Preprocessing:
 def create_model_for(model_name: str, record: Preprocessing, num_classes: int, **kwargs) -> nn.Module:
     """Build ``model_name`` for faces cut as ``record`` says: its channels, and its side as ``img_size`` for
     models built for one size (unless ``kwargs`` name one)."""
-    if "img_size" in inspect.signature(model_entry(model_name).factory).parameters:
-        kwargs.setdefault("img_size", record.size)
-    return create_model(model_name, num_classes=num_classes, in_chans=record.channels, **kwargs)
+    return create_model(model_name, num_classes=num_classes, in_chans=record.channels,
+                        defaults={"img_size": record.size}, **kwargs)
 
 
 def model_and_data(model_name: str, data: FaceData, **kwargs) -> tuple[nn.Module, FaceData]:

@@ -59,10 +59,13 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 7, in_chans: int = 1, *, defaults: dict | None = None,
+                 **kwargs) -> nn.Module:
     """Build a registered model. Images are float in [0, 1], 48x48 unless a size is given.
 
-    Arguments the factory does not accept raise ``UsageError`` naming them and the accepted ones.
+    ``defaults``: arguments passed where the factory takes them and ``kwargs`` do not name them (the
+    face side a fixed-size model is built for). Arguments the factory does not accept raise
+    ``UsageError`` naming them and the accepted ones.
     """
     factory = model_entry(name).factory
     signature = inspect.signature(factory)
@@ -71,7 +74,8 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs) -
     except TypeError as exc:
         accepted = [p for p in signature.parameters if p not in ("num_classes", "in_chans", "kwargs")]
         raise UsageError(f"model {name!r}: bad model arguments {kwargs} ({exc}); accepted: {accepted}") from None
-    return factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    extra = {k: v for k, v in (defaults or {}).items() if k in signature.parameters and k not in kwargs}
+    return factory(num_classes=num_classes, in_chans=in_chans, **extra, **kwargs)
 
 
 def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
