@@ -116,3 +116,19 @@ def test_prune_removes_only_stored_results_no_request_uses(repo, capsys):
     assert "removing scratch/smoke/results/long-0123abcd" in capsys.readouterr().out
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     assert sorted(p.name.rsplit("-", 1)[0] for p in results.glob("*-*") if p.is_dir()) == ["long", "small"]
+
+
+def test_missing_runs_are_estimated_from_the_stored_runs_of_their_model(repo, capsys):
+    """Once "small" (1 epoch) is stored, its recorded seconds are its cost, and a missing 3-epoch "long" of the
+    same model and data is estimated at small's FLOP/s: three times small's seconds, marked (runs)."""
+    root = repo(epochs=1)
+    assert main(["--smoke", "1", "--device", "cpu", "--engine", "script"]) == 0  # trains both (same config)
+    repo(epochs=3)
+    capsys.readouterr()
+    rows = _plan_rows(root)
+    small, long = rows["small"], rows["long"]
+    stored = json.loads((small.path / "metrics.json").read_text())["train_seconds"]
+    assert small.cached and small.rate_source == "stored" and small.seconds == pytest.approx(stored)
+    assert not long.cached and long.rate_source == "runs" and long.seconds == pytest.approx(3 * stored)
+    assert main(["--plan", "--smoke", "1"]) == 0
+    assert "(stored)" in (out := capsys.readouterr().out) and "(runs)" in out

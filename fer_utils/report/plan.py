@@ -22,7 +22,9 @@ listed once, under its first notebook.
 Cost: FLOPs of one forward pass of one input (a 48x48 face or a clip), counted with
 ``torch.utils.flop_counter.FlopCounterMode``; training is taken as 3 forward passes per input
 per epoch (forward + backward), validation and testing left out (RNN cells of ``cnn_gru`` and
-``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds: inputs
+``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds: a stored
+run's own ``train_seconds``; for a missing experiment whose model has stored runs in the plan, its
+FLOPs at their FLOP/s (what this profile's runs really took, validation and all); else inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
 (``results/bench/train-cpu.json`` for the cpu profile, ``train-cuda.json`` otherwise), else FLOPs / an assumed effective throughput (``--tflops``,
 25 TFLOP/s by default for CUDA, an H100 on these small models; 0.27 for the cpu profile).
@@ -42,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -138,7 +141,23 @@ class Recorder:
             done = epochs_saved(path) if work.kind == "experiment" and not hit else 0
             row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, forward_flops(work), 0.0, "", done)
             row.seconds, row.rate_source = self.rates.seconds(work, row.training_flops)
+            stored = stored_train_seconds(path) if hit and work.kind == "experiment" else None
+            if stored:
+                row.seconds, row.rate_source = stored, "stored"
         return self.decide(row)
+
+    def use_stored_rates(self) -> None:
+        """Estimate each missing experiment from the stored runs of its model in this plan, where there are
+        some: their FLOP/s (median), scaled by its FLOPs. What this profile's runs really took beats a bare-step
+        benchmark or an assumed throughput, for models whose cost FLOPs predict badly (depthwise convolutions)."""
+        measured: dict[str, list[float]] = {}
+        for row in self.rows.values():
+            if row.rate_source == "stored":
+                measured.setdefault(row.work.model, []).append(row.training_flops / row.seconds)
+        for row in self.rows.values():
+            if not row.cached and row.work.kind == "experiment" and row.work.model in measured:
+                row.seconds = row.training_flops / float(np.median(measured[row.work.model]))
+                row.rate_source = "runs"
 
     def decide(self, row: PlanRow) -> bool:
         """Whether to compute ``row``'s missing result now: never, for a plan."""
@@ -146,6 +165,15 @@ class Recorder:
 
     def cell_failed(self, cell: int, error: Exception) -> None:
         self.failed_cells.append(f"{self.notebook} cell {cell}: {type(error).__name__}: {str(error)[:100]}")
+
+
+def stored_train_seconds(run_dir: Path) -> float | None:
+    """The training seconds a stored run recorded in its ``metrics.json`` (None when it has none)."""
+    try:
+        seconds = json.loads((run_dir / "metrics.json").read_text()).get("train_seconds")
+    except (OSError, ValueError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
 
 
 def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, only: str = "",
@@ -166,6 +194,7 @@ def make_plan(profile: str, root: Path, rates: Rates, only: str = "") -> Recorde
     recorder = Recorder(rates)
     with contextlib.redirect_stderr(io.StringIO()):
         run_notebooks(recorder, profile, "meta", root, only)
+    recorder.use_stored_rates()
     return recorder
 
 
@@ -180,7 +209,7 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path, limits: tuple[floa
                      f"{r.work.folds or '':>5} {r.work.items:9,d} {r.forward_flops / 1e9:9.3f} "
                      f"{r.training_flops / 1e15:8.2f} {r.seconds / 60:8.1f}  {'yes' if r.cached else 'no'}"
                      f"{_progress(r, ', after epoch ')}"
-                     f"{'' if r.rate_source == 'assumed' else ' (bench)'}"
+                     f"{'' if r.rate_source == 'assumed' else f' ({r.rate_source})'}"
                      f"{'  OVER ' + format(limits[0], 'g') + ' h' if limits and r.seconds > limits[0] * 3600 else ''}")
     lines.append("")
     for notebook in dict.fromkeys(r.notebook for r in rows):
@@ -188,7 +217,9 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path, limits: tuple[floa
     lines.append(_total("all", rows))
     measured = sorted(m for m in rates.images_per_s)
     lines.append(f"inputs: training images (clips for crossval) per epoch, summed over folds; training = "
-                 f"{TRAIN_PASSES} x forward. Seconds: {'bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
+                 f"{TRAIN_PASSES} x forward. Seconds: (stored) as the run recorded; (runs) at the FLOP/s of the "
+                 f"model's stored runs (wall time of each run: runs trained side by side, sharing the cores, each "
+                 f"count in full); {'(bench) at bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
                  f"{rates.tflops:g} TFLOP/s assumed otherwise. Stored: in {_relative(rows, root)}.")
     if limits:
         over = [r.name for r in rows if r.seconds > limits[0] * 3600]
