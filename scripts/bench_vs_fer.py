@@ -11,9 +11,11 @@ python of a venv where ``pip install fer`` worked) it runs there; else in this i
 importable; else only ours is measured. Without ``--video``, the benchmark videos of ``bench
 predict`` (two FER2013 faces from ``$FER_DATA_DIR`` crossing a textured scene, 40 frames) are made
 at 1920x1080 and 640x480, the same for both sides, and the detections matching the true face
-boxes are counted for both::
+boxes are counted for both. Real videos with hand-labelled frames (``--labels``, such as
+``tests/media/real/faces.json``) are scored the same way: true faces found and false boxes::
 
     python scripts/bench_vs_fer.py --fer-python /path/to/fer-venv/bin/python --detector blazeface
+    python scripts/bench_vs_fer.py --video tests/media/real/hikers_video_02.mp4 --labels tests/media/real/faces.json
 """
 from __future__ import annotations
 
