@@ -33,7 +33,7 @@ from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection
 from fer_utils.faces.detectors import create_detector
-from fer_utils.faces.evaluation import LabelledFaces, labels_for, load_face_labels, score_detections
+from fer_utils.faces.evaluation import LabelledFaces, known_faces, labels_for, load_face_labels, score_detections
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.models import model_entry
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
@@ -417,7 +417,7 @@ def benchmark_predict(
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
     if truth is not None:  # the made video: its pasted boxes are the labels
-        labels = {i: LabelledFaces(tuple(map(tuple, boxes))) for i, boxes in enumerate(truth)}
+        labels = known_faces(truth)
     if labels:
         due = [i for i in range(0, n, detect_every) if i in labels]
         score = score_detections([found[i] for i in due], [labels[i] for i in due])

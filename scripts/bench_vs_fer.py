@@ -213,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             made, labels = None, None
             if not args.video:  # the same video as ours makes: same faces, size, frames
                 from fer_utils.bench import write_benchmark_video
-                from fer_utils.faces.evaluation import LabelledFaces
+                from fer_utils.faces.evaluation import known_faces
 
                 made, _, truth = write_benchmark_video(work / f"faces_{video}.mp4", frames, MADE[video])
-                labels = ("", {i: LabelledFaces(tuple(map(tuple, boxes))) for i, boxes in enumerate(truth)})
+                labels = ("", known_faces(truth))
             elif args.labels:
                 labels = (args.labels, labels_for(all_labels, video))
                 if not labels[1]:

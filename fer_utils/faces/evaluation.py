@@ -99,7 +99,7 @@ def load_face_labels(path: str | os.PathLike) -> dict[str, dict[int, LabelledFac
     """``{media file name: {frame index: LabelledFaces}}`` from a labels JSON (``{"media": {name: {frame:
     {"faces": [[x1, y1, x2, y2], ...], "ignore": [...]}}}}``); a ``DatasetError`` names what is wrong."""
     try:
-        media = json.loads(open(path, encoding="utf-8").read())["media"]
+        media = json.loads(Path(path).read_text(encoding="utf-8"))["media"]
         return {name: {int(frame): LabelledFaces(tuple(map(_box, entry["faces"])),
                                                  tuple(map(_box, entry.get("ignore", []))))
                        for frame, entry in frames.items()}
@@ -116,6 +116,12 @@ def _box(values: Sequence[float]) -> tuple[float, ...]:
     if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
         raise ValueError(f"box {list(values)} is not (x1, y1, x2, y2) with x2 > x1 and y2 > y1")
     return box
+
+
+def known_faces(boxes_per_frame: Sequence[Sequence[Box]]) -> dict[int, LabelledFaces]:
+    """Frame index -> labels for faces whose boxes are known exactly (a made video's pasted faces)."""
+    return {i: LabelledFaces(tuple(tuple(float(v) for v in box) for box in boxes))
+            for i, boxes in enumerate(boxes_per_frame)}
 
 
 def labels_for(labels: Mapping[str, Mapping[int, LabelledFaces]], media: str | os.PathLike
