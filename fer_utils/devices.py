@@ -1,6 +1,7 @@
 """Choosing the compute device and its precision, and seeding every random number generator."""
 from __future__ import annotations
 
+import os
 import random
 import sys
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ DTYPE_LABELS: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16"}
 
 
 @lru_cache(maxsize=1)
+def machine_share(device: str | torch.device) -> dict[str, int]:
+    """The CPU threads a run trains with and the cores the machine has (what share of it the run used; the
+    cost table counts machine time with it). Empty on a GPU, which a run holds whole."""
+    if torch.device(device).type != "cpu":
+        return {}
+    return {"cpu_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count() or 1}
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively: one of :data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``
     (where that file is missing, as on macOS, False: runs stay fp32)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_the_cpu_profile_plans_with_the_cpu_benchmark(repo, capsys):
     assert "(bench)" not in capsys.readouterr().out  # FLOPs at the assumed rate
     assert main(["--plan", "--profile", "cpu", "--bench", str(root / "absent.json"), "--tflops", "1e-9"]) == 0
     slow = capsys.readouterr().out
-    assert "OVER 2 h" in slow and "12 h in all" in slow and "h: OVER)" in slow  # the cpu profile's limits
+    assert "OVER 2 h" in slow and "12 h in all" in slow and "h of the machine: OVER)" in slow  # the cpu profile's limits
 
 
 def test_prune_removes_only_stored_results_no_request_uses(repo, capsys):
@@ -127,8 +128,24 @@ def test_missing_runs_are_estimated_from_the_stored_runs_of_their_model(repo, ca
     capsys.readouterr()
     rows = _plan_rows(root)
     small, long = rows["small"], rows["long"]
-    stored = json.loads((small.path / "metrics.json").read_text())["train_seconds"]
+    metrics = json.loads((small.path / "metrics.json").read_text())
+    stored = metrics["train_seconds"] * metrics["cpu_threads"] / metrics["cpu_cores"]  # machine seconds
     assert small.cached and small.rate_source == "stored" and small.seconds == pytest.approx(stored)
     assert not long.cached and long.rate_source == "runs" and long.seconds == pytest.approx(3 * stored)
     assert main(["--plan", "--smoke", "1"]) == 0
     assert "(stored)" in (out := capsys.readouterr().out) and "(runs)" in out
+
+
+def test_stored_seconds_count_the_share_of_the_machine_a_run_used(tmp_path):
+    """Two one-thread runs side by side on 2 cores each cost half their wall time; a run that recorded no
+    threads counts at the profile's share; no recorded time, or a broken file, is no figure."""
+    def run(name: str, **metrics) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+        return tmp_path / name
+
+    assert plan.stored_machine_seconds(run("side", train_seconds=100.0, cpu_threads=1, cpu_cores=2)) == 50.0
+    assert plan.stored_machine_seconds(run("alone", train_seconds=100.0, cpu_threads=4, cpu_cores=2)) == 100.0
+    assert plan.stored_machine_seconds(run("old", train_seconds=100.0), unrecorded_share=0.5) == 50.0
+    assert plan.stored_machine_seconds(run("untimed", train_seconds=float("nan"))) is None
+    assert plan.stored_machine_seconds(tmp_path / "absent") is None

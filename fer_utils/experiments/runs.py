@@ -20,7 +20,7 @@ from torch import nn
 
 from fer_utils.experiments.cache import Planned, Work, cached
 from fer_utils.files import write_json
-from fer_utils.devices import resolve_device, seed_everything
+from fer_utils.devices import machine_share, resolve_device, seed_everything
 from fer_utils.data import FaceData, load_dataset, official_test_split, random_subset, stratified_holdout, training_holdout
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.evaluate.ensemble import save_predictions
@@ -141,7 +141,7 @@ def train_and_evaluate(
         "model_name": model_name, "params": params, "device": str(device), "best_epoch": result.best_epoch,
         "best_val_acc": result.best_val_acc,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds, "train_size": len(splits.train),
+        "train_seconds": result.train_seconds, **machine_share(device), "train_size": len(splits.train),
         "val_size": 0 if splits.val is None else len(splits.val), "test_split": splits.test_split, "test": None,
     }
     if splits.test is not None:

@@ -22,9 +22,12 @@ listed once, under its first notebook.
 Cost: FLOPs of one forward pass of one input (a 48x48 face or a clip), counted with
 ``torch.utils.flop_counter.FlopCounterMode``; training is taken as 3 forward passes per input
 per epoch (forward + backward), validation and testing left out (RNN cells of ``cnn_gru`` and
-``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds: a stored
-run's own ``train_seconds``; for a missing experiment whose model has stored runs in the plan, its
-FLOPs at their FLOP/s (what this profile's runs really took, validation and all); else inputs
+``cnn_lstm`` are not counted by the FLOP counter: their convolutions dominate). Seconds are seconds of
+the whole machine: a stored run's own ``train_seconds`` times the share of the machine it trained on
+(its ``cpu_threads / cpu_cores``, so two one-thread runs side by side on 2 cores cost half their wall
+time each; :data:`UNRECORDED_SHARE` for runs stored before that was recorded); for a missing
+experiment whose model has stored runs in the plan, its FLOPs at their FLOP/s (what this profile's
+runs really took, validation and all); else inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
 (``results/bench/train-cpu.json`` for the cpu profile, ``train-cuda.json`` otherwise), else FLOPs / an assumed effective throughput (``--tflops``,
 25 TFLOP/s by default for CUDA, an H100 on these small models; 0.27 for the cpu profile).
@@ -60,8 +63,12 @@ TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
 #: Effective training throughput assumed where no benchmark was stored, per device type (TFLOP/s): an H100
 #: on these small models; the 2-core Zen 4 CPU in bf16 (vgg_small: 0.52 GFLOP per training image at 512 images/s).
 DEFAULT_TFLOPS = {"cuda": 25.0, "cpu": 0.27}
-#: What a profile may cost (hours): per experiment, and all of it (the cpu profile: 2 cores, trained over sessions).
+#: What a profile may cost (hours of the machine): per experiment, and all of it (the cpu profile: the 2-core CPU,
+#: trained over sessions).
 PROFILE_LIMITS: dict[str, tuple[float, float]] = {"cpu": (2.0, 12.0)}
+#: The share of the machine a stored run trained on when its metrics do not record it (runs stored before
+#: ``cpu_threads``/``cpu_cores`` were): the cpu profile's were rendered two side by side, one thread each.
+UNRECORDED_SHARE: dict[str, float] = {"cpu": 0.5}
 #: Forward + backward of one input, in forward passes.
 TRAIN_PASSES = 3
 
@@ -129,8 +136,9 @@ class PlanRow:
 class Recorder:
     """A planner that lists every request (once per result path) and computes nothing."""
 
-    def __init__(self, rates: Rates) -> None:
+    def __init__(self, rates: Rates, unrecorded_share: float = 1.0) -> None:
         self.rates = rates
+        self.unrecorded_share = unrecorded_share
         self.notebook = ""
         self.rows: dict[Path, PlanRow] = {}
         self.failed_cells: list[str] = []
@@ -141,7 +149,7 @@ class Recorder:
             done = epochs_saved(path) if work.kind == "experiment" and not hit else 0
             row = self.rows[path] = PlanRow(self.notebook, name, work, path, hit, forward_flops(work), 0.0, "", done)
             row.seconds, row.rate_source = self.rates.seconds(work, row.training_flops)
-            stored = stored_train_seconds(path) if hit and work.kind == "experiment" else None
+            stored = stored_machine_seconds(path, self.unrecorded_share) if hit and work.kind == "experiment" else None
             if stored:
                 row.seconds, row.rate_source = stored, "stored"
         return self.decide(row)
@@ -167,13 +175,19 @@ class Recorder:
         self.failed_cells.append(f"{self.notebook} cell {cell}: {type(error).__name__}: {str(error)[:100]}")
 
 
-def stored_train_seconds(run_dir: Path) -> float | None:
-    """The training seconds a stored run recorded in its ``metrics.json`` (None when it has none)."""
+def stored_machine_seconds(run_dir: Path, unrecorded_share: float = 1.0) -> float | None:
+    """Seconds of the whole machine a stored run took: its recorded ``train_seconds`` times the share of the
+    machine it used (``cpu_threads / cpu_cores``, else ``unrecorded_share``); None when it recorded no time."""
     try:
-        seconds = json.loads((run_dir / "metrics.json").read_text()).get("train_seconds")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+    seconds, threads, cores = (metrics.get(k) for k in ("train_seconds", "cpu_threads", "cpu_cores"))
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        return None
+    share = min(threads / cores, 1.0) if isinstance(threads, int) and isinstance(cores, int) and cores > 0 \
+        else unrecorded_share
+    return float(seconds) * share
 
 
 def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, only: str = "",
@@ -191,7 +205,7 @@ def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, onl
 
 def make_plan(profile: str, root: Path, rates: Rates, only: str = "") -> Recorder:
     """Every experiment the notebooks would request in ``profile``, with costs; nothing is trained or written."""
-    recorder = Recorder(rates)
+    recorder = Recorder(rates, UNRECORDED_SHARE.get(profile, 1.0))
     with contextlib.redirect_stderr(io.StringIO()):
         run_notebooks(recorder, profile, "meta", root, only)
     recorder.use_stored_rates()
@@ -217,15 +231,15 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path, limits: tuple[floa
     lines.append(_total("all", rows))
     measured = sorted(m for m in rates.images_per_s)
     lines.append(f"inputs: training images (clips for crossval) per epoch, summed over folds; training = "
-                 f"{TRAIN_PASSES} x forward. Seconds: (stored) as the run recorded; (runs) at the FLOP/s of the "
-                 f"model's stored runs (wall time of each run: runs trained side by side, sharing the cores, each "
-                 f"count in full); {'(bench) at bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
+                 f"{TRAIN_PASSES} x forward. Minutes of the whole machine: (stored) the run's recorded time x the share "
+                 f"of the machine it used (its threads / cores; {recorder.unrecorded_share:g} where it did not record "
+                 f"them); (runs) at the machine FLOP/s of the model's stored runs; {'(bench) at bench images/s for ' + ', '.join(measured) + '; ' if measured else ''}"
                  f"{rates.tflops:g} TFLOP/s assumed otherwise. Stored: in {_relative(rows, root)}.")
     if limits:
         over = [r.name for r in rows if r.seconds > limits[0] * 3600]
         hours = sum(r.seconds for r in rows) / 3600
         lines.append(f"limits of this profile: {limits[0]:g} h per experiment ({len(over)} over: {', '.join(over) or 'none'}); "
-                     f"{limits[1]:g} h in all ({hours:.1f} h: {'within' if hours <= limits[1] else 'OVER'}).")
+                     f"{limits[1]:g} h in all ({hours:.1f} h of the machine: {'within' if hours <= limits[1] else 'OVER'}).")
     return "\n".join(lines + failed_cells_lines(recorder))
 
 
