@@ -66,7 +66,18 @@ def align_face(
     matrix, side = face_transform(detection, margin, rotate)
     crop = cv2.warpAffine(source, matrix, (side, side), flags=cv2.INTER_LINEAR,
                           borderMode=_BORDERS[border], borderValue=0)
-    if side != size:
-        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        crop = cv2.resize(crop, (size, size), interpolation=interp)
-    return crop
+    return resize_face(crop, size)
+
+
+def resize_face(crop: np.ndarray, size: int) -> np.ndarray:
+    """A square crop at ``size`` pixels: pixel-area averaging to shrink it, bicubic to enlarge it.
+
+    Why bicubic: the shipped model reads faces cut from 24-32 px (the distant faces of real footage)
+    and enlarged to 48 px as "sad" far more often than they are (FER2013 PublicTest faces shrunk to
+    24 px and enlarged bilinearly: 37% called sad, 18% are); bicubic keeps more of the edges the model
+    relies on (52.8% accuracy against 45.3% bilinear, 32.9% called sad; ``scripts/fit_resolution_bias.py``).
+    """
+    if crop.shape[0] == size:
+        return crop
+    interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp)

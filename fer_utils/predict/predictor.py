@@ -14,7 +14,8 @@ from torch import nn
 from fer_utils.data.images import to_grey
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.devices import resolve_device, resolve_precision, uses_channels_last
-from fer_utils.faces.align import align_face
+from fer_utils.evaluate.resolution import ResolutionBias
+from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import create_detector
 from fer_utils.errors import CheckpointError
@@ -66,7 +67,12 @@ class FaceResult:
 
 
 class FacePredictor:
-    """Detector + aligned crops + classifier, preprocessing faces as the checkpoint says."""
+    """Detector + aligned crops + classifier, preprocessing faces as the checkpoint says.
+
+    With a ``resolution_bias`` (stored in the checkpoint by ``scripts/fit_resolution_bias.py``), the
+    class scores of a face whose crop is smaller than the model's input are corrected by its size
+    (:class:`~fer_utils.evaluate.resolution.ResolutionBias`): distant faces are not read as "sad".
+    """
 
     def __init__(
         self,
@@ -76,8 +82,10 @@ class FacePredictor:
         detector: FaceDetector,
         device: str | torch.device = "cpu",
         margin: float | None = None,
+        resolution_bias: ResolutionBias | None = None,
     ) -> None:
         self.model = model.eval()
+        self.resolution_bias = resolution_bias
         self.classes = tuple(classes)
         if not isinstance(preprocessing, Preprocessing):
             preprocessing = Preprocessing.from_dict(preprocessing)
@@ -122,7 +130,9 @@ class FacePredictor:
             )
         if not isinstance(detector, FaceDetector):
             detector = create_detector(detector, device=device, **(detector_kw or {}))
-        return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin)
+        bias = ckpt.get("resolution_bias")
+        return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin,
+                   ResolutionBias.from_dict(bias) if bias else None)
 
     def crops(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """Aligned uint8 crops ``(N, S, S)`` (or ``(N, S, S, 3)`` for RGB models)."""
@@ -137,22 +147,29 @@ class FacePredictor:
         """Class probabilities ``(N, C)`` of the faces ``detections`` in ``image``."""
         return self.classify_many([image], [detections])[0]
 
-    @torch.inference_mode()
     def classify_many(
         self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]],
     ) -> list[np.ndarray]:
         """:meth:`classify` of several images in one forward pass (video frames): one ``(N_i, C)`` per image."""
         crops = np.concatenate([self.crops(image, dets) for image, dets in zip(images, detections)])
-        if not len(crops):
-            probs = np.zeros((0, len(self.classes)), np.float32)
-        else:
-            x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
-            x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
-            x = self.preprocessing.model_input(x)
-            with self.precision.autocast():
-                logits = self.model(x.contiguous(memory_format=self.layout))
-            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        logits = self.logits(crops)
+        if self.resolution_bias is not None and len(crops):
+            sides = [face_transform(d, self.margin, rotate=False)[1] for dets in detections for d in dets]
+            logits = logits + self.resolution_bias.for_sides(sides)
+        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
         return np.split(probs, np.cumsum([len(d) for d in detections])[:-1])
+
+    @torch.inference_mode()
+    def logits(self, crops: np.ndarray) -> np.ndarray:
+        """The model's raw class scores ``(N, C)`` of uint8 crops at its input size (no size correction)."""
+        if not len(crops):
+            return np.zeros((0, len(self.classes)), np.float64)
+        x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
+        x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
+        x = self.preprocessing.model_input(x)
+        with self.precision.autocast():
+            logits = self.model(x.contiguous(memory_format=self.layout))
+        return logits.double().cpu().numpy()
 
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
         """All faces of an RGB image, most confident detection first."""
