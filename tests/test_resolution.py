@@ -1,6 +1,7 @@
 """Faces seen at low resolution: bicubic enlargement, the per-class prior correction, and predict applying it by face size."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -82,6 +83,7 @@ def test_the_shipped_bias_takes_out_the_sad_lean_of_blurred_real_faces(fer2013):
     PublicTest, and one refitted here on 800 hold-out faces does too."""
     predictor = FacePredictor.from_checkpoint(SHIPPED, detector="haar", device="cpu")
     assert predictor.resolution_bias is not None and predictor.resolution_bias.sides == (16, 24, 32, 40)
+    assert FacePredictor.from_checkpoint(SHIPPED, detector="haar", device="cpu", size_correction=False).resolution_bias is None
     sad = predictor.classes.index("sad")
     test = fer2013.split("PublicTest")
     test = test.subset(np.random.default_rng(0).choice(len(test), 800, replace=False))
@@ -94,3 +96,20 @@ def test_the_shipped_bias_takes_out_the_sad_lean_of_blurred_real_faces(fer2013):
     some = np.random.default_rng(1).choice(len(holdout), 800, replace=False)
     refit = fit_resolution_bias(predictor.logits, holdout.images[some], holdout.labels[some], sides=(24,))
     assert abs(((logits + refit.bias[0]).argmax(1) == sad).mean() - true_sad) < 0.06
+
+
+def test_predict_corrects_the_small_runners_of_a_real_photo_unless_told_not_to(tmp_path):
+    """race.jpg (CC BY 2.0): every runner's face is under 48 px, so with the shipped checkpoint's correction
+    each one's probabilities move; --no-size-correction gives the model's own, on the same boxes."""
+    from fer_utils.cli import main
+
+    race = Path(__file__).parent / "media" / "real" / "race.jpg"
+    runs = {}
+    for name, flags in (("corrected", []), ("plain", ["--no-size-correction"])):
+        assert main(["predict", str(race), "--out", str(tmp_path / name), "--no-progress", "--detector", "mtcnn",
+                     "--device", "cpu", *flags]) == 0
+        runs[name] = json.loads((tmp_path / name / "race.json").read_text())["faces"]
+    corrected, plain = runs["corrected"], runs["plain"]
+    assert len(corrected) == len(plain) >= 5 and [f["box"] for f in corrected] == [f["box"] for f in plain]
+    assert all(f["box"][2] - f["box"][0] < 48 for f in plain)
+    assert all(a["probabilities"] != b["probabilities"] for a, b in zip(corrected, plain))

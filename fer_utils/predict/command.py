@@ -37,6 +37,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
     parser.add_argument("--margin", type=float,
                         help="fraction of the face box added on each side (default: the checkpoint's preprocessing record)")
+    parser.add_argument("--no-size-correction", action="store_true",
+                        help="leave out the checkpoint's correction of faces smaller than the model's input "
+                             "(without it, distant faces are read as sad far too often: README, What the shipped model is good and bad at)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
     parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
                         help="video smoothing: moving average of probabilities, windowed vote, or none")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = FacePredictor.from_checkpoint(
             args.checkpoint, detector=args.detector, device=args.device, margin=args.margin,
-            detector_kw=detector_options(args),
+            detector_kw=detector_options(args), size_correction=not args.no_size_correction,
         )
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         print(f"predict: {err}")

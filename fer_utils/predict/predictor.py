@@ -117,8 +117,10 @@ class FacePredictor:
         device: str | torch.device | None = None,
         margin: float | None = None,
         detector_kw: dict[str, Any] | None = None,
+        size_correction: bool = True,
     ) -> "FacePredictor":
-        """Load ``checkpoint`` (default :func:`default_checkpoint`) and build the detector."""
+        """Load ``checkpoint`` (default :func:`default_checkpoint`) and build the detector; with
+        ``size_correction``, the checkpoint's ``resolution_bias`` (when it has one) corrects small faces."""
         from fer_utils.models import model_entry
 
         device = resolve_device(device)
@@ -130,7 +132,7 @@ class FacePredictor:
             )
         if not isinstance(detector, FaceDetector):
             detector = create_detector(detector, device=device, **(detector_kw or {}))
-        bias = ckpt.get("resolution_bias")
+        bias = ckpt.get("resolution_bias") if size_correction else None
         return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin,
                    ResolutionBias.from_dict(bias) if bias else None)
 
