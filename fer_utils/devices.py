@@ -46,6 +46,17 @@ def machine_share(device: str | torch.device) -> dict[str, int]:
     return {"cpu_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count() or 1}
 
 
+def machine_seconds(record: dict, unrecorded_share: float = 1.0) -> float | None:
+    """Seconds of the whole machine a run took: its ``train_seconds`` times the share of the machine it
+    trained on (:func:`machine_share`'s record, else ``unrecorded_share``); None without a recorded time.
+    Two one-thread runs side by side on 2 cores each cost half their wall time."""
+    seconds, threads, cores = (record.get(k) for k in ("train_seconds", "cpu_threads", "cpu_cores"))
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        return None
+    recorded = isinstance(threads, int) and isinstance(cores, int) and cores > 0
+    return float(seconds) * (min(threads / cores, 1.0) if recorded else unrecorded_share)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively: one of :data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``
     (where that file is missing, as on macOS, False: runs stay fp32)."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
+from fer_utils.devices import machine_seconds
 from fer_utils.files import repository_relative
 from fer_utils.experiments.runs import DataSpec, run_experiment, run_paths
 from fer_utils.models import count_parameters, create_model
@@ -113,6 +114,7 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "accuracy": test.get("accuracy", np.nan), "macro_f1": test.get("macro_f1", np.nan),
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
         "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
+        "machine_seconds": machine_seconds(result),
         "device": _precision(result), "seed": result["config"]["train"]["seed"],
         "run_dir": _run_dir(result),
     }

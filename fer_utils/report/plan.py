@@ -52,6 +52,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fer_utils.arguments import positive_float
+from fer_utils.devices import machine_seconds
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS, profile_dirs
@@ -176,18 +177,11 @@ class Recorder:
 
 
 def stored_machine_seconds(run_dir: Path, unrecorded_share: float = 1.0) -> float | None:
-    """Seconds of the whole machine a stored run took: its recorded ``train_seconds`` times the share of the
-    machine it used (``cpu_threads / cpu_cores``, else ``unrecorded_share``); None when it recorded no time."""
+    """:func:`~fer_utils.devices.machine_seconds` of a stored run's ``metrics.json`` (None when unreadable)."""
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return machine_seconds(json.loads((run_dir / "metrics.json").read_text()), unrecorded_share)
     except (OSError, ValueError):
         return None
-    seconds, threads, cores = (metrics.get(k) for k in ("train_seconds", "cpu_threads", "cpu_cores"))
-    if not (isinstance(seconds, (int, float)) and seconds > 0):
-        return None
-    share = min(threads / cores, 1.0) if isinstance(threads, int) and isinstance(cores, int) and cores > 0 \
-        else unrecorded_share
-    return float(seconds) * share
 
 
 def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, only: str = "",
