@@ -223,7 +223,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", help="hand-labelled faces of --video's frames, a JSON such as tests/media/real/"
                                          "faces.json (predict: scores true faces found and false boxes)")
     parser.add_argument("--threads", type=positive_int,
-                        help="torch CPU threads (predict; default: all cores but one, which decodes frames ahead)")
+                        help="torch CPU threads (predict; default: all cores)")
     parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     add_errors_argument(parser)
