@@ -37,7 +37,6 @@ NATIVE_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 DTYPE_LABELS: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16"}
 
 
-@lru_cache(maxsize=1)
 def machine_share(device: str | torch.device) -> dict[str, int]:
     """The CPU threads a run trains with and the cores the machine has (what share of it the run used; the
     cost table counts machine time with it). Empty on a GPU, which a run holds whole."""
@@ -57,6 +56,7 @@ def machine_seconds(record: dict, unrecorded_share: float = 1.0) -> float | None
     return float(seconds) * (min(threads / cores, 1.0) if recorded else unrecorded_share)
 
 
+@lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively: one of :data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``
     (where that file is missing, as on macOS, False: runs stay fp32)."""
