@@ -32,7 +32,7 @@ from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection
-from fer_utils.faces.detectors import create_detector
+from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
 from fer_utils.faces.evaluation import LabelledFaces, known_faces, labels_for, load_face_labels, score_detections
 from fer_utils.faces.synthetic import moving_faces
 from fer_utils.models import model_entry
@@ -353,7 +353,7 @@ def benchmark_predict(
     detect_every: int = 1,
     device: str | None = None,
     *,
-    detector: str = "mtcnn",
+    detector: str = PREDICT_DETECTOR,
     checkpoint: str | os.PathLike | None = None,
     model: str = "simple_cnn",
     detector_kw: dict[str, Any] | None = None,

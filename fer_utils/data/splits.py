@@ -1,10 +1,11 @@
-"""Train/test splits: stratified hold-out, and subject-independent k-fold / leave-one-subject-out."""
+"""Train/test splits: stratified hold-out, and subject-independent k-fold / leave-one-subject-out.
+
+scikit-learn is imported by each function, not with the module: ``predict`` imports ``fer_utils.data`` and
+makes no split, and loading scikit-learn would add about half a second to its cold start.
+"""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import (
-    GroupShuffleSplit, LeaveOneGroupOut, StratifiedGroupKFold, train_test_split,
-)
 
 from fer_utils.data.dataset import FaceData
 from fer_utils.errors import DatasetError
@@ -21,6 +22,8 @@ def training_holdout(train: FaceData, size: float = 0.1) -> tuple[FaceData, Face
 
 def stratified_holdout(data: FaceData, test_size: float = 0.1, seed: int = 0) -> Fold:
     """Indices ``(train, held_out)`` keeping class proportions."""
+    from sklearn.model_selection import train_test_split
+
     index = np.arange(len(data))
     train, held = train_test_split(index, test_size=test_size, random_state=seed, stratify=data.labels)
     return np.sort(train), np.sort(held)
@@ -43,6 +46,8 @@ def _check_disjoint(data: FaceData, folds: list[Fold]) -> list[Fold]:
 
 def subject_holdout(data: FaceData, test_size: float = 0.2, seed: int = 0) -> Fold:
     """Indices ``(train, held_out)`` with no subject on both sides."""
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     train, held = next(splitter.split(np.zeros(len(data)), data.labels, _subjects(data)))
     return _check_disjoint(data, [(np.sort(train), np.sort(held))])[0]
@@ -50,6 +55,8 @@ def subject_holdout(data: FaceData, test_size: float = 0.2, seed: int = 0) -> Fo
 
 def subject_kfold(data: FaceData, k: int = 10, seed: int = 0) -> list[Fold]:
     """``k`` folds by subject, class-stratified as far as groups allow; each item tested once."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     subjects = _subjects(data)
     if len(set(subjects)) < k:
         raise ValueError(f"{data.name}: {len(set(subjects))} subjects, fewer than k={k} folds")
@@ -60,6 +67,8 @@ def subject_kfold(data: FaceData, k: int = 10, seed: int = 0) -> list[Fold]:
 
 def leave_one_subject_out(data: FaceData) -> list[Fold]:
     """One fold per subject: that subject's items are the test set."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
     subjects = _subjects(data)
     folds = [(tr, te) for tr, te in LeaveOneGroupOut().split(np.zeros(len(data)), data.labels, subjects)]
     return _check_disjoint(data, folds)

@@ -1,12 +1,14 @@
-"""Classification metrics from true labels and class probabilities, all JSON-serialisable."""
+"""Classification metrics from true labels and class probabilities, all JSON-serialisable.
+
+scikit-learn and SciPy are imported by the functions that use them: ``predict`` imports this package (for
+the size correction) and computes no metric, and loading them would slow its cold start.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
 from fer_utils.evaluate.calibration import reliability_data
 
@@ -22,11 +24,15 @@ def _check(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Non
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """``(C, C)`` counts: row = true class, column = predicted class."""
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
 
 
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
     """Fraction whose true class is among the ``k`` most probable (scikit-learn's)."""
+    from sklearn.metrics import top_k_accuracy_score
+
     return float(top_k_accuracy_score(y_true, probs, k=k, labels=np.arange(probs.shape[1])))
 
 
@@ -38,6 +44,8 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def paired_comparison(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, float]:
     """Two classifiers on the same items: accuracies, how many only one got right, and the exact
     McNemar p-value (two-sided binomial test on those discordant items; 1.0 when there are none)."""
+    from scipy.stats import binomtest
+
     right_a, right_b = np.asarray(pred_a) == y_true, np.asarray(pred_b) == y_true
     only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
     p_value = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
@@ -76,6 +84,8 @@ def classification_metrics(
     predicted, count, rate), ``calibration`` (see :func:`reliability_data`). Classes absent
     from ``y_true`` count in macro averages with recall 0 (as scikit-learn with all labels).
     """
+    from sklearn.metrics import precision_recall_fscore_support
+
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     _check(y_true, probs, classes)

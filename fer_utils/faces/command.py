@@ -8,18 +8,21 @@ from typing import Any
 from fer_utils.arguments import positive_int
 from fer_utils.data.preprocessing import DEFAULT_MARGIN
 from fer_utils.faces.detection import DEFAULT_MAX_SIDE
-from fer_utils.faces.detectors import list_detectors
+from fer_utils.faces.detectors import PREDICT_DETECTOR, list_detectors
 from fer_utils.faces.prepare import KEEP_CHOICES, NO_FACE_CHOICES, prepare_faces, report_path
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--detector``, ``--cascade``, ``--min-face-size`` and ``--detect-side`` (``prepare-faces``,
-    ``predict``, ``bench predict``)."""
-    parser.add_argument("--detector", default="mtcnn", choices=list_detectors(),
-                        help="face detector (blazeface: MediaPipe's, fastest on CPU)")
+def add_detector_arguments(parser: argparse.ArgumentParser, default: str = PREDICT_DETECTOR) -> None:
+    """``--detector`` (default ``default``), ``--cascade``, ``--min-face-size`` and ``--detect-side``
+    (``prepare-faces``, ``predict``, ``bench predict``)."""
+    parser.add_argument("--detector", default=default, choices=list_detectors(),
+                        help=f"face detector (default {default}; blazeface: MediaPipe's, fastest on CPU but with "
+                             "false boxes at small faces; blazeface-onet: its boxes checked by MTCNN's O-Net; "
+                             "mtcnn: most faces, slowest)")
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
     parser.add_argument("--min-face-size", type=positive_int,
-                        help="smallest face in pixels, measured after --detect-side (MTCNN: 20, BlazeFace: 64, cascades: 30)")
+                        help="smallest face in pixels, measured after --detect-side (MTCNN and blazeface-onet: 20, "
+                             "BlazeFace: 64, cascades: 30)")
     parser.add_argument("--detect-side", type=positive_int, default=DEFAULT_MAX_SIDE,
                         help="detect on a copy whose longer side is at most this many pixels; boxes are mapped "
                              f"back to the full image (default {DEFAULT_MAX_SIDE}; smaller is faster)")
@@ -42,7 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``prepare-faces``."""
     parser.add_argument("src", help="folder tree of photos or sequence frames (class folders give labels)")
     parser.add_argument("out", help="output array file (.npz); the report goes to OUT.report.json")
-    add_detector_arguments(parser)
+    add_detector_arguments(parser, default="mtcnn")  # offline datasets: the most faces, whatever the time
     parser.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"fraction of the box added on each side (default {DEFAULT_MARGIN})")

@@ -1,5 +1,5 @@
-"""Transfer learning from MTCNN's O-Net (facenet-pytorch; weights bundled in its wheel,
-``facenet_pytorch/data/onet.pt``, so nothing is downloaded).
+"""Transfer learning from MTCNN's O-Net (:mod:`fer_utils.faces.onet`; weights bundled in facenet-pytorch's
+wheel, ``facenet_pytorch/data/onet.pt``, so nothing is downloaded).
 
 O-Net was trained to verify and landmark 48x48 RGB face crops, which is exactly FER2013's
 face size. Its 256-d ``dense5`` features feed a new classifier; the backbone can be
@@ -11,21 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_utils.faces.onet import ONET_DIM, ONET_SIZE, normalise_crops, onet
 from fer_utils.models.registry import register_model
-
-#: O-Net's input side and feature size.
-ONET_SIZE = 48
-ONET_DIM = 256
 
 
 def onet_backbone(pretrained: bool = True) -> nn.Module:
-    """facenet-pytorch's ONet without its three output heads (``dense6_*``)."""
-    try:
-        from facenet_pytorch.models.mtcnn import ONet
-    except ImportError as err:
-        raise ImportError("onet_features needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0") from err
-    net = ONet(pretrained=pretrained)
-    for name in ("dense6_1", "softmax6_1", "dense6_2", "dense6_3"):
+    """MTCNN's O-Net (:mod:`fer_utils.faces.onet`) without its three output heads (``dense6_*``)."""
+    net = onet(pretrained)
+    for name in ("dense6_1", "dense6_2", "dense6_3"):
         delattr(net, name)
     return net
 
@@ -39,7 +32,7 @@ class ONetFeatures(nn.Module):
         if in_chans not in (1, 3):
             raise ValueError(f"onet_features takes 1 (grey) or 3 (RGB) channels, got {in_chans}")
         self.backbone = onet_backbone(pretrained)
-        self.backbone.train()  # ONet.__init__ sets training=False
+        self.backbone.train()  # onet() returns it in eval mode
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(ONET_DIM, num_classes))
         self.set_backbone_trainable(not freeze_backbone)
 
@@ -54,14 +47,7 @@ class ONetFeatures(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-2:] != (ONET_SIZE, ONET_SIZE):
             x = F.interpolate(x, size=(ONET_SIZE, ONET_SIZE), mode="bilinear", align_corners=False)
-        x = (x * 255.0 - 127.5) / 128.0  # MTCNN's input normalisation
-        b = self.backbone
-        x = b.pool1(b.prelu1(b.conv1(x)))
-        x = b.pool2(b.prelu2(b.conv2(x)))
-        x = b.pool3(b.prelu3(b.conv3(x)))
-        x = b.prelu4(b.conv4(x))
-        x = x.permute(0, 3, 2, 1).flatten(1)  # O-Net's (Caffe-converted) flatten order
-        return b.prelu5(b.dense5(x))
+        return self.backbone.features(normalise_crops(x * 255.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -16,7 +16,6 @@ from tqdm import tqdm
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image
 from fer_utils.errors import VideoReadError
 from fer_utils.faces.draw import draw_faces
-from fer_utils.plots.timeline import plot_timeline
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.video import (
     BATCH_FRAMES, VIDEO_EXTENSIONS, FrameResult, VideoInfo, VideoSource, analyse_video, display_available,
@@ -270,6 +269,8 @@ def process_video(
         outcome = Outcome(str(source), "video", "no_face", f"{source}: no face found in any of {len(frames)} frames",
                           0, outputs)
     else:
+        from fer_utils.plots.timeline import plot_timeline  # matplotlib only for videos: photos start faster
+
         plot_timeline(track_series(frames, classes), classes, timeline_out,
                       title=f"{stem}: emotions per face track ({smooth} smoothing, window {window})")
         outputs.append(str(timeline_out))

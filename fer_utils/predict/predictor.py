@@ -17,7 +17,7 @@ from fer_utils.devices import resolve_device, resolve_precision, uses_channels_l
 from fer_utils.evaluate.resolution import ResolutionBias
 from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detection import Detection, FaceDetector
-from fer_utils.faces.detectors import create_detector
+from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
 from fer_utils.errors import CheckpointError
 from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
 
@@ -113,7 +113,7 @@ class FacePredictor:
         cls,
         checkpoint: str | os.PathLike | None = None,
         *,
-        detector: str | FaceDetector = "mtcnn",
+        detector: str | FaceDetector = PREDICT_DETECTOR,
         device: str | torch.device | None = None,
         margin: float | None = None,
         detector_kw: dict[str, Any] | None = None,
