@@ -193,9 +193,12 @@ def test_haar_crop_matches_the_face(faces, haar):
 
 @pytest.mark.realdata
 def test_detectors_on_empty_tiny_and_large_images(mtcnn, haar, faces):
-    for detector in (mtcnn, haar):
+    for detector in (mtcnn, haar, create_detector("blazeface"), create_detector("blazeface-onet")):
         assert detector.detect(np.zeros((8, 8, 3), np.uint8)) == []
+        assert detector.detect(np.zeros((1, 1), np.uint8)) == []
         assert detector.detect_batch([]) == []
+        with pytest.raises(ValueError, match=r"image 0: expected an image with pixels, got shape \(0, 0, 3\)"):
+            detector.detect(np.zeros((0, 0, 3), np.uint8))
     # Images larger than max_side are shrunk for detection; boxes come back in full size.
     big = cv2.resize(paste_faces(faces[:1], [BOX]), (1280, 960))
     det = create_detector("haar", max_side=640).detect(big)[0]

@@ -98,6 +98,8 @@ def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     """Return ``image`` as uint8 RGB ``(H, W, 3)``; ``ValueError`` for anything else."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise ValueError(f"{what}: expected a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
+    if image.size == 0:
+        raise ValueError(f"{what}: expected an image with pixels, got shape {image.shape}")
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.ndim == 3 and image.shape[2] == 3:
