@@ -26,13 +26,13 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PINS) $(PINS)
+	$(BIN)/python -m pip install --quiet --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install --quiet --no-cache-dir $(TORCH_PINS) $(PINS)
 	# facenet-pytorch pins torch<2.3 in its metadata: install it without dependencies.
-	$(BIN)/python -m pip install --quiet --no-deps $(FACENET)
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(FACENET)
 	# mediapipe's metadata asks for numpy<2, jax and opencv-contrib, none of which Face Mesh needs.
-	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE) $(LITERT)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(MEDIAPIPE) $(LITERT)
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 test: $(STAMP)
