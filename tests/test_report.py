@@ -8,6 +8,7 @@ import traceback
 import pytest
 
 from fer_utils.report import runner as report
+from fer_utils.report.script import NO_EXPERIMENTS_TAG
 
 
 def test_report_refuses_without_datasets(tmp_path, monkeypatch, capsys):
@@ -58,6 +59,16 @@ def test_script_engine_error_names_the_notebook_cell(tmp_path):
     with pytest.raises(ZeroDivisionError) as err:
         report.run_as_script(nb, {})
     assert any(frame.filename == "02_bad.ipynb, cell 2" for frame in traceback.extract_tb(err.value.__traceback__))
+
+
+def test_with_on_error_a_failing_cell_is_handed_on_unless_tagged_no_experiments(tmp_path):
+    nb = _notebook(tmp_path / "03_plan.ipynb", "x = 1", "y = x / 0", "z = undefined_name", "w = x + 1")
+    cells = json.loads(nb.read_text())
+    cells["cells"][2]["metadata"] = {"tags": [NO_EXPERIMENTS_TAG]}  # the NameError cell declares no requests
+    nb.write_text(json.dumps(cells))
+    failed = []
+    report.run_as_script(nb, {}, on_error=lambda number, exc: failed.append((number, type(exc).__name__)))
+    assert failed == [(2, "ZeroDivisionError")]
 
 
 def test_notebooks_run_without_ipython_imports():

@@ -16,8 +16,9 @@ made yet) are recorded and skipped, and the next cell runs: later cells still re
 experiments. The notebooks run on the ``meta`` device, so nothing computes (inference on a
 stored model stops at once), and with :data:`~fer_utils.report.notebook.SCRATCH_OUTPUTS` their
 figures and result files go to a temporary folder: a plan writes nothing under ``results/`` or
-``figures/``. An experiment requested twice (notebook 09 reuses 03's ``vgg_small-aug``) is
-listed once, under its first notebook.
+``figures/``. An experiment requested twice is listed once, under its first notebook. A cell
+tagged ``no-experiments`` (a figure or a print of results) declares that it requests nothing: its
+failure on a stand-in is passed over, so it neither fills the list of failed cells nor blocks ``--prune``.
 
 Cost: FLOPs of one forward pass of one input (a 48x48 face or a clip), counted with
 ``torch.utils.flop_counter.FlopCounterMode``; training is taken as 3 forward passes per input
@@ -60,7 +61,7 @@ from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_
 from fer_utils.train.run_folder import epochs_saved
 
 #: The notebooks that train: what ``--plan`` runs unless ``--only`` says otherwise.
-TRAINING_NOTEBOOKS = "03,04,05,06,07,08,09,10"
+TRAINING_NOTEBOOKS = "03,04,05,06,07,08"
 #: Effective training throughput assumed where no benchmark was stored, per device type (TFLOP/s): an H100
 #: on these small models; the 2-core Zen 4 CPU in bf16 (vgg_small: 0.52 GFLOP per training image at 512 images/s).
 DEFAULT_TFLOPS = {"cuda": 25.0, "cpu": 0.27}

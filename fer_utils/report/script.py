@@ -11,6 +11,9 @@ from pathlib import Path
 
 #: Notebooks that train nothing GPU-sized: the cpu profile runs them at their full settings.
 CPU_RUNS_FULL = ("01", "02")
+#: The tag of a code cell that requests no experiment (a figure or a print of results): with ``on_error``
+#: (the plan), its failure on a stand-in result is passed over, since no request can be lost with it.
+NO_EXPERIMENTS_TAG = "no-experiments"
 
 
 def notebook_paths(root: Path, only: str = "") -> list[Path]:
@@ -53,7 +56,8 @@ def run_as_script(notebook: Path, parameters: dict[str, object],
 
     ``parameters`` are assigned after the cell tagged ``parameters``, as papermill injects them.
     Output is printed, not stored. A failing cell's traceback names the notebook and cell number;
-    with ``on_error`` the error is handed to it (with the cell number) and the next cell runs.
+    with ``on_error`` the error is handed to it (with the cell number) and the next cell runs, or
+    passed over where the cell is tagged :data:`NO_EXPERIMENTS_TAG`.
     """
     cells = notebook_cells(notebook)
     namespace: dict[str, object] = {"__name__": "__main__"}
@@ -63,13 +67,15 @@ def run_as_script(notebook: Path, parameters: dict[str, object],
         for number, cell in enumerate(cells, start=1):
             if cell["cell_type"] != "code":
                 continue
+            tags = cell.get("metadata", {}).get("tags", [])
             try:
                 exec(compile("".join(cell["source"]), f"{notebook.name}, cell {number}", "exec"), namespace)
             except Exception as exc:
                 if on_error is None:
                     raise
-                on_error(number, exc)
-            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                if NO_EXPERIMENTS_TAG not in tags:
+                    on_error(number, exc)
+            if "parameters" in tags:
                 namespace.update(parameters)
     finally:
         os.chdir(previous)
