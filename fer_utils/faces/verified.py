@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
+from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.blazeface import BlazeFaceDetector
 from fer_utils.faces.detection import DEFAULT_MAX_SIDE, Detection, FaceDetector, check_image
 from fer_utils.faces.onet import ONET_SIZE, normalise_crops, shared_onet
@@ -28,20 +28,14 @@ NMS_MIN_OVERLAP = 0.7
 
 
 def square_crop(image: np.ndarray, box: Sequence[float], side: int = ONET_SIZE) -> tuple[np.ndarray, tuple[float, ...]]:
-    """The square around ``box``'s centre with its longer side, resized to ``side`` pixels (zero outside the
-    image), and that square ``(x1, y1, x2, y2)`` in image pixels."""
-    x1, y1, x2, y2 = box
-    half = max(x2 - x1, y2 - y1) / 2
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = int(round(cx - half)), int(round(cy - half))
-    size = max(1, int(round(2 * half)))
-    height, width = image.shape[:2]
-    crop = np.zeros((size, size, 3), np.uint8)
-    sx1, sy1, sx2, sy2 = max(left, 0), max(top, 0), min(left + size, width), min(top + size, height)
-    if sx2 > sx1 and sy2 > sy1:
-        crop[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = image[sy1:sy2, sx1:sx2]
-    interpolation = cv2.INTER_AREA if size > side else cv2.INTER_LINEAR
-    return cv2.resize(crop, (side, side), interpolation=interpolation), (left, top, left + size, top + size)
+    """The square around ``box``'s centre with its longer side, cut as :func:`align_face` cuts faces (no
+    margin, no rotation, black outside the image) at ``side`` pixels in RGB, and that square
+    ``(x1, y1, x2, y2)`` in image pixels (what O-Net's offsets are relative to)."""
+    detection = Detection(tuple(box), 1.0)
+    matrix, size = face_transform(detection, margin=0.0, rotate=False)
+    left, top = -float(matrix[0, 2]), -float(matrix[1, 2])  # no rotation: the map is a pure shift
+    crop = align_face(image, detection, side, margin=0.0, grey=False, rotate=False, border="zeros")
+    return crop, (left, top, left + size, top + size)
 
 
 def suppress_nested(detections: list[Detection], min_overlap: float = NMS_MIN_OVERLAP) -> list[Detection]:
