@@ -163,9 +163,32 @@ def test_ema_is_what_is_validated_kept_and_returned(tmp_path):
     assert not torch.equal(trained["1.running_mean"], best["model_state"]["1.running_mean"])
 
 
+def test_ema_warmup_follows_the_weights_early_then_settles_at_its_decay():
+    """Update t mixes in 1 - min(decay, (1 + t) / (10 + t)) of the weights: 9/11 at t = 1, 1 - decay late;
+    without the warm-up, 1 - decay from the start."""
+    from fer_utils.train.engine import create_ema
+
+    model = nn.Linear(1, 1, bias=False)
+    warmed, plain = (create_ema(model, TrainConfig(ema_decay=0.99, ema_warmup=w)) for w in (True, False))
+    expected = {warmed: 0.0, plain: 0.0}
+    for t in range(400):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        for ema in (warmed, plain):
+            ema.update_parameters(model)  # t = 0: a copy
+            decay = 0.0 if t == 0 else min(0.99, (1 + t) / (10 + t)) if ema is warmed else 0.99
+            expected[ema] = decay * expected[ema] + (1 - decay) * t
+            assert ema.module.weight.item() == pytest.approx(expected[ema], rel=1e-5)
+        if t == 1:
+            assert warmed.module.weight.item() == pytest.approx(9 / 11)
+    # on a ramp a plain EMA trails by decay / (1 - decay) = 99 steps; the warmed one, still at 400/409, by far less
+    assert 399 - plain.module.weight.item() == pytest.approx(99, abs=2)
+    assert 399 - warmed.module.weight.item() < 50
+
+
 def test_later_fields_leave_older_config_identities_alone():
     """Configs without EMA / mixup / SAM hash (and resume) as before these fields existed."""
-    later = ("ema_decay", "mixup_alpha", "cutmix_alpha", "sam_rho")
+    later = ("ema_decay", "mixup_alpha", "cutmix_alpha", "sam_rho", "ema_warmup")
     older = {k: v for k, v in TrainConfig(amp=False).to_dict().items() if k not in later}
     assert TrainConfig.from_dict(older).identity() == {k: v for k, v in older.items() if k != "checkpoint_every"}
     # amp autocasts on CPU now: an amp run's identity is not the one stored when amp meant fp32 on CPU
@@ -174,7 +197,9 @@ def test_later_fields_leave_older_config_identities_alone():
                                                              if k != "checkpoint_every"}, CPU_AMP_KEY: True}
     assert TrainConfig(ema_decay=0.999, cutmix_alpha=1.0).identity()["ema_decay"] == 0.999
     assert TrainConfig(sam_rho=0.05).identity()["sam_rho"] == 0.05
-    for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0), dict(sam_rho=-0.1), dict(sam_rho=float("nan"))):
+    assert TrainConfig(ema_decay=0.999, ema_warmup=True).identity()["ema_warmup"] is True
+    for bad in (dict(ema_decay=1.0), dict(mixup_alpha=-1.0), dict(sam_rho=-0.1), dict(sam_rho=float("nan")),
+                dict(ema_warmup=True)):
         with pytest.raises(ValueError, match="ema_decay|mixup_alpha|sam_rho"):
             TrainConfig(**bad)
 

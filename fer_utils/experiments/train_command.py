@@ -100,6 +100,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     add("--grad-clip", type=positive_float, help="max gradient norm")
     add("--patience", dest="early_stopping_patience", type=positive_int, metavar="N", help="early-stopping patience (epochs)")
     add("--ema-decay", type=positive_float, help="validate and keep an EMA of the weights (e.g. 0.999)")
+    add("--ema-warmup", action="store_true",
+        help="warm the EMA up: decay min(ema_decay, (1 + t) / (10 + t)) at update t (timm's)")
     add("--mixup-alpha", type=non_negative_float, help="mixup Beta(a, a) per batch (0: off)")
     add("--cutmix-alpha", type=non_negative_float, help="CutMix Beta(a, a) per batch (0: off)")
     add("--sam-rho", type=non_negative_float, help="sharpness-aware minimisation radius (e.g. 0.05; 0: off; "

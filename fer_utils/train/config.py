@@ -12,7 +12,8 @@ AMP_DTYPES: tuple[str, ...] = ("bfloat16", "float16")
 BOOKKEEPING_FIELDS: tuple[str, ...] = ("checkpoint_every",)
 #: Fields added after runs were stored, with their "off" values: left out of :meth:`TrainConfig.identity`
 #: at those values, so the hashes of stored experiments and the resume checks of older runs still match.
-LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0}
+LATER_FIELDS: dict[str, Any] = {"ema_decay": None, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0,
+                                "ema_warmup": False}
 #: Identity key of runs with ``amp`` on since ``amp`` autocasts on CPU too: results stored when it meant
 #: fp32 on CPU (before) are then not taken for bf16 ones.
 CPU_AMP_KEY = "amp_on_cpu"
@@ -37,6 +38,9 @@ class TrainConfig:
     is interrupted or diverges; ``None`` chooses by model size (see ``fer_utils.train.engine``).
     ema_decay: keep an exponential moving average of the weights and buffers (updated after every
     step); validation, the best epoch and ``best.pt`` then use it. ``None``: off.
+    ema_warmup: with ``ema_decay``, the t-th update uses ``min(ema_decay, (1 + t) / (10 + t))`` (timm's
+    warm-up), so the average forgets the random start within a few hundred steps; without it, at 0.999,
+    the first epochs validate weights and batch-norm statistics still mostly at their initial values.
     mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing of each training batch with its reverse
     (:class:`~fer_utils.data.augment.BatchMix`, soft-target loss; both > 0: one or the other per
     batch, at random); 0: off.
@@ -73,6 +77,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     sam_rho: float = 0.0
+    ema_warmup: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,6 +98,7 @@ class TrainConfig:
              f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}"),
             (self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
              f"ema_decay must be in (0, 1) or None, got {self.ema_decay}"),
+            (not self.ema_warmup or self.ema_decay is not None, "ema_warmup needs ema_decay"),
             (self.mixup_alpha >= 0 and self.cutmix_alpha >= 0,
              f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}"),
             (math.isfinite(self.sam_rho) and self.sam_rho >= 0, f"sam_rho must be >= 0, got {self.sam_rho}"),

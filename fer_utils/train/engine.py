@@ -101,10 +101,20 @@ def make_criterion(cfg: TrainConfig, train: FaceData, device: torch.device) -> n
 
 def create_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
     """The exponential moving average of ``model``'s weights and buffers (batch-norm statistics
-    included) that ``cfg.ema_decay`` asks for, else None."""
+    included) that ``cfg.ema_decay`` asks for (warmed up with ``cfg.ema_warmup``), else None."""
     if cfg.ema_decay is None:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    update = warmed_ema_update(cfg.ema_decay) if cfg.ema_warmup else get_ema_multi_avg_fn(cfg.ema_decay)
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def warmed_ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """torch's EMA update at ``min(decay, (1 + t) / (10 + t))`` for the t-th average (timm's warm-up).
+    ``t`` is the :class:`AveragedModel`'s own count, which its state dict keeps: a resumed run goes on exactly."""
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: torch.Tensor) -> None:
+        step = int(count)
+        get_ema_multi_avg_fn(min(decay, (1 + step) / (10 + step)))(averaged, current, count)
+    return update
 
 
 class TrainStep:
