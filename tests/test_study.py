@@ -37,6 +37,10 @@ def test_results_table_mixes_command_and_notebook_runs(tmp_path, data_dir):
     assert table.loc["cli_cnn", "run_dir"] == str(tmp_path / "cli_cnn")
     assert table.loc["nb_cnn", "run_dir"] == notebook["paths"]["run_dir"]
     assert [r["config"]["train"]["epochs"] for r in load_results(tmp_path)] == [1, 1]
+    (tmp_path / "cut_short").mkdir()
+    (tmp_path / "cut_short" / "metrics.json").write_text('{"complete": tr')  # truncated: named, never a row
+    with pytest.warns(UserWarning, match="cut_short/metrics.json: cannot be read"):
+        assert sorted(results_table(tmp_path)["name"]) == ["cli_cnn", "nb_cnn"]
 
 
 def test_rank_by_validation_ignores_test_accuracy_and_test_validated_runs():

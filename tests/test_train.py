@@ -432,6 +432,12 @@ def test_experiment_cache(tmp_path):
     assert not changed["cached"] and changed["hash"] != first["hash"]
     assert changed["paths"]["checkpoint"] is not None
 
+    metrics = run_dir / "metrics.json"
+    metrics.write_text(metrics.read_text()[:200])  # a truncated result: named in one line, trained again
+    with pytest.warns(UserWarning, match=f"{run_dir.name}: the stored result cannot be read"):
+        redone = run_experiment("cnn", "simple_cnn", kwargs, splits, cfg, results_root=tmp_path, progress=False)
+    assert not redone["cached"] and json.loads(metrics.read_text())["complete"] is True
+
 
 def test_encoder_weights_are_identified_by_content_and_not_needed_to_load(tmp_path):
     torch.manual_seed(0)

@@ -163,9 +163,11 @@ def run_paths(run_dir: Path) -> dict[str, str | None]:
 
 
 def _load_complete(run_dir: Path, digest: str) -> dict[str, Any] | None:
+    """The stored results of a finished run, None where there are none (a run cut short resumes); a
+    ``metrics.json`` that does not parse raises, so :func:`cached` names it and trains again."""
     try:
         stored = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except FileNotFoundError:
         return None
     complete = stored.get("complete") is True and stored.get("hash") == digest
     return stored if complete and (run_dir / "history.csv").is_file() else None

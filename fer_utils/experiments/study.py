@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,6 +13,7 @@ import pandas as pd
 
 from fer_utils.data import FaceData, load_dataset
 from fer_utils.devices import machine_seconds
+from fer_utils.errors import first_line
 from fer_utils.files import repository_relative
 from fer_utils.experiments.runs import DataSpec, run_experiment, run_paths
 from fer_utils.models import count_parameters, create_model
@@ -161,7 +163,8 @@ def seed_spread(results: list[dict[str, Any]], metric: str = "accuracy") -> dict
 
 
 def load_results(results_root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every complete run (``*/metrics.json`` with ``complete: true``) under ``results_root``, with ``paths``.
+    """Every complete run (``*/metrics.json`` with ``complete: true``) under ``results_root``, with ``paths``;
+    a ``metrics.json`` that cannot be read is named in one warning and left out.
 
     Runs of notebooks (:func:`run_experiment`) and of the ``train`` command mix freely: a
     command's ``metrics.json`` has no ``name`` nor ``config``, so the folder name and the
@@ -169,7 +172,12 @@ def load_results(results_root: str | os.PathLike) -> list[dict[str, Any]]:
     """
     found = []
     for path in sorted(Path(results_root).glob("*/metrics.json")):
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"{repository_relative(path)}: cannot be read ({first_line(exc)}); left out of the table",
+                          stacklevel=2)
+            continue
         if data.get("complete") is True:
             run_dir = path.parent
             config = data["config"] if "config" in data else _command_config(run_dir)
