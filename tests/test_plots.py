@@ -70,6 +70,21 @@ def test_history_plot(tmp_path):
     assert fig._suptitle.get_text() == "Training history" and len(fig.axes[0].get_lines()) == 1  # train only
 
 
+def test_histories_share_one_panel_per_column_and_one_legend(tmp_path):
+    one = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.9, 1.5], "train_acc": [0.3, 0.45], "val_acc": [0.35, 0.5],
+                        "lr": [0.05, 0.01]})
+    one.assign(val_acc=[0.2, 0.25]).to_csv(tmp_path / "other.csv", index=False)
+    fig = plots.plot_histories({"resnet18": one, "densenet121": tmp_path / "other.csv"}, ("lr", "val_acc"),
+                               tmp_path / "hs.png", title="two runs")
+    assert_png(fig, tmp_path / "hs.png")
+    lr, val = fig.axes
+    assert lr.get_yscale() == "log" and val.get_title() == "hold-out accuracy"
+    assert [list(line.get_ydata()) for line in val.get_lines()] == [[0.35, 0.5], [0.2, 0.25]]
+    assert texts(fig.legends[0].get_texts()) == ["resnet18", "densenet121"]
+    with pytest.raises(ValueError, match="unknown history column"):
+        plots.plot_histories({"a": one}, ("accuracy",))
+
+
 def test_lr_find_plot(tmp_path):
     lrs = np.geomspace(1e-6, 1, 50)
     losses = 2 - np.tanh(np.log10(lrs) + 3) + np.where(lrs > 0.1, 20 * lrs, 0)

@@ -11,12 +11,12 @@ from fer_utils.plots.metrics import (
     plot_comparison, plot_confusion_matrix, plot_per_class, plot_reliability, plot_tradeoff,
 )
 from fer_utils.plots.timeline import plot_timeline
-from fer_utils.plots.training import plot_history, plot_lr_find
+from fer_utils.plots.training import plot_histories, plot_history, plot_lr_find
 
 __all__ = [
     "finish", "new_figure", "set_theme",
     "overlay_heatmap", "plot_activations", "plot_comparison", "plot_confusion_matrix", "plot_face_rows",
     "plot_gradcam",
-    "plot_history", "plot_kernels", "plot_lr_find", "plot_per_class", "plot_prediction_grid",
+    "plot_histories", "plot_history", "plot_kernels", "plot_lr_find", "plot_per_class", "plot_prediction_grid",
     "plot_reliability", "plot_timeline", "plot_tradeoff",
 ]

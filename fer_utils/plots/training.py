@@ -59,6 +59,41 @@ def plot_history(
     return finish(fig, path)
 
 
+#: Titles and axis labels of the history columns :func:`plot_histories` draws.
+HISTORY_COLUMNS: dict[str, str] = {
+    "train_acc": "training accuracy", "val_acc": "hold-out accuracy", "train_loss": "training loss",
+    "val_loss": "hold-out loss", "lr": "learning rate",
+}
+
+
+def plot_histories(
+    histories: dict[str, pd.DataFrame | str | os.PathLike],
+    columns: tuple[str, ...] = ("train_acc", "val_acc"),
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Several runs' curves on shared axes, one panel per history column (``lr`` on a log scale).
+
+    ``histories``: label -> ``fit``'s DataFrame or a ``history.csv``/``.json`` path; one legend below.
+    """
+    unknown = set(columns) - set(HISTORY_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown history column(s) {sorted(unknown)}; choose from {sorted(HISTORY_COLUMNS)}")
+    fig = new_figure(5.5 * len(columns), 5.2)
+    axes = np.atleast_1d(fig.subplots(1, len(columns)))
+    for label, history in histories.items():
+        frame = _history_frame(history)
+        for ax, column in zip(axes, columns):
+            ax.plot(frame["epoch"], frame[column], marker="o", ms=2.5, label=label)
+    for ax, column in zip(axes, columns):
+        ax.set(title=HISTORY_COLUMNS[column], xlabel="epoch", ylabel=HISTORY_COLUMNS[column],
+               yscale="log" if column == "lr" else "linear")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8)
+    fig.suptitle(title or "Training histories")
+    return finish(fig, path)
+
+
 def plot_lr_find(result: Any, path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
     """Loss vs learning rate (log scale) of an ``LRFindResult``; the suggested lr is marked."""
     lrs, losses = np.asarray(result.lrs), np.asarray(result.losses)
