@@ -142,6 +142,17 @@ def test_every_committed_figure_is_made_by_a_notebook():
     assert not stray, f"figures no notebook or script writes (make them in one or delete them): {stray}"
 
 
+def test_every_figure_an_executed_cell_saves_is_shown_in_it():
+    """A rendered cell shows at least as many images as it saves figures (a cell not yet executed is left alone)."""
+    for nb in sorted((report.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for number, cell in enumerate(json.loads(nb.read_text())["cells"], start=1):
+            if cell["cell_type"] != "code" or cell.get("execution_count") is None:
+                continue
+            saved = re.findall(r'\.figure\("([^"]+)"', "".join(cell["source"]))
+            shown = sum("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+            assert shown >= len(saved), f"{nb.name}, cell {number}: saves {saved} but shows {shown} image(s)"
+
+
 def test_notebook_warnings_carry_no_machine_path(monkeypatch):
     import warnings
 
