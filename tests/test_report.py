@@ -170,3 +170,17 @@ def test_tables_name_run_folders_relative_to_the_repository(tmp_path):
     root = report.repo_root()
     assert repository_relative(root / "results" / "cpu" / "vgg_small-aug-1a2b3c4d") == "results/cpu/vgg_small-aug-1a2b3c4d"
     assert repository_relative(tmp_path / "run") == str(tmp_path / "run")  # outside any repository: as given
+
+
+#: An absolute path of some machine ("/work/...", "/home/me/..."), not a URL's path or a relative one.
+MACHINE_PATH = re.compile(r"(?<![\w.~:/])/(?:work|root|home|tmp|Users|mnt|opt|var)/")
+
+
+def test_no_machine_path_in_committed_results_notebooks_or_readme():
+    """Tables, metrics and executed notebooks name files relative to the repository, never as one machine saw them."""
+    root = report.repo_root()
+    files = [*(root / "results").rglob("*"), *(root / "notebooks").glob("*.ipynb"), root / "README.md"]
+    found = [f"{path.relative_to(root)}: ...{text[max(0, m.start() - 40):m.end() + 30]}..."
+             for path in files if path.is_file() and path.suffix in {".json", ".csv", ".md", ".ipynb", ".txt"}
+             for text in [path.read_text(errors="replace")] for m in MACHINE_PATH.finditer(text)]
+    assert not found, "\n".join(found[:10])
