@@ -2,7 +2,8 @@
 
 - ``figures/cpu_accuracy_vs_hours.png``: PublicTest accuracy against training hours for every run folder
   under ``results/`` trained on all of Training on a CPU (single view; ten-crop too where
-  ``metrics_publictest_tencrop.json`` exists), with its precision;
+  ``metrics_publictest_tencrop.json`` exists), with its precision; the notebooks' own runs (the cpu
+  profile's folder, ``results/cpu/``) are left to notebook 10's comparison;
 - ``figures/cpu_shipped_history.png``: the history of the run named by ``--shipped``.
 
     python scripts/cpu_training_figures.py --shipped results/vgg_gap_w32-cpu
@@ -19,6 +20,8 @@ from fer_utils.plots import finish, new_figure, plot_history
 
 #: A run counts when it trained on at least this many faces (all of Training but a hold-out).
 FULL_TRAINING = 25_000
+#: The cpu profile's notebook runs, under ``results/``: notebook 10 compares them.
+NOTEBOOK_RUNS = "cpu"
 
 
 def cpu_runs(results: Path) -> pd.DataFrame:
@@ -26,6 +29,8 @@ def cpu_runs(results: Path) -> pd.DataFrame:
     rows = []
     for metrics_file in sorted(results.rglob("metrics.json")):
         run_dir = metrics_file.parent
+        if run_dir.relative_to(results).parts[0] == NOTEBOOK_RUNS:
+            continue
         metrics = json.loads(metrics_file.read_text())
         if metrics.get("device") != "cpu" or metrics.get("train_size", 0) < FULL_TRAINING or not metrics.get("test"):
             continue

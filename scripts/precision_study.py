@@ -5,7 +5,7 @@ with the defaults (``cpu bf16`` + channels_last where the CPU has native bf16) o
 ``--no-amp --no-channels-last`` (plain fp32). Finished runs are kept, an interrupted one resumes; then
 ``OUT/summary.json`` gets mean and sample std per precision::
 
-    python scripts/precision_study.py --out results/cpu_precision --epochs 3 --seeds 0 1 2
+    python scripts/precision_study.py --out results/cpu_precision10 --epochs 10 --seeds 0 1 2
 """
 from __future__ import annotations
 
