@@ -17,19 +17,19 @@ from pathlib import Path
 import pandas as pd
 
 from fer_utils.plots import finish, new_figure, plot_history
+from fer_utils.report.notebook import profile_dirs
 
 #: A run counts when it trained on at least this many faces (all of Training but a hold-out).
 FULL_TRAINING = 25_000
-#: The cpu profile's notebook runs, under ``results/``: notebook 10 compares them.
-NOTEBOOK_RUNS = "cpu"
 
 
 def cpu_runs(results: Path) -> pd.DataFrame:
     """One row per finished full-Training CPU run under ``results``: name, precision, hours, epochs, accuracies."""
     rows = []
+    notebook_runs = profile_dirs("cpu", results.parent)[0]  # notebook 10 compares those
     for metrics_file in sorted(results.rglob("metrics.json")):
         run_dir = metrics_file.parent
-        if run_dir.relative_to(results).parts[0] == NOTEBOOK_RUNS:
+        if run_dir.is_relative_to(notebook_runs):
             continue
         metrics = json.loads(metrics_file.read_text())
         if metrics.get("device") != "cpu" or metrics.get("train_size", 0) < FULL_TRAINING or not metrics.get("test"):

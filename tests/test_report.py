@@ -180,7 +180,11 @@ def test_no_machine_path_in_committed_results_notebooks_or_readme():
     """Tables, metrics and executed notebooks name files relative to the repository, never as one machine saw them."""
     root = report.repo_root()
     files = [*(root / "results").rglob("*"), *(root / "notebooks").glob("*.ipynb"), root / "README.md"]
-    found = [f"{path.relative_to(root)}: ...{text[max(0, m.start() - 40):m.end() + 30]}..."
-             for path in files if path.is_file() and path.suffix in {".json", ".csv", ".md", ".ipynb", ".txt"}
-             for text in [path.read_text(errors="replace")] for m in MACHINE_PATH.finditer(text)]
+    found = []
+    for path in files:
+        if not path.is_file() or path.suffix not in {".json", ".csv", ".md", ".ipynb", ".txt"}:
+            continue
+        text = path.read_text(errors="replace")
+        found += [f"{path.relative_to(root)}: ...{text[max(0, m.start() - 40):m.end() + 30]}..."
+                  for m in MACHINE_PATH.finditer(text)]
     assert not found, "\n".join(found[:10])
