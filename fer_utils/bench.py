@@ -170,9 +170,9 @@ def benchmark_concurrent_training(model_name: str, device: str, processes: int, 
 
 
 def store_training_rate(result: dict[str, Any]) -> Path:
-    """Add a ``bench train`` result to :func:`~fer_utils.report.plan.bench_file` of its device (one entry
+    """Add a ``bench train`` result to :func:`~fer_utils.report.plan.bench_file` of its precision (one entry
     per model, the latest kept), relative to the working directory: the repository root."""
-    path = bench_file(torch.device(result["device"]).type)
+    path = bench_file(result["precision"])
     stored = json.loads(path.read_text()) if path.is_file() else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**stored, result["model"]: result}, indent=2) + "\n")

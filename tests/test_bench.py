@@ -25,13 +25,18 @@ def test_benchmark_training_compares_pipeline_with_premade():
     assert result["pipeline_over_premade"] == pytest.approx(ratio, abs=slack)
 
 
-def test_training_rates_are_stored_per_model_where_the_plan_reads_them(tmp_path, monkeypatch):
+def test_training_rates_are_stored_per_model_and_precision_where_the_plan_reads_them(tmp_path, monkeypatch):
     from fer_utils.report.plan import bench_file, bench_rates
 
     monkeypatch.chdir(tmp_path)
     for model, rate in (("vgg_fer", 9000.0), ("simple_cnn", 50000.0), ("vgg_fer", 10000.0)):
-        store_training_rate({"device": "cuda:0", "model": model, "pipeline_images_per_s": rate})
-    assert bench_rates(tmp_path / bench_file("cuda")) == {"vgg_fer": 10000.0, "simple_cnn": 50000.0}
+        store_training_rate({"device": "cuda:0", "precision": "cuda bf16", "model": model, "pipeline_images_per_s": rate})
+    store_training_rate({"device": "cpu", "precision": "cpu fp32", "model": "vgg_fer", "pipeline_images_per_s": 80.0})
+    assert bench_rates(tmp_path / bench_file("cuda bf16")) == {"vgg_fer": 10000.0, "simple_cnn": 50000.0}
+    # A CPU without native bf16 keeps its own rates: they never replace those of one with it.
+    store_training_rate({"device": "cpu", "precision": "cpu bf16", "model": "vgg_fer", "pipeline_images_per_s": 500.0})
+    assert bench_rates(tmp_path / bench_file("cpu fp32")) == {"vgg_fer": 80.0}
+    assert bench_rates(tmp_path / bench_file("cpu bf16")) == {"vgg_fer": 500.0}
 
 
 def test_cli_lists_commands_and_rejects_unknown(capsys):

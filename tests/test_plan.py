@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fer_utils import devices
 from fer_utils.report import plan
 from fer_utils.report.runner import main
 
@@ -56,9 +57,9 @@ def _plan_rows(root):
     return {row.name: row for row in recorder.rows.values()}
 
 
-def _bench(root, device_type="cuda"):
-    """``bench train`` figures: simple_cnn trains 1,000 images/s."""
-    bench = root / "results" / "bench" / f"train-{device_type}.json"
+def _bench(root, precision="cuda bf16"):
+    """``bench train`` figures: simple_cnn trains 1,000 images/s in ``precision``."""
+    bench = root / plan.bench_file(precision)
     bench.parent.mkdir(parents=True, exist_ok=True)
     bench.write_text(json.dumps({"simple_cnn": {"pipeline_images_per_s": 1000.0}}))
 
@@ -71,7 +72,7 @@ def test_plan_lists_experiments_writes_nothing_then_shows_them_stored(repo, caps
     assert "small" in out and "long" in out and "(bench)" in out and "to train:   2" in out
     assert "cells that failed" in out and "03 cell 2: AssertionError: a stand-in" in out
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        "notebooks/03_toy.ipynb", "pyproject.toml", "results/bench/train-cuda.json"]
+        "notebooks/03_toy.ipynb", "pyproject.toml", "results/bench/train-cuda-bf16.json"]
     rows = _plan_rows(root)
     assert rows["small"].work.items == 64 and rows["long"].work.epochs == 2 and rows["small"].forward_flops > 0
     assert not rows["small"].cached and rows["long"].seconds == pytest.approx(64 * 2 / 1000)
@@ -83,9 +84,13 @@ def test_plan_lists_experiments_writes_nothing_then_shows_them_stored(repo, caps
     assert all(row.cached for row in _plan_rows(root).values())
 
 
-def test_the_cpu_profile_plans_with_the_cpu_benchmark(repo, capsys):
+def test_the_cpu_profile_plans_with_the_benchmark_of_this_cpus_precision(repo, capsys, monkeypatch):
     root = repo(epochs=3)
-    _bench(root, "cpu")
+    _bench(root, "cpu bf16")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # an AVX2-only CPU trains in fp32
+    assert main(["--plan", "--profile", "cpu"]) == 0
+    assert "(bench)" not in capsys.readouterr().out  # bf16 rates are not this CPU's
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert main(["--plan", "--profile", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "(bench)" in out and "small" in out

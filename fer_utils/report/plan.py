@@ -30,7 +30,9 @@ time each; :data:`UNRECORDED_SHARE` for runs stored before that was recorded); f
 experiment whose model has stored runs in the plan, its FLOPs at their FLOP/s (what this profile's
 runs really took, validation and all); else inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
-(``results/bench/train-cpu.json`` for the cpu profile, ``train-cuda.json`` otherwise), else FLOPs / an assumed effective throughput (``--tflops``,
+in the precision this profile trains in (:func:`profile_precision`: ``results/bench/train-cpu-bf16.json`` for the
+cpu profile on a CPU with native bf16, ``train-cpu-fp32.json`` on one without, ``train-cuda-bf16.json`` for the
+others), else FLOPs / an assumed effective throughput (``--tflops``,
 25 TFLOP/s by default for CUDA, an H100 on these small models; 0.27 for the cpu profile).
 """
 from __future__ import annotations
@@ -53,7 +55,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fer_utils.arguments import positive_float
-from fer_utils.devices import machine_seconds
+from fer_utils.devices import Precision, machine_seconds, resolve_precision
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.report.notebook import SCRATCH_OUTPUTS, profile_dirs
@@ -75,9 +77,20 @@ UNRECORDED_SHARE: dict[str, float] = {"cpu": 0.5}
 TRAIN_PASSES = 3
 
 
-def bench_file(device_type: str) -> Path:
-    """Where ``bench train`` stores training images/s per model on ``device_type`` (relative to the repository root)."""
-    return Path("results") / "bench" / f"train-{device_type}.json"
+def bench_file(precision: str) -> Path:
+    """Where ``bench train`` stores training images/s per model measured in ``precision`` (a label such as
+    ``"cpu bf16"``), relative to the repository root. One file per precision, so that rates measured on
+    another kind of CPU never stand in for this one's: bf16 autocast trained vgg_small 12x slower than fp32
+    on an AVX2-only EPYC (README, "Training on a CPU")."""
+    return Path("results") / "bench" / f"train-{precision.replace(' ', '-')}.json"
+
+
+def profile_precision(profile: str) -> str:
+    """The precision ``profile``'s runs train in with the default ``amp``: the cpu profile's as this CPU
+    resolves it, the others' on CUDA in bf16."""
+    if profile == "cpu":
+        return resolve_precision("cpu").label
+    return Precision("cuda", torch.bfloat16).label
 
 
 def forward_flops(work: Work) -> int:
@@ -307,14 +320,15 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
                         help="effective training TFLOP/s assumed for models without a `bench train` figure "
                              f"(default: {DEFAULT_TFLOPS['cpu']:g} for the cpu profile, else {DEFAULT_TFLOPS['cuda']:g})")
     parser.add_argument("--bench", type=Path, default=None,
-                        help="`bench train` results to read images/s from (default: results/bench/train-cpu.json for "
-                             "the cpu profile, else train-cuda.json)")
+                        help="`bench train` results to read images/s from (default: results/bench/train-<precision>.json "
+                             "of the precision the profile trains in here, such as train-cpu-bf16.json)")
 
 
 def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan``: print every experiment of ``profile`` with its cost."""
     device_type = "cpu" if profile == "cpu" else "cuda"
-    rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type], bench_rates(args.bench or root / bench_file(device_type)))
+    rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type],
+                  bench_rates(args.bench or root / bench_file(profile_precision(profile))))
     if args.prune and (args.only or profile == "full"):
         print("--prune plans every training notebook of the cpu or smoke profile (results/ of the full profile "
               "also holds notebooks 01-02's and the commands' runs): drop --only, pick --profile cpu", file=sys.stderr)
