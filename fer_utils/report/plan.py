@@ -30,7 +30,7 @@ time each; :data:`UNRECORDED_SHARE` for runs stored before that was recorded); f
 experiment whose model has stored runs in the plan, its FLOPs at their FLOP/s (what this profile's
 runs really took, validation and all); else inputs
 x epochs / the training images/s that ``python -m fer_utils bench train`` stored for that model
-in the precision this profile trains in (:func:`profile_precision`: ``results/bench/train-cpu-bf16.json`` for the
+in the precision this profile trains in (:func:`training_precision`: ``results/bench/train-cpu-bf16.json`` for the
 cpu profile on a CPU with native bf16, ``train-cpu-fp32.json`` on one without, ``train-cuda-bf16.json`` for the
 others), else FLOPs / an assumed effective throughput (``--tflops``,
 25 TFLOP/s by default for CUDA, an H100 on these small models; 0.27 for the cpu profile).
@@ -85,10 +85,10 @@ def bench_file(precision: str) -> Path:
     return Path("results") / "bench" / f"train-{precision.replace(' ', '-')}.json"
 
 
-def profile_precision(profile: str) -> str:
-    """The precision ``profile``'s runs train in with the default ``amp``: the cpu profile's as this CPU
-    resolves it, the others' on CUDA in bf16."""
-    if profile == "cpu":
+def training_precision(device_type: str) -> str:
+    """The precision a profile's runs train in on ``device_type`` with the default ``amp``: on the CPU as
+    this CPU resolves it, on CUDA bf16 (not resolved: a plan needs no GPU)."""
+    if device_type == "cpu":
         return resolve_precision("cpu").label
     return Precision("cuda", torch.bfloat16).label
 
@@ -328,7 +328,7 @@ def plan_command(args: argparse.Namespace, profile: str, root: Path) -> int:
     """``--plan``: print every experiment of ``profile`` with its cost."""
     device_type = "cpu" if profile == "cpu" else "cuda"
     rates = Rates(args.tflops or DEFAULT_TFLOPS[device_type],
-                  bench_rates(args.bench or root / bench_file(profile_precision(profile))))
+                  bench_rates(args.bench or root / bench_file(training_precision(device_type))))
     if args.prune and (args.only or profile == "full"):
         print("--prune plans every training notebook of the cpu or smoke profile (results/ of the full profile "
               "also holds notebooks 01-02's and the commands' runs): drop --only, pick --profile cpu", file=sys.stderr)
