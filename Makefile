@@ -15,6 +15,10 @@ FACENET := facenet-pytorch==2.6.0
 MEDIAPIPE := mediapipe==0.10.21 protobuf==4.25.8 absl-py==2.5.1 flatbuffers==25.12.19
 # LiteRT (TensorFlow Lite runtime) runs the BlazeFace model of the mediapipe wheel; its other dependencies are unused.
 LITERT := ai-edge-litert==2.3.0
+# ONNX Runtime runs the YuNet face detector shipped in fer_utils/faces/weights (predict's default). Its
+# dependencies (numpy, protobuf, flatbuffers, packaging) come with the lines above; without --no-deps pip
+# would replace mediapipe's protobuf pin.
+ONNXRUNTIME := onnxruntime==1.32.0
 # Report profile: full (GPU settings), cpu (2 CPU cores; --plan gives its cost) or smoke (tiny subsets).
 PROFILE ?= full
 DEVICE ?= auto
@@ -31,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 	# facenet-pytorch pins torch<2.3 in its metadata: install it without dependencies.
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(FACENET)
 	# mediapipe's metadata asks for numpy<2, jax and opencv-contrib, none of which Face Mesh needs.
-	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(MEDIAPIPE) $(LITERT)
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(MEDIAPIPE) $(LITERT) $(ONNXRUNTIME)
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

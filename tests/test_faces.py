@@ -52,7 +52,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_detector_factory_and_errors(tmp_path):
-    assert list_detectors() == ["blazeface", "blazeface-onet", "haar", "lbp", "mtcnn"]
+    assert list_detectors() == ["blazeface", "blazeface-onet", "haar", "lbp", "mtcnn", "yunet"]
     with pytest.raises(KeyError, match="known detectors"):
         create_detector("dlib")
     with pytest.raises(ValueError, match="cascade"):
@@ -118,7 +118,7 @@ def test_detector_flags_map_to_detector_options():
     parser = argparse.ArgumentParser()
     add_detector_arguments(parser)
     assert detector_options(parser.parse_args([])) == {"max_side": 1280}
-    assert parser.parse_args([]).detector == "blazeface-onet"  # predict's and bench predict's default
+    assert parser.parse_args([]).detector == "yunet"  # predict's and bench predict's default
     offline = argparse.ArgumentParser()
     add_detector_arguments(offline, default="mtcnn")  # prepare-faces: the most faces, whatever the time
     assert offline.parse_args([]).detector == "mtcnn"

@@ -16,13 +16,13 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default: str = PREDI
     """``--detector`` (default ``default``), ``--cascade``, ``--min-face-size`` and ``--detect-side``
     (``prepare-faces``, ``predict``, ``bench predict``)."""
     parser.add_argument("--detector", default=default, choices=list_detectors(),
-                        help=f"face detector (default {default}; blazeface: MediaPipe's, fastest on CPU but with "
-                             "false boxes at small faces; blazeface-onet: its boxes checked by MTCNN's O-Net; "
-                             "mtcnn: most faces, slowest)")
+                        help=f"face detector (default {default}; yunet: a tiny network, finds faces from about 10 px "
+                             "with few false boxes; blazeface: MediaPipe's, with false boxes at small faces; "
+                             "blazeface-onet: its boxes checked by MTCNN's O-Net; mtcnn: the slowest)")
     parser.add_argument("--cascade", help="cascade XML for --detector lbp (or a custom Haar cascade)")
     parser.add_argument("--min-face-size", type=positive_int,
                         help="smallest face in pixels, measured after --detect-side (MTCNN and blazeface-onet: 20, "
-                             "BlazeFace: 64, cascades: 30)")
+                             "BlazeFace: 64, cascades: 30, yunet: none)")
     parser.add_argument("--detect-side", type=positive_int, default=DEFAULT_MAX_SIDE,
                         help="detect on a copy whose longer side is at most this many pixels; boxes are mapped "
                              f"back to the full image (default {DEFAULT_MAX_SIDE}; smaller is faster)")
