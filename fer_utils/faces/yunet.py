@@ -69,9 +69,10 @@ class YuNetDetector(FaceDetector):
     photo shrunk so their faces are 14-96 px wide, on 640x480 canvases): as many faces found at every size
     as 0.5, with fewer false boxes. ``nms_iou``: ``FaceDetectorYN``'s default. ``threads``: ONNX Runtime's
     threads. One by default: a second saves little (13.2 against 11.9 ms a 640x480 frame), and in
-    ``predict``'s video pipeline detection runs on its own thread beside the classifier, so one core each
-    beats both stages fighting for both cores (hikers video: 67 against 44-49 frames/s). ``model``: another YuNet ONNX file with free input size and the same
-    outputs (default: the packaged one).
+    ``predict``'s video pipeline detection runs on its own thread beside the classifier's, so both
+    stages fighting for both cores is slower (``scripts/bench_vs_fer.py`` on the real videos, median of
+    3: 44.9 and 43.3 frames/s with one thread, 34.5 and 39.5 with two spinning ones). ``model``: another
+    YuNet ONNX file with free input size and the same outputs (default: the packaged one).
     """
 
     name = "yunet"
