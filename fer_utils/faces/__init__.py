@@ -1,4 +1,4 @@
-"""Face detection (MTCNN, BlazeFace, Haar, LBP), alignment to square greyscale crops, frontalization from
+"""Face detection (YuNet, MTCNN, BlazeFace, Haar, LBP), alignment to square greyscale crops, frontalization from
 3D landmarks, batch preparation."""
 from fer_utils.data.images import IMAGE_EXTENSIONS, read_image, to_grey, to_rgb8
 from fer_utils.errors import ImageReadError

@@ -1,4 +1,4 @@
-"""Face detectors by name: YuNet (OpenCV's ``FaceDetectorYN``, model in this package), MTCNN
+"""Face detectors by name: YuNet (its ONNX file in this package, run by ONNX Runtime), MTCNN
 (facenet-pytorch), BlazeFace (MediaPipe's model run by LiteRT), BlazeFace checked by MTCNN's O-Net,
 OpenCV Haar and LBP cascades; all implement :class:`~fer_utils.faces.detection.FaceDetector`.
 
@@ -169,7 +169,7 @@ def _lbp(device: Any = None, *, cascade: str | os.PathLike | None = None, **kw: 
 
 
 def _yunet(device: Any = None, **kw: Any) -> YuNetDetector:
-    """YuNet (the packaged ONNX model, OpenCV DNN); ``device`` is ignored (CPU)."""
+    """YuNet (the packaged ONNX model, ONNX Runtime); ``device`` is ignored (CPU)."""
     return YuNetDetector(**kw)
 
 
