@@ -25,6 +25,7 @@ from fer_utils.experiments.study import results_table
 from fer_utils.models import count_parameters
 from fer_utils.models.pretrained import file_digest
 from fer_utils.train import TrainConfig, create_optimizer, create_scheduler, fit, lr_find
+from fer_utils.train import run_folder
 from fer_utils.train.config import CPU_AMP_KEY
 from fer_utils.train.autoencoder import PRETRAIN_CONFIG, pretrain_autoencoder
 from fer_utils.train.engine import TrainStep, class_weights
@@ -263,6 +264,24 @@ def test_checkpoint_every_writes_last_pt_every_n_epochs_and_resumes_exactly(tmp_
     splits = Splits(train, val)
     assert config_hash(experiment_config("m", None, splits, cfg)) == config_hash(
         experiment_config("m", None, splits, replace(cfg, checkpoint_every=None)))
+
+def test_a_long_epoch_writes_last_pt_whatever_the_interval(tmp_path, monkeypatch):
+    """A large model checkpoints every 5 epochs, but an epoch ending 10 minutes after the last write
+    writes ``last.pt`` too: a run killed without warning loses at most about that much work."""
+    clock = [0.0]
+    monkeypatch.setattr(run_folder.time, "monotonic", lambda: clock[0])
+    model = tiny_cnn()
+    writer = run_folder.CheckpointWriter(tmp_path, dict(model_name="tiny", classes=list(CLASSES)), every=5)
+    history, saved = [], []
+    for epoch, seconds in enumerate((60, 60, 500, 60, 700, 60), start=1):  # minutes 1, 2, 10.3, 11.3, 23, 24
+        clock[0] += seconds
+        history.append(dict(epoch=epoch, val_acc=0.5))
+        writer.epoch_done(history, 1, False, model, model, lambda: dict(epoch=epoch))
+        saved.append(torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] if (tmp_path / "last.pt").is_file()
+                     else None)
+    # epoch 3 ends 620 s after the start, epoch 5 is the 5th, epoch 6 comes 60 s after that write
+    assert saved == [None, None, 3, 3, 5, 5]
+
 
 def test_run_dir_contents_and_weights_only_checkpoints(tmp_path):
     train, val = squares(96, size=16), squares(32, size=16, seed=1)

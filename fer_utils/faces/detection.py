@@ -74,6 +74,15 @@ def clip_box(box: Sequence[float], width: float, height: float) -> tuple[float, 
     return x1, y1, x2, y2
 
 
+def indices_by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    """The indices of ``images`` grouped by array shape, in order: each group goes through a network
+    as one batch."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    return groups
+
+
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """``image`` resized down to ``width`` x ``height``: halved by pixel averaging while still at least
     twice as large, then bilinear. As smooth as ``INTER_AREA`` and much faster for uneven factors

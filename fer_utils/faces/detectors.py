@@ -18,7 +18,7 @@ import torch
 
 from fer_utils.devices import resolve_device
 from fer_utils.faces.blazeface import BlazeFaceDetector
-from fer_utils.faces.detection import DEFAULT_MAX_SIDE, Detection, FaceDetector
+from fer_utils.faces.detection import DEFAULT_MAX_SIDE, Detection, FaceDetector, indices_by_shape
 from fer_utils.faces.verified import VerifiedDetector
 from fer_utils.faces.yunet import YuNetDetector
 
@@ -68,13 +68,10 @@ class MTCNNDetector(FaceDetector):
         from facenet_pytorch.models.utils.detect_face import detect_face
 
         results: list[list[Detection]] = [[] for _ in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            # MTCNN's image pyramid is empty (and facenet-pytorch fails) below this size.
-            if min(image.shape[:2]) * 12 / self.min_face_size >= 12:
-                by_shape.setdefault(image.shape, []).append(i)
         n = self._nets
-        for indices in by_shape.values():
+        for shape, indices in indices_by_shape(images).items():
+            if min(shape[:2]) * 12 / self.min_face_size < 12:
+                continue  # MTCNN's image pyramid is empty (and facenet-pytorch fails) below this size
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_utils.faces.detection import DEFAULT_MAX_SIDE, Detection, FaceDetector, clip_box
+from fer_utils.faces.detection import DEFAULT_MAX_SIDE, Detection, FaceDetector, indices_by_shape
 
 #: The packaged model file and its SHA-256 (a test checks it).
 MODEL_PATH = Path(__file__).parent / "weights" / "yunet_s_dynamic.onnx"
@@ -109,11 +109,8 @@ class YuNetDetector(FaceDetector):
 
     def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         results: list[list[Detection]] = [[] for _ in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(i)
         step = max(STRIDES)
-        for (height, width, _), indices in by_shape.items():
+        for (height, width, _), indices in indices_by_shape(images).items():
             padded_h, padded_w = -(-height // step) * step, -(-width // step) * step
             batch = np.zeros((len(indices), 3, padded_h, padded_w), np.float32)
             for row, i in enumerate(indices):  # the network reads BGR pixels in 0-255
@@ -122,7 +119,6 @@ class YuNetDetector(FaceDetector):
             for row, i in enumerate(indices):
                 found = decode({name: out[row] for name, out in zip(self._outputs, outputs)}, padded_h, padded_w,
                                self.min_score, self.nms_iou)
-                results[i] = [Detection(box, d.score, d.landmarks) for d in found
-                              for box in [clip_box(d.box, width, height)]
-                              if box[2] > box[0] and box[3] > box[1] and d.width >= self.min_face_size]
+                large = (d.clipped(width, height) for d in found if d.width >= self.min_face_size)
+                results[i] = [face for face in large if face.area > 0]
         return results

@@ -35,7 +35,8 @@ class TrainConfig:
     early_stopping_patience: stop after this many epochs without validation-accuracy gain.
     eval_batch_size: batch size for validation (no gradients, so larger).
     checkpoint_every: write ``last.pt`` every this many epochs, at the end, and when the run
-    is interrupted or diverges; ``None`` chooses by model size (see ``fer_utils.train.engine``).
+    is interrupted or diverges; ``None`` chooses by model size; either way an epoch that ends 10 minutes
+    or more after the last write writes it too (see ``fer_utils.train.run_folder``).
     ema_decay: keep an exponential moving average of the weights and buffers (updated after every
     step); validation, the best epoch and ``best.pt`` then use it. ``None``: off.
     ema_warmup: with ``ema_decay``, the t-th update uses ``min(ema_decay, (1 + t) / (10 + t))`` (timm's
