@@ -71,3 +71,17 @@ def test_made_videos_count_real_faces_on_both_sides(bench_vs_fer, data_dir, tmp_
         assert summary["true_faces"] == 6 and summary["fer"]["real_faces_found"] == 0
         assert summary["ours"]["frames"] == 3 and summary["ours"]["real_faces_found"] >= 5
     assert capsys.readouterr().out.count("of 6 true faces") == 4
+
+
+def test_stage_times_on_the_real_indoor_video(tmp_path, capsys):
+    """``scripts/bench_predict_stages.py``: each stage's ms per frame, and the faces the default finds."""
+    stages = load_script("bench_predict_stages")
+    video = str(Path(__file__).parent / "media" / "real" / "event_video_01.mp4")
+    assert stages.main(["--video", video, "--runs", "1", "--json", str(tmp_path / "s.json")]) == 0
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["frames"] == 90 and result["detector"] == "yunet"
+    assert 4.5 < result["faces_per_frame"] < 5.5  # four people, and a fifth face now and then
+    assert all(result[k] > 0 for k in ("decode_ms", "detect_ms", "classify_ms"))
+    capsys.readouterr()
+    assert stages.main(["--video", str(tmp_path / "absent.mp4")]) == 2
+    assert capsys.readouterr().out.strip() == f"bench_predict_stages: {tmp_path / 'absent.mp4'}: no such file"
