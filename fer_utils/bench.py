@@ -223,7 +223,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", help="hand-labelled faces of --video's frames, a JSON such as tests/media/real/"
                                          "faces.json (predict: scores true faces found and false boxes)")
     parser.add_argument("--threads", type=positive_int,
-                        help="torch CPU threads (predict; default: all cores)")
+                        help="torch CPU threads (predict; default: all cores less the detector's own threads, at least 1)")
     parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     add_errors_argument(parser)
@@ -413,7 +413,7 @@ def benchmark_predict(
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
         "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
-        "classifier": classifier, "device": str(dev), "threads": video_threads(threads),
+        "classifier": classifier, "device": str(dev), "threads": video_threads(threads, det),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
     if truth is not None:  # the made video: its pasted boxes are the labels

@@ -144,6 +144,10 @@ class BlazeFaceDetector(FaceDetector):
         self._interpreters: dict[tuple[int, ...], Any] = {}
         self._pool: ThreadPoolExecutor | None = None
 
+    @property
+    def own_threads(self) -> int:
+        return self.threads
+
     def scales(self, width: int, height: int) -> list[float]:
         """Input pixels per image pixel at each scale searched in a ``width`` x ``height`` image (already
         shrunk to ``max_side``), coarsest first."""

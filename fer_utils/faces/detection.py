@@ -128,6 +128,13 @@ class FaceDetector(ABC):
     def __init__(self, max_side: int | None = DEFAULT_MAX_SIDE) -> None:
         self.max_side = max_side
 
+    @property
+    def own_threads(self) -> int:
+        """CPU threads the detector computes on outside torch's thread pool (its own runtime: ONNX
+        Runtime, LiteRT, OpenCV); 0 for a detector that runs on torch's threads. A video's classifier
+        leaves it these cores (:func:`fer_utils.predict.video.video_threads`)."""
+        return 0
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in one image, most confident first."""
         return self.detect_batch([image])[0]

@@ -127,6 +127,10 @@ class CascadeDetector(FaceDetector):
         self.min_size = int(min_size)
         self.equalize = bool(equalize)
 
+    @property
+    def own_threads(self) -> int:
+        return cv2.getNumThreads()  # detectMultiScale's parallel loops
+
     def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         results = []
         for image in images:

@@ -71,6 +71,10 @@ class VerifiedDetector(FaceDetector):
         self.min_score = float(min_score)
         self.onet = shared_onet()
 
+    @property
+    def own_threads(self) -> int:
+        return self.proposer.own_threads  # O-Net runs on torch's threads
+
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Faces in each image, most confident first (crops are cut from the full-size images)."""
         return self._detect([check_image(image, f"image {i}") for i, image in enumerate(images)])

@@ -84,6 +84,7 @@ class YuNetDetector(FaceDetector):
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must lie in (0, 1), got {min_score}")
         self.min_face_size = min_face_size or 0
+        self.threads = threads
         try:
             import onnxruntime
         except ImportError as err:  # pragma: no cover - depends on the environment
@@ -106,6 +107,10 @@ class YuNetDetector(FaceDetector):
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.min_score, self.nms_iou = float(min_score), float(nms_iou)
+
+    @property
+    def own_threads(self) -> int:
+        return self.threads
 
     def _detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         results: list[list[Detection]] = [[] for _ in images]

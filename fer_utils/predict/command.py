@@ -47,7 +47,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=int, default=1,
                         help="videos: detect faces every N frames; tracks predict the boxes in between")
     parser.add_argument("--threads", type=positive_int,
-                        help="videos: torch CPU threads (default: all cores)")
+                        help="videos: torch CPU threads (default: all cores less the detector's own threads, at least 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace the results of an earlier run in --out (its {RUN_SUMMARY} and same-named files)")

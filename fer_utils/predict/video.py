@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fer_utils.errors import VideoReadError
-from fer_utils.faces.detection import Detection
+from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.files import opencv_name
 from fer_utils.predict.predictor import FacePredictor, FaceResult
 from fer_utils.predict.tracking import FaceTracker
@@ -278,11 +278,17 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
 
-def video_threads(threads: int | None = None) -> int:
-    """torch threads while a video is analysed: ``threads``, else torch's default (all cores). Leaving
-    one core to the frame decoder was slower: on the 2-core CPU, hikers_video_02.mp4 (200 frames,
-    MTCNN) ran at 6.37 frames/s with one thread against 8.3-9.25 with two (idle, two runs each)."""
-    return threads or torch.get_num_threads()
+def video_threads(threads: int | None = None, detector: FaceDetector | None = None) -> int:
+    """torch threads while a video is analysed: ``threads``, else torch's default (all cores) less the
+    threads ``detector`` computes on outside torch (:attr:`FaceDetector.own_threads`), at least one.
+    Measured on the idle 2-core CPUs, hikers_video_02.mp4: with MTCNN (torch's threads) two threads
+    ran at 8.3-9.25 frames/s against 6.37 for one (Zen 4, 200 frames); with YuNet (one ONNX Runtime
+    thread) one torch thread ran at 54-65 frames/s against 40-51 for two (AVX2-only EPYC, 5 alternating
+    runs each; the indoor video 35-48 against 33-45); with blazeface-onet and Haar (all cores
+    their own) one and two ran alike (28-31 / 27-33 and 7.6-7.9 / 7.3-7.5, 3 runs each)."""
+    if threads:
+        return threads
+    return max(1, torch.get_num_threads() - (detector.own_threads if detector is not None else 0))
 
 
 def analyse_video(
@@ -305,14 +311,14 @@ def analyse_video(
     All faces of a batch are classified in one forward pass. Each track's probabilities are
     smoothed with :class:`TemporalSmoother`. Three stages overlap on their own threads: decoding
     (frames read ahead), detection (a batch ahead) and tracking + classification (torch uses
-    :func:`video_threads` threads).
+    :func:`video_threads` threads, by default the cores the detector leaves).
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     TemporalSmoother(smooth, window)  # validate before opening the video
     capture, info = open_video(source)
     return info, _video_results(capture, info, predictor, detect_every, smooth, window, batch_frames, limit,
-                                video_threads(threads))
+                                video_threads(threads, predictor.detector))
 
 
 def _video_results(
