@@ -222,6 +222,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=positive_int, default=1, help="run detection every N frames (predict)")
     parser.add_argument("--labels", help="hand-labelled faces of --video's frames, a JSON such as tests/media/real/"
                                          "faces.json (predict: scores true faces found and false boxes)")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="run the classifier in floating point, not the checkpoint's int8 calibration (predict)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch CPU threads (predict; default: all cores less the detector's own threads, at least 1)")
     parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
@@ -273,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
                                        detector=args.detector, checkpoint=args.checkpoint,
                                        detector_kw=detector_options(args), size=args.size, threads=args.threads,
-                                       labels=labels)
+                                       labels=labels, int8=not args.no_int8)
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
@@ -360,6 +362,7 @@ def benchmark_predict(
     size: tuple[int, int] = (640, 480),
     threads: int | None = None,
     labels: Mapping[int, LabelledFaces] | None = None,
+    int8: bool = True,
 ) -> dict[str, Any]:
     """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
     over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
@@ -368,14 +371,15 @@ def benchmark_predict(
     crossing is made (``frames`` long, default 60) and its true face boxes are the labels. With
     labels (``labels``: frame index -> hand-labelled faces of a real video), the detections on the
     labelled detection frames are scored: ``real_faces_found`` of ``true_faces``, and ``false_boxes``
-    (:func:`~fer_utils.faces.evaluation.score_detections`). The classifier is ``checkpoint``, else the shipped model when
+    (:func:`~fer_utils.faces.evaluation.score_detections`). The classifier is ``checkpoint`` (int8 on a CPU where it
+    carries a calibration, unless ``int8`` is False), else the shipped model when
     present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
     one batch of copies of the video's first frame.
     """
     dev = resolve_device(device)
     det = create_detector(detector, device=dev, **(detector_kw or {}))
     try:
-        predictor = FacePredictor.from_checkpoint(checkpoint, detector=det, device=dev)
+        predictor = FacePredictor.from_checkpoint(checkpoint, detector=det, device=dev, int8=int8)
         classifier = str(checkpoint or default_checkpoint())
     except FileNotFoundError:
         if checkpoint:
@@ -413,7 +417,7 @@ def benchmark_predict(
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
         "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
-        "classifier": classifier, "device": str(dev), "threads": video_threads(threads, det),
+        "classifier": classifier, "classifier_precision": predictor.precision_label, "device": str(dev), "threads": video_threads(threads, det),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
     if truth is not None:  # the made video: its pasted boxes are the labels

@@ -133,6 +133,7 @@ def compare(video: str, detector: str, fer_detector: str, runs: int, frames: int
         if results:
             summary[side] = {key: round(statistics.median(r[key] for r in results), 3)
                              for key in ("fps", "process_s", *counted)} | {"frames": results[0]["frames"]}
+    summary["ours"]["classifier_precision"] = samples["ours"][0]["classifier_precision"]
     if labels:
         summary["true_faces"] = samples["ours"][0]["true_faces"]
         summary["labelled_frames"] = samples["ours"][0]["labelled_frames"]

@@ -26,8 +26,8 @@ import torch
 from fer_utils.data import load_dataset, training_holdout
 from fer_utils.evaluate import classification_metrics
 from fer_utils.evaluate.resolution import fit_resolution_bias, seen_from
-from fer_utils.files import atomic_write, repository_relative, write_json
-from fer_utils.models.checkpoints import load_checkpoint
+from fer_utils.files import repository_relative, write_json
+from fer_utils.models.checkpoints import update_checkpoint
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 
 
@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, report)
     if args.write:
-        ckpt = load_checkpoint(path)
-        ckpt["resolution_bias"] = bias.to_dict()
-        with atomic_write(path) as handle:
-            torch.save(ckpt, handle)
+        update_checkpoint(path, resolution_bias=bias.to_dict())
         print(f"stored the bias in {path}")
     return 0
 

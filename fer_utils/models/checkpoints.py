@@ -79,6 +79,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def update_checkpoint(path: str | os.PathLike, **entries: Any) -> Path:
+    """Add or replace top-level ``entries`` of the checkpoint at ``path`` (atomically, weights untouched)."""
+    ckpt = load_checkpoint(path)
+    ckpt.update(entries)
+    with atomic_write(path) as handle:
+        torch.save(ckpt, handle)
+    return Path(path)
+
+
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",

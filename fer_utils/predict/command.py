@@ -41,6 +41,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="leave out the checkpoint's correction of faces smaller than the model's input "
                              "(without it, distant faces are read as sad far too often: README, What the shipped model is good and bad at)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available)")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="on a CPU, run the classifier in floating point even where the checkpoint carries an "
+                             "int8 calibration (README: Speed)")
     parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
                         help="video smoothing: moving average of probabilities, windowed vote, or none")
     parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         predictor = FacePredictor.from_checkpoint(
             args.checkpoint, detector=args.detector, device=args.device, margin=args.margin,
             detector_kw=detector_options(args), size_correction=not args.no_size_correction,
+            int8=not args.no_int8,
         )
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         print(f"predict: {err}")
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
         "detect_side": predictor.detector.max_side,
-        "device": str(predictor.device), "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
+        "device": str(predictor.device), "classifier_precision": predictor.precision_label, "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
         "faces": sum(o.faces for o in outcomes),

@@ -20,6 +20,7 @@ from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
 from fer_utils.errors import CheckpointError
 from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
+from fer_utils.models.quantization import int8_available, int8_model
 
 
 #: The shipped model, looked up in the working directory, then next to the package.
@@ -72,6 +73,8 @@ class FacePredictor:
     With a ``resolution_bias`` (stored in the checkpoint by ``scripts/fit_resolution_bias.py``), the
     class scores of a face whose crop is smaller than the model's input are corrected by its size
     (:class:`~fer_utils.evaluate.resolution.ResolutionBias`): distant faces are not read as "sad".
+    With an ``int8_calibration`` (stored in the checkpoint by ``scripts/calibrate_int8.py``), a CPU
+    classifier runs in int8 (:mod:`~fer_utils.models.quantization`; README: Speed).
     """
 
     def __init__(
@@ -83,8 +86,8 @@ class FacePredictor:
         device: str | torch.device = "cpu",
         margin: float | None = None,
         resolution_bias: ResolutionBias | None = None,
+        int8_calibration: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        self.model = model.eval()
         self.resolution_bias = resolution_bias
         self.classes = tuple(classes)
         if not isinstance(preprocessing, Preprocessing):
@@ -92,9 +95,19 @@ class FacePredictor:
         self.preprocessing = preprocessing if margin is None else replace(preprocessing, margin=margin)
         self.detector = detector
         self.device = torch.device(device)
-        self.precision = resolve_precision(self.device)  # the fast path, as evaluate's (README: Training on a CPU)
-        self.layout = torch.channels_last if uses_channels_last(model) else torch.contiguous_format
-        self.model.to(memory_format=self.layout)
+        self.int8 = int8_calibration is not None and self.device.type == "cpu" and int8_available()
+        if self.int8:
+            example = torch.zeros(1, self.channels, self.size, self.size)
+            model = int8_model(model, int8_calibration, example)
+        # otherwise the fast path, as evaluate's (README: Training on a CPU)
+        self.precision = resolve_precision(self.device, amp=not self.int8)
+        self.layout = torch.channels_last if self.int8 or uses_channels_last(model) else torch.contiguous_format
+        self.model = model.eval().to(memory_format=self.layout)
+
+    @property
+    def precision_label(self) -> str:
+        """The classifier's arithmetic: ``"cpu int8"``, ``"cpu bf16"``, ``"cpu fp32"``, ``"cuda bf16"``..."""
+        return "cpu int8" if self.int8 else self.precision.label
 
     @property
     def size(self) -> int:
@@ -118,9 +131,11 @@ class FacePredictor:
         margin: float | None = None,
         detector_kw: dict[str, Any] | None = None,
         size_correction: bool = True,
+        int8: bool = True,
     ) -> "FacePredictor":
         """Load ``checkpoint`` (default :func:`default_checkpoint`) and build the detector; with
-        ``size_correction``, the checkpoint's ``resolution_bias`` (when it has one) corrects small faces."""
+        ``size_correction``, the checkpoint's ``resolution_bias`` (when it has one) corrects small faces;
+        with ``int8``, its ``int8`` calibration (when it has one) makes a CPU classifier int8."""
         from fer_utils.models import model_entry
 
         device = resolve_device(device)
@@ -133,8 +148,9 @@ class FacePredictor:
         if not isinstance(detector, FaceDetector):
             detector = create_detector(detector, device=device, **(detector_kw or {}))
         bias = ckpt.get("resolution_bias") if size_correction else None
+        calibration = ckpt.get("int8", {}).get("observers") if int8 else None
         return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin,
-                   ResolutionBias.from_dict(bias) if bias else None)
+                   ResolutionBias.from_dict(bias) if bias else None, calibration)
 
     def crops(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """Aligned uint8 crops ``(N, S, S)`` (or ``(N, S, S, 3)`` for RGB models)."""
@@ -166,12 +182,15 @@ class FacePredictor:
         """The model's raw class scores ``(N, C)`` of uint8 crops at its input size (no size correction)."""
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float64)
+        with self.precision.autocast():
+            logits = self.model(self.model_inputs(crops))
+        return logits.double().cpu().numpy()
+
+    def model_inputs(self, crops: np.ndarray) -> torch.Tensor:
+        """The classifier's input batch of uint8 crops: scaled, normalised and laid out as the checkpoint says."""
         x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
         x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
-        x = self.preprocessing.model_input(x)
-        with self.precision.autocast():
-            logits = self.model(x.contiguous(memory_format=self.layout))
-        return logits.double().cpu().numpy()
+        return self.preprocessing.model_input(x).contiguous(memory_format=self.layout)
 
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
         """All faces of an RGB image, most confident detection first."""
