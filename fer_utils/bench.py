@@ -417,7 +417,8 @@ def benchmark_predict(
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
         "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
-        "classifier": classifier, "classifier_precision": predictor.precision_label, "device": str(dev), "threads": video_threads(threads, det),
+        "classifier": classifier, "classifier_precision": predictor.precision_label, "device": str(dev),
+        "threads": video_threads(threads, det),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }
     if truth is not None:  # the made video: its pasted boxes are the labels

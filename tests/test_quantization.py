@@ -34,6 +34,8 @@ def test_stored_observers_rebuild_the_int8_model_bit_for_bit_and_refuse_another_
         float_out, int8_out = model(x), int8(x)
         assert torch.equal(int8_out, again(x))
     assert 0 < (float_out - int8_out).abs().max() < 0.1 * float_out.abs().max()
+    with pytest.raises(ValueError, match="no batches"):
+        calibrate_int8(model, [])
     other = create_model("vgg_small", num_classes=7).eval()
     with pytest.raises(CheckpointError, match="does not fit VGG|does not fit .*graph"):
         int8_model(other, observers, x[:1])

@@ -50,7 +50,9 @@ def _prepared(model: nn.Module, example: torch.Tensor) -> nn.Module:
 def calibrate_int8(model: nn.Module, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
     """The observers' state after seeing ``batches`` (model inputs, preprocessed as in inference)."""
     batches = iter(batches)
-    first = next(batches)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("calibrate_int8: no batches to measure the activation ranges on")
     prepared = _prepared(model, first[:1])
     for batch in (first, *batches):
         prepared(batch)
@@ -63,10 +65,10 @@ def int8_model(model: nn.Module, calibration: dict[str, torch.Tensor], example: 
     from torch.ao.quantization.quantize_fx import convert_fx
 
     prepared = _prepared(model, example)
-    missing = sorted({k for k in prepared.state_dict() if OBSERVER_KEY in k} ^ set(calibration))
-    if missing:
+    differing = sorted({k for k in prepared.state_dict() if OBSERVER_KEY in k} ^ set(calibration))
+    if differing:
         raise CheckpointError(f"the int8 calibration does not fit {type(model).__name__}'s graph "
-                              f"(differs at {missing[:2]}); calibrate again (scripts/calibrate_int8.py)")
+                              f"(differs at {differing[:2]}); calibrate again (scripts/calibrate_int8.py)")
     prepared.load_state_dict(calibration, strict=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "checkpoint": str(args.checkpoint or default_checkpoint()), "detector": predictor.detector.name,
         "detect_side": predictor.detector.max_side,
-        "device": str(predictor.device), "classifier_precision": predictor.precision_label, "box_format": BOX_FORMAT, "inputs": len(outcomes), "processed": len(ok),
+        "device": str(predictor.device), "classifier_precision": predictor.precision_label, "box_format": BOX_FORMAT,
+        "inputs": len(outcomes), "processed": len(ok),
         "no_face": sum(o.status == "no_face" for o in outcomes),
         "errors": sum(o.status == "error" for o in outcomes),
         "faces": sum(o.faces for o in outcomes),
