@@ -52,16 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint()
-    # the detector is unused
-    floating = FacePredictor.from_checkpoint(path, detector="haar", device="cpu", int8=False)
-    fer = load_dataset("fer2013")
-    train, holdout = training_holdout(fer.split("Training"))
-    faces = random_subset(train, args.faces).images
-    holdout, test = random_subset(holdout, args.subset), random_subset(fer.split("PublicTest"), args.subset)
-    batches = (floating.model_inputs(faces[i:i + BATCH]) for i in range(0, len(faces), BATCH))
-    observers = calibrate_int8(floating.model, batches)
-    int8 = FacePredictor(floating.model, floating.classes, floating.preprocessing, floating.detector, "cpu", None,
-                         floating.resolution_bias, observers)
+    try:
+        if args.faces < 1 or (args.subset is not None and args.subset < 1):
+            raise ValueError("--faces and --subset must be positive")
+        # the detector is unused
+        floating = FacePredictor.from_checkpoint(path, detector="haar", device="cpu", int8=False)
+        fer = load_dataset("fer2013")
+        train, holdout = training_holdout(fer.split("Training"))
+        faces = random_subset(train, args.faces).images
+        holdout, test = random_subset(holdout, args.subset), random_subset(fer.split("PublicTest"), args.subset)
+        batches = (floating.model_inputs(faces[i:i + BATCH]) for i in range(0, len(faces), BATCH))
+        observers = calibrate_int8(floating.model, batches)
+        int8 = FacePredictor(floating.model, floating.classes, floating.preprocessing, floating.detector, "cpu", None,
+                             floating.resolution_bias, observers)
+    except (OSError, ValueError) as err:  # no checkpoint or dataset, a model FX cannot trace, a bad count
+        print(f"calibrate_int8: {err}")
+        return 2
     report = {
         "checkpoint": repository_relative(path),
         "calibrated_on": f"fer2013 Training, {len(faces)} faces outside the hold-out",

@@ -83,3 +83,12 @@ def test_calibrate_script_stores_a_calibration_predict_uses(tmp_path, fer2013, c
     assert script.main([*quick, "--subset", "100", "--max-drop", "-100"]) == 1
     assert "not stored" in capsys.readouterr().out and path.read_bytes() == before
     assert np.isfinite(report["holdout"]["max_probability_difference"])
+
+
+def test_calibrate_script_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    script = load_script("calibrate_int8")
+    assert script.main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert script.main(["--checkpoint", str(SHIPPED), "--faces", "0"]) == 2
+    said = capsys.readouterr().out.splitlines()
+    assert said == [f"calibrate_int8: checkpoint not found: {tmp_path / 'none.pt'}",
+                    "calibrate_int8: --faces and --subset must be positive"]
