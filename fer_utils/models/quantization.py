@@ -9,6 +9,7 @@ quantizer: its successor (torchao's PT2E flow) runs int8 fast only through ``tor
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from collections.abc import Iterable
 
@@ -54,7 +55,7 @@ def calibrate_int8(model: nn.Module, batches: Iterable[torch.Tensor]) -> dict[st
     if first is None:
         raise ValueError("calibrate_int8: no batches to measure the activation ranges on")
     prepared = _prepared(model, first[:1])
-    for batch in (first, *batches):
+    for batch in itertools.chain([first], batches):  # streamed, not gathered first
         prepared(batch)
     return {k: v.clone() for k, v in prepared.state_dict().items() if OBSERVER_KEY in k}
 
