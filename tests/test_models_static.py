@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.labels import CANONICAL_CLASSES
-from fer_utils.models import count_parameters, create_model, list_models
+from fer_utils.models import count_forward_flops, count_parameters, create_model, list_models
 from fer_utils.models.autoencoder import (
     conv_autoencoder, encoder_state, load_encoder_state, set_encoder_trainable,
 )
@@ -271,3 +271,11 @@ def test_efficientnet_lite0_takes_the_wheels_imagenet_weights_by_position_and_re
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(ValueError, match="_conv_stem.weight"):
         create_model("efficientnet_lite0", pretrained_file=tmp_path / "broken.pth")
+
+
+def test_count_forward_flops_counts_a_convolution_exactly_and_ranks_the_resnets():
+    """2 x in x out x k x k x H x W for one 3x3 convolution; and depth costs more, by the stem 04 uses."""
+    assert count_forward_flops(torch.nn.Conv2d(1, 2, 3, padding=1, bias=False), (1, 1, 4, 4)) == 2 * 1 * 2 * 9 * 16
+    flops = {name: count_forward_flops(create_model(name, 7, stem="pooled"), (1, 1, 48, 48)) / 1e9
+             for name in ("resnet18", "resnet34")}
+    assert 0.5 < flops["resnet18"] < flops["resnet34"] < 2.0  # 2 x MACs: 0.31 and 0.65 GMACs per face

@@ -8,8 +8,10 @@ from __future__ import annotations
 import fnmatch
 import inspect
 from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from fer_utils.errors import UsageError, UnknownNameError
@@ -89,3 +91,15 @@ def list_models(pattern: str = "*", input_kind: str | None = None) -> list[str]:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of parameters of ``model`` (only those requiring gradients by default)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_forward_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward pass of ``model`` on a float input of ``input_shape`` (batch included), counted by
+    ``FlopCounterMode`` on the meta device: nothing is computed, and ``model`` is moved there (its weights are
+    dropped), so pass a freshly built one. A machine-independent cost, unlike seconds on some CPU."""
+    from torch.utils.flop_counter import FlopCounterMode  # here: a quarter-second import predict never needs
+
+    model = model.eval().to("meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(tuple(input_shape), device="meta"))
+    return counter.get_total_flops()

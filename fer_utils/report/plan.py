@@ -52,12 +52,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from fer_utils.arguments import positive_float
 from fer_utils.devices import Precision, machine_seconds, resolve_precision
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
+from fer_utils.models import count_forward_flops
 from fer_utils.report.notebook import SCRATCH_OUTPUTS, profile_dirs
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 from fer_utils.train.run_folder import epochs_saved
@@ -95,11 +95,8 @@ def training_precision(device_type: str) -> str:
 
 def forward_flops(work: Work) -> int:
     """FLOPs of one forward pass of ``work``'s model on one input, counted on the meta device."""
-    model = work.build().eval().to("meta")
     x = to_model_input(torch.zeros((1, *work.sample_shape), dtype=torch.uint8, device="meta"))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops()
+    return count_forward_flops(work.build(), x.shape)
 
 
 def bench_rates(path: Path) -> dict[str, float]:
