@@ -253,5 +253,11 @@ def test_tradeoff_draws_one_log_panel_per_cost_with_named_points():
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
     assert [t.get_text() for t in fig.axes[1].texts] == ["resnet18", "resnet50"]
     assert list(fig.axes[1].collections[0].get_offsets()[:, 0]) == [0.5, 1.8]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[1].xaxis.get_ticklabels(minor=True) if t.get_text()]
+    assert {"0.5", "2"} <= set(labels) and not any("e" in text or "10^" in text for text in labels)  # plain numbers
+    close = plots.plot_tradeoff(table.assign(accuracy=[0.627, 0.629]), {"train hours": "hours"})
+    low, high = close.axes[0].get_ylim()
+    assert high - low >= 0.04  # a 0.2-point gap does not fill the panel
     with pytest.raises(ValueError, match="train hours"):
         plots.plot_tradeoff(table.drop(columns="train hours"), {"train hours": "hours"})

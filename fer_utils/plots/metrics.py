@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from fer_utils.plots._figure import finish, new_figure
 
@@ -150,21 +151,42 @@ def plot_tradeoff(
     label: str = "name",
     path: str | os.PathLike | None = None,
     title: str | None = None,
+    min_span: float = 0.04,
 ) -> Figure:
     """``metric`` against each cost column of ``table`` (``costs``: column -> axis label, e.g. parameters and
-    training hours), one panel per cost on a log scale, every point named by its ``label``."""
+    training hours), one panel per cost on a log scale with plain-number ticks, every point named by its
+    ``label``. The metric axis spans at least ``min_span`` (4 points of accuracy), so that a gap within
+    seed noise does not fill the panel."""
     missing = {metric, label, *costs} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(table.columns)}")
     fig = new_figure(5.5 * len(costs), 4.5)
     axes = np.atleast_1d(fig.subplots(1, len(costs)))
+    low, high = table[metric].min(), table[metric].max()
+    pad = max(min_span - (high - low), 0.0) / 2 + 0.15 * (high - low)
     for ax, (column, axis_label) in zip(axes, costs.items()):
         ax.scatter(table[column], table[metric], s=45)
         for _, row in table.iterrows():
             ax.annotate(str(row[label]), (row[column], row[metric]), fontsize=8, xytext=(5, 4),
                         textcoords="offset points")
         ax.set_xscale("log")
-        ax.margins(x=0.25, y=0.15)
+        ax.margins(x=0.25)
+        left, right = ax.get_xlim()
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+        # Every minor tick labelled within one decade, only 2 and 5 over more, so that labels never collide.
+        ax.xaxis.set_minor_formatter(FuncFormatter(_plain_number if right / left <= 10 else _two_or_five))
+        ax.set_ylim(low - pad, high + pad)
         ax.set(xlabel=axis_label, ylabel=metric.replace("_", " "))
     fig.suptitle(title or f"{metric.replace('_', ' ')} against cost")
     return finish(fig, path)
+
+
+def _plain_number(value: float, _position: int | None = None) -> str:
+    """A log axis' tick as a plain number (``0.5``, ``20``), not matplotlib's ``5 x 10^-1``."""
+    return f"{value:g}"
+
+
+def _two_or_five(value: float, _position: int | None = None) -> str:
+    """A log axis' minor tick labelled only at 2 and 5 times a power of ten."""
+    leading = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return _plain_number(value) if leading in (2, 5) else ""
