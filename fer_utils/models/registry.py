@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
