@@ -259,5 +259,12 @@ def test_tradeoff_draws_one_log_panel_per_cost_with_named_points():
     close = plots.plot_tradeoff(table.assign(accuracy=[0.627, 0.629]), {"train hours": "hours"})
     low, high = close.axes[0].get_ylim()
     assert high - low >= 0.04  # a 0.2-point gap does not fill the panel
+    crowded = pd.DataFrame({"name": ["resnet18", "resnet34", "densenet121"], "accuracy": [0.629, 0.627, 0.627],
+                            "train hours": [0.7, 4.9, 4.8]})  # the last two runs sit at one point
+    fig = plots.plot_tradeoff(crowded, {"train hours": "hours"}, references={"vgg_small": 0.635})
+    offsets = [t.xyann[1] for t in fig.axes[0].texts]
+    assert offsets[0] > 0 and offsets[2] > 0 > offsets[1]  # the right one's label goes below, not over the other
+    legend = fig.axes[0].get_legend()
+    assert fig.axes[0].get_ylim()[1] > 0.635 and legend.get_texts()[0].get_text() == "vgg_small: 0.635"
     with pytest.raises(ValueError, match="train hours"):
         plots.plot_tradeoff(table.drop(columns="train hours"), {"train hours": "hours"})

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -152,33 +153,54 @@ def plot_tradeoff(
     path: str | os.PathLike | None = None,
     title: str | None = None,
     min_span: float = 0.04,
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
     """``metric`` against each cost column of ``table`` (``costs``: column -> axis label, e.g. parameters and
     training hours), one panel per cost on a log scale with plain-number ticks, every point named by its
-    ``label``. The metric axis spans at least ``min_span`` (4 points of accuracy), so that a gap within
-    seed noise does not fill the panel."""
+    ``label`` (below the point where another label already sits above a close neighbour). The metric axis
+    spans at least ``min_span`` (4 points of accuracy), so that a gap within seed noise does not fill the
+    panel. ``references``: dashed horizontal lines in every panel (a smaller network's accuracy), named
+    in the first panel's legend."""
     missing = {metric, label, *costs} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(table.columns)}")
     fig = new_figure(5.5 * len(costs), 4.5)
     axes = np.atleast_1d(fig.subplots(1, len(costs)))
-    low, high = table[metric].min(), table[metric].max()
+    values = [*table[metric], *(references or {}).values()]
+    low, high = min(values), max(values)
     pad = max(min_span - (high - low), 0.0) / 2 + 0.15 * (high - low)
     for ax, (column, axis_label) in zip(axes, costs.items()):
         ax.scatter(table[column], table[metric], s=45)
-        for _, row in table.iterrows():
-            ax.annotate(str(row[label]), (row[column], row[metric]), fontsize=8, xytext=(5, 4),
-                        textcoords="offset points")
+        for (name, value), style in zip((references or {}).items(), ("--", ":", "-.")):
+            ax.axhline(value, color="0.3", linestyle=style, linewidth=1.2, label=f"{name}: {value:.3f}")
         ax.set_xscale("log")
         ax.margins(x=0.25)
+        ax.set_ylim(low - pad, high + pad)
         left, right = ax.get_xlim()
         ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
         # Every minor tick labelled within one decade, only 2 and 5 over more, so that labels never collide.
         ax.xaxis.set_minor_formatter(FuncFormatter(_plain_number if right / left <= 10 else _two_or_five))
-        ax.set_ylim(low - pad, high + pad)
+        points = list(zip(table[label].astype(str), table[column], table[metric]))
+        for (name, x, y), below in zip(points, _labels_below(ax, [(x, y) for _, x, y in points])):
+            ax.annotate(name, (x, y), fontsize=8, xytext=(5, -11 if below else 4), textcoords="offset points")
         ax.set(xlabel=axis_label, ylabel=metric.replace("_", " "))
+    if references:
+        axes[0].legend(loc="lower left", fontsize=8, frameon=False)
     fig.suptitle(title or f"{metric.replace('_', ' ')} against cost")
     return finish(fig, path)
+
+
+def _labels_below(ax: Axes, points: list[tuple[float, float]], near: float = 0.12) -> list[bool]:
+    """Which points' labels go below them: those within ``near`` of the panel's width and half that of its
+    height from a point (earlier from the left) whose label sits above, so that two labels never overlap."""
+    to_panel = ax.transData + ax.transAxes.inverted()  # data -> panel fractions, log scale included
+    placed: list[tuple[float, float, bool]] = []
+    below = [False] * len(points)
+    for index in sorted(range(len(points)), key=lambda i: points[i][0]):
+        x, y = to_panel.transform(points[index])
+        below[index] = any(not lower and abs(x - px) < near and abs(y - py) < near / 2 for px, py, lower in placed)
+        placed.append((x, y, below[index]))
+    return below
 
 
 def _plain_number(value: float, _position: int | None = None) -> str:
