@@ -14,9 +14,6 @@ import numpy as np
 from fer_utils.faces.native_log import native_stderr_silenced
 from fer_utils.faces.detection import check_image
 
-#: Points in one mesh.
-MESH_POINTS = 468
-
 
 class FaceMeshLandmarker:
     """468 (x, y, z) landmarks of the most prominent face of a uint8 RGB or grey image.
