@@ -30,6 +30,7 @@ small = run_experiment("small", "simple_cnn", None, splits, cfg.__class__(**{**c
 long = run_experiment("long", "simple_cnn", None, splits, cfg.__class__(**{**cfg.to_dict(), "epochs": EPOCHS}),
                       ctx.results_dir, progress=False)
 ctx.figure("toy").write_bytes(b"not in figures/")
+ctx.not_run("huge", "over the limit")
 assert long["complete"], "a stand-in"  # fails on a stand-in: the cell is skipped
 """
 
@@ -71,6 +72,7 @@ def test_plan_lists_experiments_writes_nothing_then_shows_them_stored(repo, caps
     out = capsys.readouterr().out
     assert "small" in out and "long" in out and "(bench)" in out and "to train:   2" in out
     assert "cells that failed" in out and "03 cell 2: AssertionError: a stand-in" in out
+    assert "not run in this profile (declared by the notebooks):\n  03 huge: over the limit" in out
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
         "notebooks/03_toy.ipynb", "pyproject.toml", "results/bench/train-cuda-bf16.json"]
     rows = _plan_rows(root)

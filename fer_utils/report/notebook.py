@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ PROFILES = ("full", "cpu", "smoke")
 #: Set by plans: notebooks write figures and result files under this folder instead,
 #: so that a plan changes nothing in the repository.
 SCRATCH_OUTPUTS: ContextVar[Path | None] = ContextVar("fer_utils_scratch_outputs", default=None)
+#: Set by plans: told of each experiment a notebook declares it does not run in this profile, and why.
+NOT_RUN: ContextVar[Callable[[str, str], None] | None] = ContextVar("fer_utils_not_run", default=None)
 _SAME = object()
 
 
@@ -62,6 +65,14 @@ class NotebookContext:
         if self.profile == "smoke":
             return smoke
         return full if self.profile == "full" or cpu is _SAME else cpu
+
+    def not_run(self, name: str, why: str) -> None:
+        """Declare that this profile does not run experiment ``name`` of the full one, and why: printed
+        here, and listed under ``--plan``'s cost table."""
+        print(f"not run in the {self.profile} profile: {name} ({why})")
+        tell_plan = NOT_RUN.get()
+        if tell_plan is not None:
+            tell_plan(name, why)
 
 
 def resolve_profile(profile: str | None = None) -> str:

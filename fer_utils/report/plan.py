@@ -19,6 +19,8 @@ figures and result files go to a temporary folder: a plan writes nothing under `
 ``figures/``. An experiment requested twice is listed once, under its first notebook. A cell
 tagged ``no-experiments`` (a figure or a print of results) declares that it requests nothing: its
 failure on a stand-in is passed over, so it neither fills the list of failed cells nor blocks ``--prune``.
+An experiment of the full profile that a notebook leaves out of the profile planned is declared with
+:meth:`~fer_utils.report.notebook.NotebookContext.not_run`, and listed under the table with its reason.
 
 Cost: FLOPs of one forward pass of one input (a 48x48 face or a clip), counted with
 ``torch.utils.flop_counter.FlopCounterMode``; training is taken as 3 forward passes per input
@@ -58,7 +60,7 @@ from fer_utils.devices import Precision, machine_seconds, resolve_precision
 from fer_utils.data import to_model_input
 from fer_utils.experiments.cache import PLANNER, Work
 from fer_utils.models import count_forward_flops
-from fer_utils.report.notebook import SCRATCH_OUTPUTS, profile_dirs
+from fer_utils.report.notebook import NOT_RUN, SCRATCH_OUTPUTS, profile_dirs
 from fer_utils.report.script import notebook_parameters, notebook_paths, run_as_script
 from fer_utils.train.run_folder import epochs_saved
 
@@ -154,6 +156,7 @@ class Recorder:
         self.notebook = ""
         self.rows: dict[Path, PlanRow] = {}
         self.failed_cells: list[str] = []
+        self.not_run: list[str] = []  # "notebook name: why", as notebooks declare them (NotebookContext.not_run)
 
     def __call__(self, name: str, path: Path, hit: bool, work: Work) -> bool:
         row = self.rows.get(path)
@@ -183,6 +186,9 @@ class Recorder:
         """Whether to compute ``row``'s missing result now: never, for a plan."""
         return False
 
+    def declare_not_run(self, name: str, why: str) -> None:
+        self.not_run.append(f"{self.notebook} {name}: {why}")
+
     def cell_failed(self, cell: int, error: Exception) -> None:
         self.failed_cells.append(f"{self.notebook} cell {cell}: {type(error).__name__}: {str(error)[:100]}")
 
@@ -199,7 +205,7 @@ def run_notebooks(recorder: Recorder, profile: str, device: str, root: Path, onl
                   quiet: bool = True) -> None:
     """Run the notebooks' code cells with ``recorder`` as planner, figures and tables in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="fer-plan-") as scratch, _set(PLANNER, recorder), \
-            _set(SCRATCH_OUTPUTS, Path(scratch)), warnings.catch_warnings():
+            _set(SCRATCH_OUTPUTS, Path(scratch)), _set(NOT_RUN, recorder.declare_not_run), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for notebook in notebook_paths(root, only or TRAINING_NOTEBOOKS):
             recorder.notebook = notebook.name[:2]
@@ -245,6 +251,8 @@ def format_plan(recorder: Recorder, rates: Rates, root: Path, limits: tuple[floa
         hours = sum(r.seconds for r in rows) / 3600
         lines.append(f"limits of this profile: {limits[0]:g} h per experiment ({len(over)} over: {', '.join(over) or 'none'}); "
                      f"{limits[1]:g} h in all ({hours:.1f} h of the machine: {'within' if hours <= limits[1] else 'OVER'}).")
+    if recorder.not_run:
+        lines += ["not run in this profile (declared by the notebooks):"] + [f"  {line}" for line in recorder.not_run]
     return "\n".join(lines + failed_cells_lines(recorder))
 
 
