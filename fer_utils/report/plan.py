@@ -187,6 +187,7 @@ class Recorder:
         return False
 
     def declare_not_run(self, name: str, why: str) -> None:
+        """Note an experiment the current notebook does not run in this profile (NotebookContext.not_run)."""
         self.not_run.append(f"{self.notebook} {name}: {why}")
 
     def cell_failed(self, cell: int, error: Exception) -> None:
