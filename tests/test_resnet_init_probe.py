@@ -1,0 +1,32 @@
+"""``scripts/resnet_init_probe.py``: both ResNet starts trained a few steps on real faces, scored on the hold-out."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import load_script
+
+from fer_utils.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def init_probe():
+    return load_script("resnet_init_probe")
+
+
+def test_bad_arguments_are_one_line_and_exit_2(init_probe, capsys):
+    assert init_probe.main(["--steps", "0"]) == 2
+    assert capsys.readouterr().out.strip() == \
+        "resnet_init_probe: --steps, --batch-size, --holdout-faces and --lr must be positive"
+
+
+@pytest.mark.realdata
+def test_each_start_trains_and_is_scored_on_a_mixed_hold_out_sample(init_probe, fer2013):
+    zero = init_probe.probe(fer2013, "resnet18", True, steps=3, batch_size=16, holdout_faces=64, every=2)
+    plain = init_probe.probe(fer2013, "resnet18", False, steps=3, batch_size=16, holdout_faces=64, every=2)
+    for result in (zero, plain):
+        assert list(result["train_loss"]) == [1, 2, 3] and all(math.isfinite(v) for v in result["train_loss"].values())
+        assert result["holdout_faces"] == 64 and math.isfinite(result["holdout_loss"])
+    assert zero["train_loss"][1] != plain["train_loss"][1]  # the two starts differ from the first step
+    with pytest.raises(UsageError, match="zero_init_last"):
+        init_probe.probe(fer2013, "vgg_small", True, steps=1)  # only ResNets have the option
