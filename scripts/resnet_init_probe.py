@@ -23,24 +23,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fer_utils.data import FaceData, create_augment, load_dataset, to_model_input, training_holdout
+from fer_utils.data import FaceData, create_augment, load_dataset, random_subset, to_model_input, training_holdout
 from fer_utils.errors import DatasetError, UsageError
 from fer_utils.files import write_json
 from fer_utils.models import create_model
 
 
-def probe(data: FaceData, model_name: str, zero_init_last: bool, steps: int = 40, lr: float = 0.02,
-          batch_size: int = 128, holdout_faces: int = 1024, seed: int = 0, every: int = 10) -> dict[str, Any]:
-    """Train ``model_name`` (pooled stem) from one start for ``steps`` SGD steps on FER2013's Training faces
-    minus the hold-out; return the training losses (step -> loss, every ``every`` steps and the first) and
-    the eval-mode loss and accuracy of ``holdout_faces`` random hold-out faces (random: the hold-out is sorted
-    by class)."""
-    training = data.subset(np.flatnonzero(data.meta["split"].to_numpy() == "Training"))
-    fit, held = training_holdout(training)
+def probe(fit: FaceData, holdout: FaceData, model_name: str, zero_init_last: bool, steps: int = 40, lr: float = 0.02,
+          batch_size: int = 128, seed: int = 0, every: int = 10) -> dict[str, Any]:
+    """Train ``model_name`` (pooled stem) from one start for ``steps`` SGD steps on ``fit``; return the training
+    losses (step -> loss, every ``every`` steps and the first) and the eval-mode loss and accuracy on ``holdout``."""
     rng = np.random.default_rng(seed)  # the batches
-    val_idx = np.random.default_rng(seed + 1).choice(len(held), min(holdout_faces, len(held)), replace=False)
     torch.manual_seed(seed)
-    model = create_model(model_name, len(data.classes), stem="pooled", zero_init_last=zero_init_last)
+    model = create_model(model_name, len(fit.classes), stem="pooled", zero_init_last=zero_init_last)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     augment = create_augment("standard")
@@ -55,14 +50,22 @@ def probe(data: FaceData, model_name: str, zero_init_last: bool, steps: int = 40
         if step == 1 or step % every == 0 or step == steps:
             losses[step] = round(loss.item(), 4)
     model.eval()
+    # Logits, not predict_proba's probabilities: a diverged start's loss (over 1,000) underflows in softmax.
     with torch.no_grad():
-        x_val = to_model_input(held.images[val_idx]).contiguous(memory_format=torch.channels_last)
+        x_val = to_model_input(holdout.images).contiguous(memory_format=torch.channels_last)
         logits = torch.cat([model(chunk) for chunk in x_val.split(256)])
-    y_val = torch.as_tensor(held.labels[val_idx])
+    y_val = torch.as_tensor(holdout.labels)
     return {"zero_init_last": zero_init_last, "train_loss": losses,
             "holdout_loss": round(F.cross_entropy(logits, y_val).item(), 4),
             "holdout_accuracy": round((logits.argmax(1) == y_val).float().mean().item(), 4),
-            "holdout_faces": len(val_idx)}
+            "holdout_faces": len(holdout)}
+
+
+def split_faces(data: FaceData, holdout_faces: int, seed: int = 0) -> tuple[FaceData, FaceData]:
+    """FER2013's Training faces minus the hold-out, and ``holdout_faces`` random faces of the hold-out (random:
+    the hold-out is sorted by class)."""
+    fit, held = training_holdout(data.split("Training"))
+    return fit, random_subset(held, holdout_faces, seed + 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if min(args.steps, args.batch_size, args.holdout_faces) < 1 or not args.lr > 0:
             raise ValueError("--steps, --batch-size, --holdout-faces and --lr must be positive")
-        data = load_dataset("fer2013")
-        results = [probe(data, args.model, zero, args.steps, args.lr, args.batch_size, args.holdout_faces, args.seed)
+        fit, holdout = split_faces(load_dataset("fer2013"), args.holdout_faces, args.seed)
+        results = [probe(fit, holdout, args.model, zero, args.steps, args.lr, args.batch_size, args.seed)
                    for zero in (True, False)]
     except (OSError, ValueError, KeyError, DatasetError, UsageError) as err:  # UsageError: a model without the option
         print(f"resnet_init_probe: {err}")

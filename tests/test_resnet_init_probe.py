@@ -22,11 +22,13 @@ def test_bad_arguments_are_one_line_and_exit_2(init_probe, capsys):
 
 @pytest.mark.realdata
 def test_each_start_trains_and_is_scored_on_a_mixed_hold_out_sample(init_probe, fer2013):
-    zero = init_probe.probe(fer2013, "resnet18", True, steps=3, batch_size=16, holdout_faces=64, every=2)
-    plain = init_probe.probe(fer2013, "resnet18", False, steps=3, batch_size=16, holdout_faces=64, every=2)
+    fit, holdout = init_probe.split_faces(fer2013, holdout_faces=64)
+    assert len(set(holdout.labels)) > 1  # a random sample, not the class-sorted hold-out's first faces
+    zero = init_probe.probe(fit, holdout, "resnet18", True, steps=3, batch_size=16, every=2)
+    plain = init_probe.probe(fit, holdout, "resnet18", False, steps=3, batch_size=16, every=2)
     for result in (zero, plain):
         assert list(result["train_loss"]) == [1, 2, 3] and all(math.isfinite(v) for v in result["train_loss"].values())
         assert result["holdout_faces"] == 64 and math.isfinite(result["holdout_loss"])
     assert zero["train_loss"][1] != plain["train_loss"][1]  # the two starts differ from the first step
     with pytest.raises(UsageError, match="zero_init_last"):
-        init_probe.probe(fer2013, "vgg_small", True, steps=1)  # only ResNets have the option
+        init_probe.probe(fit, holdout, "vgg_small", True, steps=1)  # only ResNets have the option
