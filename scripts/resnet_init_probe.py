@@ -1,12 +1,14 @@
-"""Does a ResNet at 48x48 start better with timm's zero-initialised last batch norm per block, or without it?
+"""Does a ResNet at 48x48 start better with timm's zero-initialised last batch norm per block, or without it,
+and at which rate?
 
-A short probe on real FER2013 training faces, for both starts of one network (same seed, same batches):
+A short probe on real FER2013 training faces, for each start of one network and each rate (same seed, same batches):
 SGD at a constant rate with notebook 03's standard augmentation and label smoothing, the training loss
 every few steps, then the loss and accuracy of a random sample of the Training hold-out in eval mode
 (batch-norm running statistics), never a test split. Notebook 04's Method cites it:
 
     python scripts/resnet_init_probe.py --model resnet50 --steps 40   # diverges without the zero start
     python scripts/resnet_init_probe.py --model resnet18 --steps 200  # learns faster without it
+    python scripts/resnet_init_probe.py --model resnet50 --steps 80 --start zero --lr 0.005 0.01 0.05  # its peak rate
 
 Hand-written rather than a `train` run: it needs a constant rate, no schedule, no checkpoint and the
 same batches for both starts, in minutes.
@@ -27,6 +29,10 @@ from fer_utils.data import FaceData, create_augment, load_dataset, random_subset
 from fer_utils.errors import DatasetError, UsageError
 from fer_utils.files import write_json
 from fer_utils.models import create_model
+
+
+#: --start -> the zero_init_last values probed
+STARTS: dict[str, tuple[bool, ...]] = {"both": (True, False), "zero": (True,), "plain": (False,)}
 
 
 def probe(fit: FaceData, holdout: FaceData, model_name: str, zero_init_last: bool, steps: int = 40, lr: float = 0.02,
@@ -55,7 +61,7 @@ def probe(fit: FaceData, holdout: FaceData, model_name: str, zero_init_last: boo
         x_val = to_model_input(holdout.images).contiguous(memory_format=torch.channels_last)
         logits = torch.cat([model(chunk) for chunk in x_val.split(256)])
     y_val = torch.as_tensor(holdout.labels)
-    return {"zero_init_last": zero_init_last, "train_loss": losses,
+    return {"zero_init_last": zero_init_last, "lr": lr, "train_loss": losses,
             "holdout_loss": round(F.cross_entropy(logits, y_val).item(), 4),
             "holdout_accuracy": round((logits.argmax(1) == y_val).float().mean().item(), 4),
             "holdout_faces": len(holdout)}
@@ -69,33 +75,34 @@ def split_faces(data: FaceData, holdout_faces: int, seed: int = 0) -> tuple[Face
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Probe both starts and print them; exit status 2 on bad input (missing data, bad numbers)."""
+    """Probe the starts at each rate and print them; exit status 2 on bad input (missing data, bad numbers)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50", help="a timm ResNet of the registry (default resnet50)")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=0.02, help="constant SGD rate (momentum 0.9)")
+    parser.add_argument("--lr", type=float, nargs="+", default=[0.02], help="constant SGD rates (momentum 0.9)")
+    parser.add_argument("--start", choices=STARTS, default="both", help="zero: timm's zero_init_last; plain: without")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--holdout-faces", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="also write both results here")
+    parser.add_argument("--json", type=Path, default=None, help="also write every probe's result here")
     args = parser.parse_args(argv)
     try:
-        if min(args.steps, args.batch_size, args.holdout_faces) < 1 or not args.lr > 0:
+        if min(args.steps, args.batch_size, args.holdout_faces) < 1 or not min(args.lr) > 0:
             raise ValueError("--steps, --batch-size, --holdout-faces and --lr must be positive")
         fit, holdout = split_faces(load_dataset("fer2013"), args.holdout_faces, args.seed)
-        results = [probe(fit, holdout, args.model, zero, args.steps, args.lr, args.batch_size, args.seed)
-                   for zero in (True, False)]
+        results = [probe(fit, holdout, args.model, zero, args.steps, lr, args.batch_size, args.seed)
+                   for lr in args.lr for zero in STARTS[args.start]]
     except (OSError, ValueError, KeyError, DatasetError, UsageError) as err:  # UsageError: a model without the option
         print(f"resnet_init_probe: {err}")
         return 2
     for result in results:
         trace = ", ".join(f"{step}: {loss:.2f}" for step, loss in result["train_loss"].items())
-        print(f"{args.model} zero_init_last={result['zero_init_last']}: training loss by step {trace}; hold-out "
-              f"({result['holdout_faces']} faces, eval mode) loss {result['holdout_loss']:.3f}, "
+        print(f"{args.model} zero_init_last={result['zero_init_last']} lr {result['lr']:g}: training loss by step "
+              f"{trace}; hold-out ({result['holdout_faces']} faces, eval mode) loss {result['holdout_loss']:.3f}, "
               f"accuracy {result['holdout_accuracy']:.3f}")
     if args.json:
-        write_json(args.json, {"model": args.model, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
-                               "seed": args.seed, "starts": results})
+        write_json(args.json, {"model": args.model, "steps": args.steps, "batch_size": args.batch_size,
+                               "seed": args.seed, "probes": results})
     return 0
 
 
