@@ -203,6 +203,7 @@ def test_ensemble_is_rescored_from_saved_predictions_without_models(tmp_path, da
         assert main([*common, "--subset", "150", "--tta", tta, "--save-probs", str(tmp_path / f"{tta}.npz"),
                      "--out", str(out)]) == 0
         single[tta] = json.loads(out.read_text())["accuracy"]
+    assert "predict (tta tencrop)" in capsys.readouterr().err  # a progress bar over batches
     files = [str(tmp_path / f"{tta}.npz") for tta in ("tencrop", "flip")]
     assert main(["evaluate", "--probs", *files, "--out", str(tmp_path / "ens.json")]) == 0
     result = json.loads((tmp_path / "ens.json").read_text())

@@ -37,12 +37,13 @@ def evaluate_checkpoint(
     save_probs: str | os.PathLike | None = None,
     amp: bool = True,
     crop_pct: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint`` on ``data`` (device default: CUDA if available);
     ``CheckpointError`` if the checkpoint's classes differ from ``data.classes`` or its
     preprocessing record from the way ``data``'s faces were made. ``save_probs``: also write the
     probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`). ``crop_pct``: evaluate
-    with this view instead of the record's (to choose one on validation data)."""
+    with this view instead of the record's (to choose one on validation data). ``progress``: a bar over batches."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
     preprocessing = checkpoint_preprocessing(ckpt)
     if crop_pct is not None:
@@ -51,7 +52,8 @@ def evaluate_checkpoint(
     if differences:
         raise CheckpointError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
-    probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp, preprocessing=preprocessing)
+    probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp, preprocessing=preprocessing,
+                          progress=progress)
     if save_probs is not None:
         save_predictions(save_probs, data, probs)
     metrics = classification_metrics(data.labels, probs, data.classes)
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
                                   device=args.device, save_probs=args.save_probs, amp=args.amp,
-                                  crop_pct=args.crop_pct)
+                                  crop_pct=args.crop_pct, progress=True)
     metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"{metrics['precision']}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from fer_utils.data import FaceData, Preprocessing, to_model_input
 from fer_utils.devices import resolve_precision, uses_channels_last
@@ -25,6 +26,7 @@ def predict_proba(
     tta: str = "none",
     amp: bool = True,
     preprocessing: Preprocessing | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Softmax probabilities ``(N, C)`` (float32 numpy) in eval mode, averaged over TTA views.
 
@@ -35,8 +37,9 @@ def predict_proba(
     convolutional models (ten-crop PublicTest accuracy within 0.2 points of fp32, README); False:
     plain fp32. ``preprocessing``: the model's record (its checkpoint's); its
     :meth:`~fer_utils.data.Preprocessing.centre_view` gives the single and flipped views (ten-crop
-    enlarges on its own) and its mean/std normalise every view, as ``predict`` does. The model's
-    train/eval mode is restored afterwards.
+    enlarges on its own) and its mean/std normalise every view, as ``predict`` does. ``progress``: a
+    tqdm bar over batches (the ``evaluate`` command's long ten-crop runs). The model's train/eval mode
+    is restored afterwards.
     """
     record = preprocessing or Preprocessing()
     images = data.images if isinstance(data, FaceData) else data
@@ -49,7 +52,8 @@ def predict_proba(
     model.eval()
     out = []
     try:
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc=f"predict (tta {tta})", unit="batch",
+                          disable=not progress, leave=False):
             chunk = images[start:start + batch_size]
             if isinstance(chunk, torch.Tensor) and chunk.is_floating_point():
                 x = chunk.to(device)
