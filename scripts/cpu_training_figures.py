@@ -66,6 +66,7 @@ def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
     ax.set(xlabel="training wall-clock hours on the 2-core CPU", ylabel="FER2013 PublicTest accuracy (%)",
            title="FER2013 models trained on the 2-core CPU: accuracy against training time")
     ax.margins(x=0.3)  # room for the names right of the points
+    ax.set_xlim(left=0)
     ax.legend(fontsize=8)
     finish(fig, path)
 
