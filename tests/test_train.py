@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -526,6 +527,31 @@ def test_learns_real_fer2013_subset(fer2013):
     acc = classification_metrics(test.labels, predict_proba(result.model, test), test.classes)["accuracy"]
     majority = np.bincount(test.labels).max() / len(test)  # always "happy": about 0.26
     assert acc > 0.30 > majority  # about 0.38 with this seed
+
+
+@pytest.mark.realdata
+def test_init_from_fine_tunes_the_shipped_model_and_refuses_another_architecture_in_one_line(tmp_path, data_dir,
+                                                                                             capsys):
+    shipped = Path(__file__).resolve().parents[1] / "results" / "best_model.pt"
+    width32 = ["--model", "vgg_gap", "--model-kwargs", '{"width": 32}']
+    common = ["--data-dir", str(data_dir), "--subset", "128", "--batch-size", "64", "--epochs", "1",
+              "--device", "cpu", "--no-progress", "--init-from", str(shipped)]
+    # a learning rate of 1e-9: the run keeps the shipped weights, so it scores as the shipped model does
+    still = ["--lr", "1e-9", "--momentum", "0", "--weight-decay", "0", "--augment", "none"]
+    assert main(["train", *width32, *common, *still, "--out", str(tmp_path / "tuned")]) == 0
+    source = torch.load(shipped, weights_only=True)["model_state"]
+    tuned = torch.load(tmp_path / "tuned" / "best.pt", weights_only=True)["model_state"]
+    convs = [k for k, v in source.items() if v.ndim == 4]
+    assert convs and all(torch.allclose(tuned[k], source[k].float(), atol=1e-6) for k in convs)
+    info = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"]
+    assert info == {"file": "best_model.pt", "sha256": file_digest(shipped, "sha256"), "kept_initialisation": []}
+    assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["test"]["accuracy"] > 0.5  # scratch: ~0.25
+
+    capsys.readouterr()
+    assert main(["train", "--model", "vgg_gap", *common, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "do not fit" in err and "'width': 32" in err and "--model-kwargs" in err
+    assert not (tmp_path / "refused" / "config.json").exists()
 
 
 @pytest.mark.realdata

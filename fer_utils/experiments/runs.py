@@ -25,6 +25,7 @@ from fer_utils.data import FaceData, load_dataset, official_test_split, random_s
 from fer_utils.evaluate import classification_metrics, predict_proba
 from fer_utils.evaluate.ensemble import save_predictions
 from fer_utils.models import count_parameters, create_model, model_and_data
+from fer_utils.models.checkpoints import init_from_checkpoint
 from fer_utils.models.pretrained import architecture_kwargs, identify_weight_files
 from fer_utils.train import TrainConfig, fit
 
@@ -127,13 +128,17 @@ def train_and_evaluate(
     progress: bool = True,
     resume: bool = False,
     run_info: dict[str, Any] | None = None,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the model (seeded), ``fit`` it into ``run_dir``, evaluate the best weights on the
-    test set; writes ``predictions.npz`` and returns the summary stored in ``metrics.json``."""
+    """Build the model (seeded; started from the checkpoint ``init_from`` if given), ``fit`` it into
+    ``run_dir``, evaluate the best weights on the test set; writes ``predictions.npz`` and returns the
+    summary stored in ``metrics.json``."""
     device = resolve_device(device)
     model_kwargs = dict(model_kwargs or {})
     seed_everything(cfg.seed)
     model, train = model_and_data(model_name, splits.train, **model_kwargs)
+    if init_from is not None:
+        init_from_checkpoint(model, init_from, train.classes)
     params = count_parameters(model)
     result = fit(model, train, splits.val, cfg, run_dir, device, progress, resume=resume,
                  model_name=model_name, model_kwargs=model_kwargs, run_info=run_info)

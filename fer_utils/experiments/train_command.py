@@ -5,8 +5,9 @@ The folder gets ``config.json``, ``history.csv``/``.json``, ``best.pt``, ``last.
 folder is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace its run files);
 ``OUT/.lock`` keeps a second process out while one trains.
 Validation: the ``PublicTest`` split, or ``--val-split holdout`` (stratified 10% of
-``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it. ``--distill-from``
-trains towards teachers' probabilities mixed with the labels (:mod:`fer_utils.experiments.distill`).
+``Training``). Test: ``PrivateTest``, or ``PublicTest`` when the file lacks it. ``--init-from``
+starts from a trained checkpoint's weights (fine-tuning); ``--distill-from`` trains towards teachers'
+probabilities mixed with the labels (:mod:`fer_utils.experiments.distill`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from fer_utils.devices import resolve_precision
 from fer_utils.experiments.distill import with_distillation_targets
 from fer_utils.experiments.runs import DataSpec, load_splits, train_and_evaluate
 from fer_utils.models import create_model_for
-from fer_utils.models.pretrained import file_digest
+from fer_utils.models.checkpoints import init_from_checkpoint
+from fer_utils.models.pretrained import LoadReport, file_digest
 from fer_utils.files import write_json
 from fer_utils.train.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig
 from fer_utils.train.distributed import Rank, process_group, rank_device
@@ -59,6 +61,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_errors_argument(parser)
     parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                        help="start from a trained checkpoint's weights (e.g. results/best_model.pt, to fine-tune "
+                             "it); a classifier head for other classes keeps its initialisation")
     parser.add_argument("--distill-from", nargs="+", type=Path, default=[], metavar="NPZ",
                         help="teachers' predictions on the training split (evaluate --save-probs; several are "
                              "averaged): train towards them mixed with the labels (fer_utils.experiments.distill)")
@@ -141,11 +146,16 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> None:
+def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData,
+                     init_from: Path | None = None) -> LoadReport | None:
     """``UsageError`` in one line when the model cannot be built with ``model_kwargs`` or cannot take two of
-    ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...)."""
+    ``train``'s items (a still model on clips, an ``img_size`` that is not the data's...);
+    ``CheckpointError`` when the weights of ``init_from`` do not fit it. Returns what ``init_from`` loads."""
+    report = None
     try:
         model = create_model_for(model_name, train.preprocessing, len(train.classes), **model_kwargs).eval()
+        if init_from is not None:
+            report = init_from_checkpoint(model, init_from, train.classes)
         batch = torch.as_tensor(train.images[:2]).float().unsqueeze(-3)  # (2, [T,] 1, H, W), as the iterator makes
         with torch.no_grad():
             model(batch)
@@ -155,6 +165,7 @@ def check_model_fits(model_name: str, model_kwargs: dict, train: FaceData) -> No
         raise UsageError(f"--model {model_name} with --model-kwargs {json.dumps(model_kwargs)} cannot take "
                          f"{train.name}'s items of shape {tuple(train.images.shape[1:])}: {first_line(exc)}"
                          ) from None
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,7 +188,12 @@ def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None
                     load_kwargs={"errors": args.errors})
     run_info: dict[str, object] = {"data": spec.to_dict()}
     splits = load_splits(spec, args.data_dir)
-    check_model_fits(args.model, args.model_kwargs, splits.train)  # before anything is written
+    init = check_model_fits(args.model, args.model_kwargs, splits.train, args.init_from)  # before anything is written
+    if init is not None:
+        run_info["init_from"] = {"file": args.init_from.name, "sha256": file_digest(args.init_from, "sha256"),
+                                 "kept_initialisation": init.skipped}
+        print(f"init from {args.init_from}: {len(init.loaded)} tensors loaded"
+              + (f", kept initialisation: {', '.join(init.skipped)}" if init.skipped else ""))
     if ddp is None or ddp.is_main:
         prepare_run_dir(args.out, args.resume, args.overwrite)
     if ddp is not None:
@@ -189,14 +205,15 @@ def _run_locked(args: argparse.Namespace, device: torch.device, ddp: Rank | None
                                     "sha256": [file_digest(p, "sha256") for p in args.distill_from]}
     if ddp is not None and not ddp.is_main:  # trains its shard; rank 0 tests and writes
         train_and_evaluate(args.model, args.model_kwargs, replace(splits, test=None), cfg, args.out,
-                           device=device, progress=False, resume=args.resume, run_info=run_info)
+                           device=device, progress=False, resume=args.resume, run_info=run_info,
+                           init_from=args.init_from)
         return 0
     print(f"train {len(splits.train)}, val {0 if splits.val is None else len(splits.val)}, "
           f"test {0 if splits.test is None else len(splits.test)} ({splits.test_split}); model {args.model}"
           + ("" if ddp is None else f"; {ddp.world_size} processes"))
     summary = train_and_evaluate(
         args.model, args.model_kwargs, splits, cfg, args.out, device=device,
-        progress=not args.no_progress, resume=args.resume, run_info=run_info,
+        progress=not args.no_progress, resume=args.resume, run_info=run_info, init_from=args.init_from,
     )
     write_json(args.out / "metrics.json", {"complete": True, **summary})
     test = summary["test"]

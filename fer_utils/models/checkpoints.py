@@ -21,6 +21,7 @@ from fer_utils.errors import CheckpointError, first_line
 from fer_utils.data.preprocessing import Preprocessing
 from fer_utils.files import atomic_write
 from fer_utils.models.inputs import create_model_for
+from fer_utils.models.pretrained import LoadReport, load_backbone_weights
 
 
 def save_checkpoint(
@@ -112,6 +113,21 @@ def load_model(
             f"{path}: its weights do not fit the model it names ({ckpt.get('model_name')!r} with "
             f"{ckpt.get('model_kwargs')}): {first_line(exc)}") from exc
     return model.to(device).eval(), ckpt
+
+
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike, classes: Sequence[str]) -> LoadReport:
+    """Start ``model`` from the weights of a trained checkpoint (``train --init-from``, e.g. fine-tuning
+    ``results/best_model.pt`` on other data): every tensor, except a classifier head for other ``classes``,
+    which keeps its initialisation. ``CheckpointError`` in one line, naming the checkpoint's architecture,
+    when the model's differs."""
+    ckpt = load_checkpoint(path)
+    try:
+        return load_backbone_weights(model, path, classes=classes)
+    except ValueError as exc:
+        example = str(exc).splitlines()[1].strip() if "\n" in str(exc) else first_line(exc)
+        raise CheckpointError(
+            f"{path}: its weights ({ckpt['model_name']!r}, model kwargs {ckpt['model_kwargs']}) do not fit "
+            f"this {type(model).__name__} ({example}); train with that --model and --model-kwargs") from None
 
 
 def checkpoint_preprocessing(ckpt: dict) -> Preprocessing:
