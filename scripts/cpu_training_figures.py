@@ -3,7 +3,8 @@
 - ``figures/cpu_accuracy_vs_hours.png``: PublicTest accuracy against training hours for every run folder
   under ``results/`` trained on all of Training on a CPU (single view; ten-crop too where
   ``metrics_publictest_tencrop.json`` exists), with its precision; the notebooks' own runs (the cpu
-  profile's folder, ``results/cpu/``) are left to notebook 10's comparison;
+  profile's folder, ``results/cpu/``) are left to notebook 10's comparison, and so are runs started from
+  another run's weights (``train --init-from``), whose hours are not the cost of their model;
 - ``figures/cpu_shipped_history.png``: the history of the run named by ``--shipped``.
 
     python scripts/cpu_training_figures.py --shipped results/vgg_gap_w32-cpu
@@ -35,6 +36,8 @@ def cpu_runs(results: Path) -> pd.DataFrame:
         if metrics.get("device") != "cpu" or metrics.get("train_size", 0) < FULL_TRAINING or not metrics.get("test"):
             continue
         config = json.loads((run_dir / "config.json").read_text())
+        if "init_from" in config:
+            continue
         tencrop_file = run_dir / "metrics_publictest_tencrop.json"
         tencrop = json.loads(tencrop_file.read_text())["accuracy"] if tencrop_file.is_file() else None
         rows.append({"run": str(run_dir.relative_to(results)), "model": metrics["model_name"],
@@ -42,6 +45,21 @@ def cpu_runs(results: Path) -> pd.DataFrame:
                      "hours": metrics["train_seconds"] / 3600, "accuracy": metrics["test"]["accuracy"],
                      "tencrop_accuracy": tencrop})
     return pd.DataFrame(rows)
+
+
+def label_heights(points: list[tuple[float, float]], width: float = 0.9, step: float = 0.9) -> list[float]:
+    """A height for each point's name, just under the point, moved down by ``step`` until it is at least
+    ``step`` from every name placed before it within ``width`` hours (names run right of their point)."""
+    placed: list[tuple[float, float]] = []
+    heights = [0.0] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):  # from the top down
+        x, y = points[i]
+        height = y - 0.6
+        while any(abs(x - px) < width and abs(height - py) < step for px, py in placed):
+            height -= step
+        placed.append((x, height))
+        heights[i] = height
+    return heights
 
 
 def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
@@ -54,11 +72,11 @@ def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
         if len(crops):
             ax.scatter(crops["hours"], crops["tencrop_accuracy"] * 100, marker="*", s=140,
                        label=f"{precision}, ten-crop")
-    for row in runs.itertuples():
-        if "/" in row.run:  # a study's runs (e.g. cpu_precision/...): named once, below
-            continue
-        ax.annotate(f"{row.run} ({row.epochs} ep)", (row.hours, row.accuracy * 100), fontsize=7,
-                    xytext=(4, -10), textcoords="offset points")
+    named = runs[~runs["run"].str.contains("/")]  # a study's runs (e.g. cpu_precision/...): named once, below
+    points = list(zip(named["hours"], named["accuracy"] * 100))
+    for row, (x, y), label_y in zip(named.itertuples(), points, label_heights(points)):
+        ax.annotate(f"{row.run} ({row.epochs} ep)", (x, y), xytext=(x + 0.03, label_y), fontsize=7,
+                    arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if y - label_y > 1.0 else None)
     for study, part in runs[runs["run"].str.contains("/")].groupby(runs["run"].str.split("/").str[0]):
         ax.annotate(f"{study}: {part['model'].iloc[0]}, {part['epochs'].iloc[0]} ep, {len(part)} runs",
                     (part["hours"].max(), part["accuracy"].min() * 100), fontsize=7, xytext=(6, -14),

@@ -546,6 +546,7 @@ def test_init_from_fine_tunes_the_shipped_model_and_refuses_another_architecture
     info = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"]
     assert info == {"file": "best_model.pt", "sha256": file_digest(shipped, "sha256"), "kept_initialisation": []}
     assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["test"]["accuracy"] > 0.5  # scratch: ~0.25
+    assert results_table(tmp_path).set_index("name").loc["tuned", "init_from"] == "best_model.pt"  # report tables
 
     capsys.readouterr()
     assert main(["train", "--model", "vgg_gap", *common, "--out", str(tmp_path / "refused")]) == 2

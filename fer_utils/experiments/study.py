@@ -106,6 +106,7 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
     """One table row of a :func:`fer_utils.experiments.run_experiment` or :func:`load_results` result."""
     model = result["config"]["model"]
     test = result.get("test") or {}
+    record = _run_record(result)
     num_classes = len(test.get("classes", [None] * 7))
     return {
         "name": label or result["name"], "model": model["name"],
@@ -117,8 +118,8 @@ def experiment_row(result: dict[str, Any], label: str | None = None) -> dict[str
         "top2_accuracy": test.get("top2_accuracy", np.nan), "best_val_acc": result.get("best_val_acc"),
         "epochs": result.get("epochs_run"), "train_seconds": result.get("train_seconds"),
         "machine_seconds": machine_seconds(result),
-        "device": _precision(result), "seed": result["config"]["train"]["seed"],
-        "run_dir": _run_dir(result),
+        "device": _precision(result, record), "seed": result["config"]["train"]["seed"],
+        "init_from": (record.get("init_from") or {}).get("file"), "run_dir": _run_dir(result),
     }
 
 
@@ -128,11 +129,16 @@ def _run_dir(result: dict[str, Any]) -> str | None:
     return None if run_dir is None else repository_relative(run_dir)
 
 
-def _precision(result: dict[str, Any]) -> str:
-    """Where and how a run trained, e.g. ``cpu bf16``: its ``config.json``'s record, else (runs from before
-    it was kept, when autocast was off on CPU) ``cpu fp32`` for CPU runs and the device for others."""
+def _run_record(result: dict[str, Any]) -> dict[str, Any]:
+    """The run folder's ``config.json`` (empty where the run has none)."""
     config = (result.get("paths") or {}).get("config")  # run_paths: None where the run has no config.json
-    recorded = json.loads(Path(config).read_text()).get("precision") if config else None
+    return json.loads(Path(config).read_text()) if config else {}
+
+
+def _precision(result: dict[str, Any], record: dict[str, Any]) -> str:
+    """Where and how a run trained, e.g. ``cpu bf16``: its ``config.json``'s ``record``, else (runs from before
+    it was kept, when autocast was off on CPU) ``cpu fp32`` for CPU runs and the device for others."""
+    recorded = record.get("precision")
     device = result.get("device", "")
     return recorded or ("cpu fp32" if device == "cpu" else device)
 
