@@ -13,7 +13,7 @@ from sklearn.metrics import (
 )
 from torch import nn
 
-from fer_utils.errors import CheckpointError
+from fer_utils.errors import CheckpointError, UsageError
 from fer_utils.models.checkpoints import save_checkpoint
 from fer_utils.cli import main
 from fer_utils.data import FaceData
@@ -21,7 +21,7 @@ from fer_utils.evaluate import (
     average_probs, classification_metrics, ensemble_proba, expected_calibration_error, paired_comparison,
     predict_proba, reliability_data, summary_row, tta_views,
 )
-from fer_utils.evaluate.command import evaluate_checkpoint
+from fer_utils.evaluate.command import choose_crop_pct, evaluate_checkpoint
 from fer_utils.models import create_model
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -161,6 +161,40 @@ def test_checkpoint_with_other_classes_is_refused(tmp_path):
     ok = save_checkpoint(tmp_path / "ok.pt", create_model("simple_cnn"), model_name="simple_cnn", classes=CLASSES)
     result = evaluate_checkpoint(ok, data, tta="flip", device="cpu")
     assert result["n"] == 8 and result["model_name"] == "simple_cnn"
+
+
+def test_view_choice_breaks_ties_toward_the_least_enlarged_view(tmp_path):
+    model = create_model("simple_cnn")
+    for parameter in model.parameters():  # a constant model: every view scores the same
+        nn.init.zeros_(parameter)
+    path = save_checkpoint(tmp_path / "ck.pt", model, model_name="simple_cnn", classes=CLASSES)
+    choice = choose_crop_pct(path, faces(16), [0.85, 1.0, 0.9], device="cpu")
+    assert choice["chosen_crop_pct"] == 1.0 and list(choice["accuracy_by_crop_pct"]) == ["1.0", "0.9", "0.85"]
+    assert len(set(choice["accuracy_by_crop_pct"].values())) == 1
+    with pytest.raises(UsageError, match="ten-crop"):
+        choose_crop_pct(path, faces(4), [1.0, 0.9], tta="tencrop", device="cpu")
+
+
+@pytest.mark.realdata
+def test_evaluate_cli_chooses_the_view_on_the_holdout_and_refuses_test_splits(tmp_path, data_dir, capsys):
+    shipped = str(Path(__file__).parents[1] / "results" / "best_model.pt")
+    common = ["evaluate", "--checkpoint", shipped, "--data-dir", str(data_dir), "--device", "cpu", "--subset", "300"]
+    assert main([*common, "--split", "holdout", "--crop-pct", "1", "0.85", "0.9", "--out", str(tmp_path / "v.json")]) == 0
+    choice = json.loads((tmp_path / "v.json").read_text())
+    by_view = choice["accuracy_by_crop_pct"]
+    assert choice["split"] == "holdout" and choice["n"] == 300 and list(by_view) == ["1.0", "0.9", "0.85"]
+    assert by_view[str(choice["chosen_crop_pct"])] == max(by_view.values())
+    assert len(set(by_view.values())) > 1  # the views differ for a crop-trained model
+    assert main([*common, "--split", "holdout", "--crop-pct", "0.9", "--out", str(tmp_path / "one.json")]) == 0
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert one["crop_pct"] == 0.9 and one["accuracy"] == by_view["0.9"] == choice["views"]["0.9"]["accuracy"]
+    assert f"chosen --crop-pct {choice['chosen_crop_pct']}" in capsys.readouterr().out
+    for refused, words in ((["--split", "PublicTest"], "never on 'PublicTest'"), ([], "never on 'PrivateTest'"),
+                           (["--split", "holdout", "--tta", "tencrop"], "ten-crop"),
+                           (["--split", "holdout", "--save-probs", str(tmp_path / "p.npz")], "one view")):
+        assert main([*common, *refused, "--crop-pct", "1", "0.9", "--out", str(tmp_path / "no.json")]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "no.json").exists() and not (tmp_path / "p.npz").exists()
 
 
 @pytest.mark.realdata

@@ -1,5 +1,6 @@
-"""``python -m fer_utils evaluate``: metrics of a checkpoint on a dataset split, as JSON; or, with
-``--probs``, of an ensemble re-scored from saved predictions (each member's and their average's)."""
+"""``python -m fer_utils evaluate``: metrics of a checkpoint on a dataset split, as JSON; with several
+``--crop-pct`` values, the evaluation view chosen on a validation split; or, with ``--probs``, an
+ensemble re-scored from saved predictions (each member's and their average's)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,10 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+from torch import nn
 
 from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.errors import UsageError, CheckpointError
@@ -44,22 +46,65 @@ def evaluate_checkpoint(
     preprocessing record from the way ``data``'s faces were made. ``save_probs``: also write the
     probabilities there (:func:`~fer_utils.evaluate.ensemble.save_predictions`). ``crop_pct``: evaluate
     with this view instead of the record's (to choose one on validation data). ``progress``: a bar over batches."""
+    model, ckpt = _load_checked(checkpoint, data, device)
+    metrics, probs = _score(model, ckpt, data, tta=tta, batch_size=batch_size, amp=amp, crop_pct=crop_pct,
+                            progress=progress)
+    if save_probs is not None:
+        save_predictions(save_probs, data, probs)
+    return {"checkpoint": str(checkpoint), **metrics}
+
+
+def choose_crop_pct(
+    checkpoint: str | os.PathLike,
+    data: FaceData,
+    crop_pcts: Sequence[float],
+    *,
+    tta: str = "none",
+    batch_size: int = 512,
+    device: str | None = None,
+    amp: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The evaluation view of ``checkpoint`` chosen on validation ``data``: the metrics of the single
+    (``tta="none"``) or flipped view at each of ``crop_pcts`` and ``chosen_crop_pct``, the most accurate
+    (a tie goes to the larger value, the less enlarged view). The model is loaded once."""
+    if tta not in ("none", "flip"):
+        raise UsageError(f"tta {tta!r}: crop_pct sets the single and flipped views only (ten-crop enlarges on "
+                         f"its own); choose a view with tta 'none' or 'flip'")
+    model, ckpt = _load_checked(checkpoint, data, device)
+    views = {pct: _score(model, ckpt, data, tta=tta, batch_size=batch_size, amp=amp, crop_pct=pct,
+                         progress=progress)[0] for pct in sorted(set(crop_pcts), reverse=True)}
+    chosen = max(views, key=lambda pct: views[pct]["accuracy"])  # max keeps the first, largest, of ties
+    first = next(iter(views.values()))
+    return {"checkpoint": str(checkpoint), "model_name": first["model_name"], "tta": tta,
+            "precision": first["precision"], "n": first["n"], "chosen_crop_pct": chosen,
+            "accuracy_by_crop_pct": {str(pct): m["accuracy"] for pct, m in views.items()},
+            "views": {str(pct): m for pct, m in views.items()}}
+
+
+def _load_checked(checkpoint: str | os.PathLike, data: FaceData, device: str | None) -> tuple[nn.Module, dict]:
+    """The checkpoint's model and dictionary, refused (``CheckpointError``) if its classes or the way its
+    faces were cut differ from ``data``'s."""
     model, ckpt = load_model(checkpoint, device=resolve_device(device), expected_classes=data.classes)
-    preprocessing = checkpoint_preprocessing(ckpt)
-    if crop_pct is not None:
-        preprocessing = replace(preprocessing, crop_pct=crop_pct)
-    differences = preprocessing.differences(data.preprocessing)
+    differences = checkpoint_preprocessing(ckpt).differences(data.preprocessing)
     if differences:
         raise CheckpointError(
             f"{checkpoint}: trained on faces made differently from {data.name}'s ({'; '.join(differences)})")
+    return model, ckpt
+
+
+def _score(model: nn.Module, ckpt: dict, data: FaceData, *, tta: str, batch_size: int, amp: bool,
+           crop_pct: float | None, progress: bool) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of a loaded model on ``data`` (with the record's view, or ``crop_pct``'s) and its probabilities."""
+    preprocessing = checkpoint_preprocessing(ckpt)
+    if crop_pct is not None:
+        preprocessing = replace(preprocessing, crop_pct=crop_pct)
     probs = predict_proba(model, data, batch_size=batch_size, tta=tta, amp=amp, preprocessing=preprocessing,
                           progress=progress)
-    if save_probs is not None:
-        save_predictions(save_probs, data, probs)
     metrics = classification_metrics(data.labels, probs, data.classes)
     precision = resolve_precision(model_device(model), amp).label
-    return {"checkpoint": str(checkpoint), "model_name": ckpt["model_name"], "tta": tta, "precision": precision,
-            "crop_pct": preprocessing.crop_pct, **metrics}
+    return {"model_name": ckpt["model_name"], "tta": tta, "precision": precision,
+            "crop_pct": preprocessing.crop_pct, **metrics}, probs
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +122,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="PrivateTest",
                         help="split to evaluate (PrivateTest falls back to PublicTest when absent; 'all': every item; "
                              "'holdout': the 10%% of Training that train --val-split holdout validates on)")
-    parser.add_argument("--crop-pct", type=float, default=None,
+    parser.add_argument("--crop-pct", type=float, nargs="+", default=None, metavar="PCT",
                         help="evaluation view (single and flip): enlarge to size/crop_pct, keep the centre; default: "
-                             "the checkpoint's record. Choose it on --split holdout, never on a test split")
+                             "the checkpoint's record. Several values choose one: each view's metrics and the "
+                             "most accurate, on a validation split only (--split holdout), never on a test split")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: flip (2 views) or tencrop (10 views)")
     parser.add_argument("--drop-twins-of", default=None, metavar="SPLIT",
@@ -134,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ensemble of {len(args.probs)} ({metrics['n']} items): accuracy {metrics['accuracy']:.4f}; "
               f"members {metrics['member_accuracy_mean']:.4f} +- {metrics['member_accuracy_std']:.4f}")
         return _write(metrics, args.out)
+    crop_pcts = args.crop_pct or [None]
+    if len(crop_pcts) > 1:
+        _check_view_choice(args)
     data = load_dataset(args.data, args.data_dir, errors=args.errors)
     split = official_test_split(data) if args.split == "PrivateTest" else args.split
     subset = random_subset(_split(data, split), args.subset)
@@ -141,14 +190,32 @@ def run(args: argparse.Namespace) -> int:
     if args.drop_twins_of is not None:
         twins = seen_in(data.split(args.drop_twins_of), subset)
         subset, dropped = subset.subset(np.flatnonzero(~twins)), {"twins_dropped": int(twins.sum())}
+    if len(crop_pcts) > 1:
+        choice = choose_crop_pct(args.checkpoint, subset, crop_pcts, tta=args.tta, batch_size=args.batch_size,
+                                 device=args.device, amp=args.amp, progress=True)
+        for pct, accuracy in choice["accuracy_by_crop_pct"].items():
+            print(f"crop_pct {pct}: accuracy {accuracy:.4f}")
+        print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): {choice['precision']}: "
+              f"chosen --crop-pct {choice['chosen_crop_pct']} (ship --crop-pct {choice['chosen_crop_pct']} records it)")
+        return _write({"data": args.data, "split": split, **dropped, **choice}, args.out)
     metrics = evaluate_checkpoint(args.checkpoint, subset, tta=args.tta, batch_size=args.batch_size,
                                   device=args.device, save_probs=args.save_probs, amp=args.amp,
-                                  crop_pct=args.crop_pct, progress=True)
+                                  crop_pct=crop_pcts[0], progress=True)
     metrics = {"data": args.data, "split": split, **dropped, **metrics}
     print(f"{args.checkpoint} on {args.data}/{split} ({len(subset)} items, tta={args.tta}): "
           f"{metrics['precision']}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
           f"ECE {metrics['calibration']['ece']:.4f}")
     return _write(metrics, args.out)
+
+
+def _check_view_choice(args: argparse.Namespace) -> None:
+    """Several ``--crop-pct`` values choose a view: refused on a test split (or ``all``, which holds
+    one) and with ``--save-probs`` (whose view?); :func:`choose_crop_pct` refuses ten-crop."""
+    if args.split == "all" or "test" in args.split.lower():
+        raise UsageError(f"--crop-pct {' '.join(map(str, args.crop_pct))}: several values choose the evaluation "
+                         f"view, which is done on validation data (--split holdout), never on {args.split!r}")
+    if args.save_probs is not None:
+        raise UsageError("--save-probs takes one view: give one --crop-pct value")
 
 
 def _write(metrics: dict[str, Any], out: Path | None) -> int:
