@@ -232,6 +232,39 @@ def test_predictor_follows_checkpoint_preprocessing(tmp_path, channels, size):
     assert np.allclose(batched[0], probs, atol=1e-5) and np.allclose(batched[2], probs[:1], atol=1e-5)
 
 
+@pytest.mark.realdata
+def test_predict_tta_averages_the_views_evaluate_averages(tmp_path, fer2013):
+    """The shipped model on 40 real PublicTest faces, each given to predict as a whole-image face: with
+    tta flip / tencrop (fp32, no size correction, no int8) predict's probabilities are evaluate's."""
+    from fer_utils.devices import resolve_precision
+    from fer_utils.errors import UsageError
+    from fer_utils.evaluate.command import evaluate_checkpoint
+
+    shipped = Path(__file__).parents[1] / "results" / "best_model.pt"
+    test = fer2013.split("PublicTest").subset(np.arange(40))
+    whole = [Detection((0.0, 0.0, 48.0, 48.0), 1.0)]
+    photos = [cv2.cvtColor(face, cv2.COLOR_GRAY2RGB) for face in test.images]
+    probs = {}
+    for tta in ("none", "flip", "tencrop"):
+        predictor = FacePredictor.from_checkpoint(shipped, detector="haar", device="cpu", size_correction=False,
+                                                  int8=False, tta=tta)
+        predictor.precision = resolve_precision(torch.device("cpu"), False)
+        probs[tta] = np.concatenate(predictor.classify_many(photos, [whole] * len(photos)))
+        evaluate_checkpoint(shipped, test, tta=tta, amp=False, device="cpu", save_probs=tmp_path / f"{tta}.npz")
+        np.testing.assert_allclose(probs[tta], np.load(tmp_path / f"{tta}.npz")["probs"], atol=1e-5)
+    assert np.abs(probs["flip"] - probs["none"]).max() > 0.01 and np.abs(probs["tencrop"] - probs["flip"]).max() > 0.01
+    with pytest.raises(UsageError, match="tta 'five'"):
+        FacePredictor.from_checkpoint(shipped, detector="haar", device="cpu", tta="five")
+
+
+@pytest.mark.realdata
+def test_predict_cli_tta_on_a_real_photo_records_it(tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", str(REAL_MEDIA / "race.jpg"), "--tta", "flip", "--out", str(out)]) == 0
+    run = json.loads((out / "predict_run.json").read_text())
+    assert run["tta"] == "flip" and run["faces"] > 0
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from fer_utils.data import FaceData, Preprocessing, to_model_input
 from fer_utils.devices import resolve_precision, uses_channels_last
-from fer_utils.evaluate.tta import tta_views
+from fer_utils.evaluate.tta import model_views
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -59,8 +59,7 @@ def predict_proba(
                 x = chunk.to(device)
             else:
                 x = to_model_input(chunk, device)
-            # ten-crop enlarges on its own; normalising commutes with its resizing and with flips
-            views = tta_views(record.normalise(x) if tta == "tencrop" else record.model_input(x), tta)
+            views = model_views(x, record, tta)
             with precision.autocast():
                 logits = [model(v.contiguous(memory_format=layout) if v.dim() == 4 else v) for v in views]
             probs = sum(torch.softmax(v.float(), dim=1) for v in logits) / len(views)

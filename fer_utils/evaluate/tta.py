@@ -4,11 +4,15 @@
 ``tencrop``: the image is resized up by ``margin`` pixels per side pair (48 -> 52 for the
 default ``margin=4``, bilinear), then the four corner crops and the centre crop of the
 original size are taken, each also mirrored (10 views). Clips get the same views per frame.
+:func:`model_views` adds a checkpoint's preprocessing record: the single and flipped views are its
+centre view (``crop_pct``), ten-crop enlarges on its own; every view is normalised.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from fer_utils.data.preprocessing import Preprocessing
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
 
@@ -41,3 +45,9 @@ def tta_views(x: torch.Tensor, mode: str = "none") -> list[torch.Tensor]:
     if mode == "tencrop":
         return ten_crops(x)
     raise KeyError(f"unknown TTA mode {mode!r}; known: {list(TTA_MODES)}")
+
+
+def model_views(x: torch.Tensor, record: Preprocessing, mode: str = "none") -> list[torch.Tensor]:
+    """The model inputs of float faces ``x`` in [0, 1] for TTA ``mode``, as ``record`` says (``evaluate``
+    and ``predict`` alike); normalising commutes with ten-crop's resizing and with flips."""
+    return tta_views(record.normalise(x) if mode == "tencrop" else record.model_input(x), mode)

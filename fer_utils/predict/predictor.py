@@ -18,7 +18,8 @@ from fer_utils.evaluate.resolution import ResolutionBias
 from fer_utils.faces.align import align_face, face_transform
 from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
-from fer_utils.errors import CheckpointError
+from fer_utils.errors import CheckpointError, UsageError
+from fer_utils.evaluate.tta import TTA_MODES, model_views
 from fer_utils.models.checkpoints import checkpoint_preprocessing, load_model
 from fer_utils.models.quantization import int8_available, int8_model
 
@@ -74,7 +75,9 @@ class FacePredictor:
     class scores of a face whose crop is smaller than the model's input are corrected by its size
     (:class:`~fer_utils.evaluate.resolution.ResolutionBias`): distant faces are not read as "sad".
     With an ``int8_calibration`` (stored in the checkpoint by ``scripts/calibrate_int8.py``), a CPU
-    classifier runs in int8 (:mod:`~fer_utils.models.quantization`; README: Speed).
+    classifier runs in int8 (:mod:`~fer_utils.models.quantization`; README: Speed). ``tta`` ``"flip"`` or
+    ``"tencrop"`` averages each face's probabilities over 2 or 10 views, as ``evaluate --tta`` does (the size
+    correction added to each view's scores), at 2 or 10 times the classifier's cost.
     """
 
     def __init__(
@@ -87,7 +90,11 @@ class FacePredictor:
         margin: float | None = None,
         resolution_bias: ResolutionBias | None = None,
         int8_calibration: dict[str, torch.Tensor] | None = None,
+        tta: str = "none",
     ) -> None:
+        if tta not in TTA_MODES:
+            raise UsageError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+        self.tta = tta
         self.resolution_bias = resolution_bias
         self.classes = tuple(classes)
         if not isinstance(preprocessing, Preprocessing):
@@ -132,10 +139,12 @@ class FacePredictor:
         detector_kw: dict[str, Any] | None = None,
         size_correction: bool = True,
         int8: bool = True,
+        tta: str = "none",
     ) -> "FacePredictor":
         """Load ``checkpoint`` (default :func:`default_checkpoint`) and build the detector; with
         ``size_correction``, the checkpoint's ``resolution_bias`` (when it has one) corrects small faces;
-        with ``int8``, its ``int8`` calibration (when it has one) makes a CPU classifier int8."""
+        with ``int8``, its ``int8`` calibration (when it has one) makes a CPU classifier int8; ``tta``: the
+        views averaged per face."""
         from fer_utils.models import model_entry
 
         device = resolve_device(device)
@@ -150,7 +159,7 @@ class FacePredictor:
         bias = ckpt.get("resolution_bias") if size_correction else None
         calibration = ckpt.get("int8", {}).get("observers") if int8 else None
         return cls(model, ckpt["classes"], checkpoint_preprocessing(ckpt), detector, device, margin,
-                   ResolutionBias.from_dict(bias) if bias else None, calibration)
+                   ResolutionBias.from_dict(bias) if bias else None, calibration, tta)
 
     def crops(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """Aligned uint8 crops ``(N, S, S)`` (or ``(N, S, S, 3)`` for RGB models)."""
@@ -170,27 +179,41 @@ class FacePredictor:
     ) -> list[np.ndarray]:
         """:meth:`classify` of several images in one forward pass (video frames): one ``(N_i, C)`` per image."""
         crops = np.concatenate([self.crops(image, dets) for image, dets in zip(images, detections)])
-        logits = self.logits(crops)
+        views = self.view_logits(crops)
         if self.resolution_bias is not None and len(crops):
             sides = [face_transform(d, self.margin, rotate=False)[1] for dets in detections for d in dets]
-            logits = logits + self.resolution_bias.for_sides(sides)
-        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+            views = views + self.resolution_bias.for_sides(sides)
+        probs = torch.softmax(torch.from_numpy(views), dim=-1).mean(0).numpy().astype(np.float32)
         return np.split(probs, np.cumsum([len(d) for d in detections])[:-1])
 
-    @torch.inference_mode()
     def logits(self, crops: np.ndarray) -> np.ndarray:
-        """The model's raw class scores ``(N, C)`` of uint8 crops at its input size (no size correction)."""
+        """The model's raw class scores ``(N, C)`` of uint8 crops at its input size, single view (no size
+        correction, no TTA)."""
+        return self.view_logits(crops, "none")[0]
+
+    def view_logits(self, crops: np.ndarray, tta: str | None = None) -> np.ndarray:
+        """Raw class scores ``(V, N, C)`` of uint8 crops, one row per view of ``tta`` (default :attr:`tta`;
+        no size correction)."""
         if not len(crops):
-            return np.zeros((0, len(self.classes)), np.float64)
-        with self.precision.autocast():
-            logits = self.model(self.model_inputs(crops))
-        return logits.double().cpu().numpy()
+            return np.zeros((1, 0, len(self.classes)), np.float64)
+        return self._scores(model_views(self._float_crops(crops), self.preprocessing, tta or self.tta))
 
     def model_inputs(self, crops: np.ndarray) -> torch.Tensor:
         """The classifier's input batch of uint8 crops: scaled, normalised and laid out as the checkpoint says."""
+        return self.preprocessing.model_input(self._float_crops(crops)).contiguous(memory_format=self.layout)
+
+    def _float_crops(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 crops ``(N, S, S[, 3])`` -> float ``(N, C, S, S)`` in [0, 1] on the classifier's device."""
         x = torch.from_numpy(crops).to(self.device).float().div_(255.0)
-        x = x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
-        return self.preprocessing.model_input(x).contiguous(memory_format=self.layout)
+        return x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
+
+    @torch.inference_mode()
+    def _scores(self, views: Sequence[torch.Tensor]) -> np.ndarray:
+        """Class scores ``(V, N, C)`` of ``V`` input batches of ``N`` faces, in one forward pass."""
+        n = len(views[0])
+        with self.precision.autocast():
+            logits = self.model(torch.cat(list(views)).contiguous(memory_format=self.layout))
+        return logits.double().cpu().numpy().reshape(len(views), n, -1)
 
     def predict_image(self, image: np.ndarray) -> list[FaceResult]:
         """All faces of an RGB image, most confident detection first."""
