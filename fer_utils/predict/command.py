@@ -47,8 +47,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "int8 calibration (README: Speed)")
     parser.add_argument("--tta", default="none", choices=TTA_MODES,
                         help="average each face over views, as evaluate --tta: flip (2) or tencrop (10), at 2 or 10 "
-                             "times the classifier's cost; the shipped model's hold-out accuracy 69.35%% (none), "
-                             "70.18%% (flip), 70.60%% (tencrop)")
+                             "times the classifier's cost (README: what each gains with the shipped model)")
     parser.add_argument("--smooth", default="ma", choices=SMOOTHING_METHODS,
                         help="video smoothing: moving average of probabilities, windowed vote, or none")
     parser.add_argument("--window", type=int, default=5, help="smoothing window in frames")
