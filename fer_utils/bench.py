@@ -30,6 +30,7 @@ from fer_utils.arguments import add_errors_argument, positive_int
 from fer_utils.data import BatchIterator, create_augment, load_dataset
 from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
+from fer_utils.evaluate.tta import TTA_MODES
 from fer_utils.faces.command import add_detector_arguments, detector_options
 from fer_utils.faces.detection import Detection
 from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
@@ -224,6 +225,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                          "faces.json (predict: scores true faces found and false boxes)")
     parser.add_argument("--no-int8", action="store_true",
                         help="run the classifier in floating point, not the checkpoint's int8 calibration (predict)")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="views averaged per face, as predict --tta (predict)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch CPU threads (predict; default: all cores less the detector's own threads, at least 1)")
     parser.add_argument("--json", help="also write the results to this JSON file (a new one, unless --overwrite)")
@@ -275,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             result = benchmark_predict(args.video, args.frames, args.detect_every, args.device,
                                        detector=args.detector, checkpoint=args.checkpoint,
                                        detector_kw=detector_options(args), size=args.size, threads=args.threads,
-                                       labels=labels, int8=not args.no_int8)
+                                       labels=labels, int8=not args.no_int8, tta=args.tta)
         except (OSError, ValueError) as err:
             print(f"bench: {err}")
             return 2
@@ -363,6 +366,7 @@ def benchmark_predict(
     threads: int | None = None,
     labels: Mapping[int, LabelledFaces] | None = None,
     int8: bool = True,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Frames/s of the video pipeline (decode, detect, align, classify, track, smooth; no writing)
     over the first ``frames`` frames of ``video_path`` (all when ``None``), and the faces found.
@@ -373,13 +377,13 @@ def benchmark_predict(
     labelled detection frames are scored: ``real_faces_found`` of ``true_faces``, and ``false_boxes``
     (:func:`~fer_utils.faces.evaluation.score_detections`). The classifier is ``checkpoint`` (int8 on a CPU where it
     carries a calibration, unless ``int8`` is False), else the shipped model when
-    present, else an untrained ``model`` (speed does not depend on the weights). The warm-up runs
-    one batch of copies of the video's first frame.
+    present, else an untrained ``model`` (speed does not depend on the weights); ``tta``: the views it
+    averages per face (``predict --tta``). The warm-up runs one batch of copies of the video's first frame.
     """
     dev = resolve_device(device)
     det = create_detector(detector, device=dev, **(detector_kw or {}))
     try:
-        predictor = FacePredictor.from_checkpoint(checkpoint, detector=det, device=dev, int8=int8)
+        predictor = FacePredictor.from_checkpoint(checkpoint, detector=det, device=dev, int8=int8, tta=tta)
         classifier = str(checkpoint or default_checkpoint())
     except FileNotFoundError:
         if checkpoint:
@@ -388,7 +392,7 @@ def benchmark_predict(
         from fer_utils.models import create_model
 
         net = create_model(model, num_classes=7).to(dev)
-        predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, det, dev)
+        predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, det, dev, tta=tta)
         classifier = f"{model} (untrained)"
     with tempfile.TemporaryDirectory() as tmp:
         source, truth = str(video_path or ""), None
@@ -417,7 +421,7 @@ def benchmark_predict(
         "video": source, "width": info.width, "height": info.height, "frames": n,
         "frames_with_face": with_face, "faces_detected": sum(map(len, found)), "tracks": len(tracks),
         "detector": det.name, "detect_side": det.max_side, "detect_every": detect_every,
-        "classifier": classifier, "classifier_precision": predictor.precision_label, "device": str(dev),
+        "classifier": classifier, "classifier_precision": predictor.precision_label, "tta": tta, "device": str(dev),
         "threads": video_threads(threads, det),
         "seconds": round(seconds, 3), "fps": round(n / seconds, 2) if seconds > 0 else None,
     }

@@ -430,7 +430,12 @@ def test_bench_predict_on_a_given_video(tmp_path, faces, checkpoint, capsys):
     assert "frames/s over 8 frames" in printed and "faces detected" in printed
     (result,) = json.loads((tmp_path / "b.json").read_text())
     assert result["video"] == str(video) and result["fps"] > 0 and result["faces_detected"] >= 8
-    assert result["detect_side"] == 400
+    assert result["detect_side"] == 400 and result["tta"] == "none"
+    assert main([*args, "--video", str(video), "--detect-side", "400", "--tta", "tencrop", "--json",
+                 str(tmp_path / "t.json")]) == 0
+    (tencrop,) = json.loads((tmp_path / "t.json").read_text())
+    assert tencrop["tta"] == "tencrop" and tencrop["faces_detected"] == result["faces_detected"]
+    capsys.readouterr()
     assert main([*args, "--video", str(tmp_path / "absent.mp4")]) == 2
     assert "absent.mp4: no such file" in capsys.readouterr().out
     assert main([*args, "--video", str(video), "--cascade", "x.xml", "--detector", "mtcnn"]) == 2
