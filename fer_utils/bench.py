@@ -32,7 +32,7 @@ from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.evaluate.tta import TTA_MODES
 from fer_utils.faces.command import add_detector_arguments, detector_options
-from fer_utils.faces.detection import Detection
+from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
 from fer_utils.faces.evaluation import LabelledFaces, known_faces, labels_for, load_face_labels, score_detections
 from fer_utils.faces.synthetic import moving_faces
@@ -352,6 +352,24 @@ def write_benchmark_video(
     return written, f"synthetic {size[0]}x{size[1]}, two moving faces, {origin}", truth
 
 
+def _benchmark_predictor(checkpoint: str | os.PathLike | None, model: str, detector: FaceDetector,
+                         device: torch.device, *, int8: bool, tta: str) -> tuple[FacePredictor, str]:
+    """The predictor :func:`benchmark_predict` times and its classifier's name: ``checkpoint``, else the
+    shipped model, else an untrained ``model`` (when nothing is shipped)."""
+    try:
+        predictor = FacePredictor.from_checkpoint(checkpoint, detector=detector, device=device, int8=int8, tta=tta)
+        return predictor, str(checkpoint or default_checkpoint())
+    except FileNotFoundError:
+        if checkpoint:
+            raise
+        from fer_utils.labels import FER2013_CODES
+        from fer_utils.models import create_model
+
+        net = create_model(model, num_classes=7).to(device)
+        predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, detector, device, tta=tta)
+        return predictor, f"{model} (untrained)"
+
+
 def benchmark_predict(
     video_path: str | os.PathLike | None = None,
     frames: int | None = None,
@@ -382,18 +400,7 @@ def benchmark_predict(
     """
     dev = resolve_device(device)
     det = create_detector(detector, device=dev, **(detector_kw or {}))
-    try:
-        predictor = FacePredictor.from_checkpoint(checkpoint, detector=det, device=dev, int8=int8, tta=tta)
-        classifier = str(checkpoint or default_checkpoint())
-    except FileNotFoundError:
-        if checkpoint:
-            raise
-        from fer_utils.labels import FER2013_CODES
-        from fer_utils.models import create_model
-
-        net = create_model(model, num_classes=7).to(dev)
-        predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, det, dev, tta=tta)
-        classifier = f"{model} (untrained)"
+    predictor, classifier = _benchmark_predictor(checkpoint, model, det, dev, int8=int8, tta=tta)
     with tempfile.TemporaryDirectory() as tmp:
         source, truth = str(video_path or ""), None
         if not video_path:
