@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fer_utils.arguments import add_errors_argument, positive_int
-from fer_utils.data import BatchIterator, create_augment, load_dataset
+from fer_utils.data import FER2013_CLASSES, BatchIterator, create_augment, load_dataset
 from fer_utils.data.paths import check_output_file
 from fer_utils.devices import resolve_device, uses_channels_last
 from fer_utils.evaluate.tta import TTA_MODES
@@ -36,7 +36,7 @@ from fer_utils.faces.detection import Detection, FaceDetector
 from fer_utils.faces.detectors import PREDICT_DETECTOR, create_detector
 from fer_utils.faces.evaluation import LabelledFaces, known_faces, labels_for, load_face_labels, score_detections
 from fer_utils.faces.synthetic import moving_faces
-from fer_utils.models import model_entry
+from fer_utils.models import create_model, model_entry
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 from fer_utils.predict.video import BATCH_FRAMES, analyse_video, iter_frames, open_video, open_writer, video_threads
 from fer_utils.report.plan import bench_file
@@ -76,7 +76,6 @@ def benchmark_training(
     shared by concurrent processes)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    from fer_utils.models import create_model
     from fer_utils.train import TrainConfig, create_optimizer
     from fer_utils.train.engine import TrainStep
 
@@ -362,11 +361,8 @@ def _benchmark_predictor(checkpoint: str | os.PathLike | None, model: str, detec
     except FileNotFoundError:
         if checkpoint:
             raise
-        from fer_utils.labels import FER2013_CODES
-        from fer_utils.models import create_model
-
-        net = create_model(model, num_classes=7).to(device)
-        predictor = FacePredictor(net, [FER2013_CODES[i] for i in range(7)], {}, detector, device, tta=tta)
+        net = create_model(model, num_classes=len(FER2013_CLASSES)).to(device)
+        predictor = FacePredictor(net, list(FER2013_CLASSES), {}, detector, device, tta=tta)
         return predictor, f"{model} (untrained)"
 
 

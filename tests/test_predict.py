@@ -406,6 +406,17 @@ def test_face_labels_load_and_a_broken_file_is_named(tmp_path):
         load_face_labels(tmp_path / "bad.json")
 
 
+def test_benchmark_predict_times_an_untrained_model_when_nothing_is_shipped(monkeypatch):
+    def nothing_shipped():
+        raise FileNotFoundError("no trained model")
+
+    monkeypatch.setattr("fer_utils.predict.predictor.default_checkpoint", nothing_shipped)
+    result = benchmark_predict(frames=2, detect_every=1, device="cpu", detector="haar", model="simple_cnn")
+    assert result["classifier"] == "simple_cnn (untrained)" and result["frames"] == 2
+    with pytest.raises(FileNotFoundError):  # a checkpoint asked for by name is never replaced
+        benchmark_predict(frames=2, device="cpu", detector="haar", checkpoint="missing.pt")
+
+
 def test_bench_predict_scores_the_hand_labelled_faces_of_a_real_video(tmp_path, capsys):
     """A real CC BY video with hand labels: MTCNN finds the four faces of frames 0 and 30 (detection every 30th
     frame) and puts no box elsewhere; the phone-covered face is an ignore region either way."""
