@@ -74,7 +74,8 @@ def plot_accuracy_vs_hours(runs: pd.DataFrame, path: Path) -> None:
                        label=f"{precision}, ten-crop")
     named = runs[~runs["run"].str.contains("/")]  # a study's runs (e.g. cpu_precision/...): named once, below
     points = list(zip(named["hours"], named["accuracy"] * 100))
-    for row, (x, y), label_y in zip(named.itertuples(), points, label_heights(points)):
+    name_width = 0.3 * runs["hours"].max()  # a name's length in hours on this axis (x runs to 1.3 x the max)
+    for row, (x, y), label_y in zip(named.itertuples(), points, label_heights(points, width=name_width)):
         ax.annotate(f"{row.run} ({row.epochs} ep)", (x, y), xytext=(x + 0.03, label_y), fontsize=7,
                     arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if y - label_y > 1.0 else None)
     for study, part in runs[runs["run"].str.contains("/")].groupby(runs["run"].str.split("/").str[0]):
