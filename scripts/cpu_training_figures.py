@@ -7,7 +7,7 @@
   another run's weights (``train --init-from``), whose hours are not the cost of their model;
 - ``figures/cpu_shipped_history.png``: the history of the run named by ``--shipped``.
 
-    python scripts/cpu_training_figures.py --shipped results/vgg_gap_w32-cpu
+    python scripts/cpu_training_figures.py --shipped results/vgg_gap_w32-cpu-s1-90
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def cpu_runs(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def label_heights(points: list[tuple[float, float]], width: float = 0.9, step: float = 0.9) -> list[float]:
+def label_heights(points: list[tuple[float, float]], width: float, step: float = 0.9) -> list[float]:
     """A height for each point's name, just under the point, moved down by ``step`` until it is at least
     ``step`` from every name placed before it within ``width`` hours (names run right of their point)."""
     placed: list[tuple[float, float]] = []

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from conftest import load_script
 from fer_utils.data import training_holdout
 from fer_utils.errors import CheckpointError
 from fer_utils.models import create_model
 from fer_utils.models.checkpoints import load_checkpoint
-from fer_utils.models.quantization import calibrate_int8, int8_model
+from fer_utils.models.quantization import calibrate_int8, float_ends, int8_model
 from fer_utils.predict.predictor import FacePredictor
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_model.pt"
@@ -22,7 +23,8 @@ SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_model.pt"
 
 def test_stored_observers_rebuild_the_int8_model_bit_for_bit_and_refuse_another_graph():
     """The calibration is the observers' state: rebuilding from it gives the same int8 model as converting
-    right after calibration, which is close to the float model and not identical to it."""
+    right after calibration, which is close to the float model and not identical to it. The first
+    convolution and the last linear layer stay in floating point."""
     torch.manual_seed(0)
     model = create_model("simple_cnn", num_classes=7).eval()
     x = torch.randn(64, 1, 48, 48)
@@ -34,6 +36,10 @@ def test_stored_observers_rebuild_the_int8_model_bit_for_bit_and_refuse_another_
         float_out, int8_out = model(x), int8(x)
         assert torch.equal(int8_out, again(x))
     assert 0 < (float_out - int8_out).abs().max() < 0.1 * float_out.abs().max()
+    assert float_ends(model) == ["features.0", "classifier.3"]
+    modules = dict(int8.named_modules())
+    assert type(modules["features.0.0"]) is nn.Conv2d and type(modules["classifier.3"]) is nn.Linear
+    assert "quantized" in type(modules["features.3"]).__module__  # the convolutions between are int8
     with pytest.raises(ValueError, match="no batches"):
         calibrate_int8(model, [])
     other = create_model("vgg_small", num_classes=7).eval()
@@ -49,7 +55,9 @@ def test_the_shipped_model_runs_int8_on_a_cpu_and_labels_real_faces_as_in_float(
     int8 = FacePredictor.from_checkpoint(SHIPPED, detector="haar", device="cpu")
     floating = FacePredictor.from_checkpoint(SHIPPED, detector="haar", device="cpu", int8=False)
     assert int8.precision_label == "cpu int8" and floating.precision_label != "cpu int8"
-    assert not any(True for _ in int8.model.parameters())  # int8 weights are packed, not parameters
+    # int8 weights are packed, not parameters: only the float ends (first conv, last linear) keep theirs
+    shapes = sorted(tuple(p.shape) for p in int8.model.parameters())
+    assert shapes == [(7,), (7, 256), (32,), (32, 1, 3, 3)]
     _, holdout = training_holdout(fer2013.split("Training"))
     faces, labels = holdout.images[:400], holdout.labels[:400]
     a, b = int8.logits(faces).argmax(1), floating.logits(faces).argmax(1)

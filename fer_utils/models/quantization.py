@@ -1,5 +1,8 @@
 """int8 inference on a CPU: post-training static quantization of a classifier (torch's FX graph mode,
-``x86`` kernels: convolutions, batch norm folded in, ReLU and pooling in int8).
+``x86`` kernels: convolutions, batch norm folded in, ReLU and pooling in int8). The first convolution
+and the last linear layer stay in floating point (:func:`float_ends`), the usual exception: a grey
+face enters the network with one channel and the logits leave it with seven, so these two layers
+carry little of the arithmetic and most of int8's error (README, Speed: "The int8 classifier").
 
 The activation ranges are measured once on real faces (:func:`calibrate_int8`) and stored in the
 checkpoint as the observers' state, plain float tensors; :func:`int8_model` rebuilds the int8 model
@@ -28,18 +31,29 @@ def int8_available() -> bool:
     return ENGINE in torch.backends.quantized.supported_engines
 
 
+def float_ends(model: nn.Module) -> list[str]:
+    """Names of the modules kept in floating point: the first convolution and the last linear layer."""
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return convs[:1] + linears[-1:]
+
+
 def _prepared(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A float copy of ``model`` in eval mode with observers after every quantizable op."""
+    """A float copy of ``model`` in eval mode with observers after every op quantized (all but
+    :func:`float_ends`)."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = ENGINE
+    mapping = get_default_qconfig_mapping(ENGINE)
+    for name in float_ends(model):
+        mapping = mapping.set_module_name(name, None)
     # the tracer's per-node stack traces would import torch._dynamo (about 2.5 s of a cold start)
     emitting, torch.fx.config.do_not_emit_stack_traces = torch.fx.config.do_not_emit_stack_traces, True
     with warnings.catch_warnings():  # torch announces the move of this API to torchao on every call
         warnings.simplefilter("ignore")
         try:
-            return prepare_fx(copy.deepcopy(model).float().eval(), get_default_qconfig_mapping(ENGINE), (example,))
+            return prepare_fx(copy.deepcopy(model).float().eval(), mapping, (example,))
         except Exception as exc:  # FX tracing raises many types (TraceError, TypeError, NotImplementedError...)
             raise CheckpointError(f"{type(model).__name__} cannot be quantized to int8 "
                                   f"(FX tracing failed: {first_line(exc)}); run it in floating point") from exc
