@@ -21,7 +21,7 @@ import torch
 from fer_utils.data import load_dataset, random_subset, training_holdout
 from fer_utils.files import repository_relative, write_json
 from fer_utils.models.checkpoints import update_checkpoint
-from fer_utils.models.quantization import calibrate_int8
+from fer_utils.models.quantization import calibrate_int8, float_ends
 from fer_utils.predict.predictor import FacePredictor, default_checkpoint
 
 BATCH = 256
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": repository_relative(path),
         "calibrated_on": f"fer2013 Training, {len(faces)} faces outside the hold-out",
         "compared_on": f"{len(holdout)} hold-out and {len(test)} PublicTest faces",
-        "float": floating.precision_label, "holdout": compare(floating, int8, holdout.images, holdout.labels),
+        "float": floating.precision_label, "kept_in_float": float_ends(floating.model),
+        "holdout": compare(floating, int8, holdout.images, holdout.labels),
         "PublicTest": compare(floating, int8, test.images, test.labels),
     }
     for split in ("holdout", "PublicTest"):

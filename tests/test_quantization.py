@@ -78,6 +78,7 @@ def test_calibrate_script_stores_a_calibration_predict_uses(tmp_path, fer2013, c
     assert script.main([*quick, "--subset", "300", "--max-drop", "3", "--json", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["stored"] and report["calibrated_on"].startswith("fer2013 Training, 128 faces")
+    assert report["kept_in_float"] == ["features.0", "classifier.1"]  # vgg_gap's first conv, its linear layer
     for split in ("holdout", "PublicTest"):
         row = report[split]
         assert row["same_label"] > 0.9 and abs(row["float_accuracy"] - row["int8_accuracy"]) < 3
